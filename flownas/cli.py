@@ -1,0 +1,144 @@
+"""``flownas`` command line.
+
+Every command prints a one-line ``flownas: error: ...`` and exits non-zero on
+bad input. Command groups that live elsewhere (search, bench, graph, ...)
+add themselves through ``COMMAND_MODULES``: each module has
+``register(subparsers)`` and sets ``func`` on its parsers.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from typing import Sequence
+
+from .errors import FlownasError
+
+# modules that add sub-commands: module path -> register(subparsers)
+COMMAND_MODULES: list[str] = []
+
+
+def _cmd_spaces(args) -> int:
+    from .registry import SPACES
+    for name in SPACES.names(args.pattern):
+        cls = SPACES.get(name)
+        space = cls()
+        size = space.size()
+        doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
+        print(f"{name:<12} {'' if size is None else f'{size:>9,}'} {doc[0] if doc else ''}".rstrip())
+    return 0
+
+
+def _cmd_sample(args) -> int:
+    from .registry import get_space
+    from .seeding import as_rng
+    space = get_space(args.space)
+    rng = as_rng(args.seed)
+    for _ in range(args.n):
+        arch = space.sample(rng)
+        record = arch.to_dict()
+        record["string"] = space.to_string(arch)
+        print(json.dumps(record, separators=(",", ":")))
+    return 0
+
+
+def _cmd_lookup(args) -> int:
+    from .benchmarks.base import load_benchmark
+    from .registry import BENCHMARKS, get_space
+    space = get_space(args.space)
+    arch = space.parse(args.arch)
+    table = args.table
+    if table is None:
+        tables = [n for n in BENCHMARKS.names() if BENCHMARKS.get(n).space == space.name]
+        if not tables:
+            raise FlownasError(f"no benchmark table for space {space.name!r}")
+        table = tables[0]
+    record = load_benchmark(table).query(arch)
+    print(json.dumps(record, indent=None if args.compact else 2, sort_keys=True))
+    return 0
+
+
+def _cmd_data_list(args) -> int:
+    from .data import status
+    from .benchmarks.base import data_root
+    root = data_root(required=False)
+    print(f"FLOWNAS_DATA={root if root else '(not set)'}")
+    for row in status(root):
+        mark = "ok     " if row["present"] else "MISSING"
+        print(f"{mark} {row['table']:<50} {row['sha256'][:16]}…")
+    return 0
+
+
+def _cmd_data_fetch(args) -> int:
+    from .data import fetch
+    path = fetch(args.name, args.url, args.sha256)
+    print(f"fetched {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flownas", description="Predictor-guided neural architecture search.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("spaces", help="list the registered search spaces")
+    p.add_argument("pattern", nargs="?", default="*", help="glob filter, e.g. 'nb*'")
+    p.set_defaults(func=_cmd_spaces)
+
+    p = sub.add_parser("sample", help="random architectures of a space, as JSON lines")
+    p.add_argument("space")
+    p.add_argument("-n", type=_positive_int, default=1, help="how many (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser("lookup", help="benchmark-table metrics of one architecture, as JSON")
+    p.add_argument("space")
+    p.add_argument("arch", help="flownas JSON or the space's native string (e.g. an NB201 string)")
+    p.add_argument("--table", help="benchmark table (default: the space's)")
+    p.add_argument("--compact", action="store_true", help="one line")
+    p.set_defaults(func=_cmd_lookup)
+
+    data = sub.add_parser("data", help="benchmark tables: list, fetch")
+    dsub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    dsub.required = True
+    p = dsub.add_parser("list", help="which tables FLOWNAS_DATA holds")
+    p.set_defaults(func=_cmd_data_list)
+    p = dsub.add_parser("fetch", help="download a table into FLOWNAS_DATA, checksum verified")
+    p.add_argument("name", help="FOLDER/FILE, e.g. nasbench201/nb201_all.jsonl.gz")
+    p.add_argument("--url", required=True)
+    p.add_argument("--sha256", help="expected sha256 (default: the pinned one)")
+    p.set_defaults(func=_cmd_data_fetch)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _version() -> str:
+    from . import __version__
+    return f"flownas {__version__}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except FlownasError as exc:
+        print(f"flownas: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("flownas: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

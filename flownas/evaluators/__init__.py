@@ -1,0 +1,4 @@
+"""Evaluators, registered by name: tabular lookup, real training, proxies."""
+from .base import Evaluator, Result
+
+__all__ = ["Evaluator", "Result"]

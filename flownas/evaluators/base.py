@@ -1,0 +1,32 @@
+"""The ``Evaluator`` interface: how a candidate gets its real score.
+
+``evaluate`` is pure with respect to its inputs (architecture, fidelity and the
+evaluator's own configuration) so that it can run on any worker; evaluators
+are pickled to workers, so they hold configuration and load heavy things
+(tables, datasets) lazily on first use.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..arch import Architecture
+
+
+@dataclass(frozen=True)
+class Result:
+    """``metrics`` holds at least the evaluator's objective (higher is better);
+    ``cost_s`` is what the evaluation cost in seconds (simulated for tables)."""
+
+    metrics: dict[str, Any]
+    cost_s: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Evaluator(abc.ABC):
+    objective: str = "val_acc"   # the metric a search maximizes
+
+    @abc.abstractmethod
+    def evaluate(self, arch: Architecture, fidelity: Any = None) -> Result:
+        ...

@@ -1,0 +1,82 @@
+"""The ``Predictor`` interface (scikit-learn shaped).
+
+Hyper-parameters go in ``__init__``; ``fit`` learns and returns ``self``;
+``predict`` never trains. Scores are "higher is better" in the units of the
+training targets. ``save``/``load`` restore predictions exactly.
+"""
+from __future__ import annotations
+
+import abc
+import inspect
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..arch import Architecture
+from ..errors import ArchitectureError
+
+
+class Predictor(abc.ABC):
+    name: str = ""
+
+    @abc.abstractmethod
+    def fit(self, archs: Sequence[Architecture], y: Sequence[float], *,
+            low_fidelity: dict[str, Sequence[float]] | None = None) -> "Predictor":
+        """Learn from ``archs`` and their targets ``y``; ``low_fidelity`` maps a
+        signal name (e.g. ``"val_acc_12"``, ``"synflow"``) to one value per arch."""
+
+    @abc.abstractmethod
+    def predict(self, archs: Sequence[Architecture], *, return_std: bool = False):
+        """Scores, shape (n,); with ``return_std`` a (mean, std) pair."""
+
+    @abc.abstractmethod
+    def save(self, path: str | Path) -> None:
+        """Write everything ``load`` needs to predict exactly as now."""
+
+    @classmethod
+    @abc.abstractmethod
+    def load(cls, path: str | Path) -> "Predictor":
+        ...
+
+    def get_params(self) -> dict[str, Any]:
+        """The ``__init__`` hyper-parameters, as scikit-learn does."""
+        sig = inspect.signature(type(self).__init__)
+        return {p: getattr(self, p) for p in sig.parameters
+                if p != "self" and sig.parameters[p].kind is not inspect.Parameter.VAR_KEYWORD}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+
+def check_archs(archs: Sequence[Architecture], space: str | None = None) -> list[Architecture]:
+    """Non-empty, all ``Architecture``, all of one space (``space`` if given)."""
+    archs = list(archs)
+    if not archs:
+        raise ValueError("no architectures given (an empty list)")
+    for i, a in enumerate(archs):
+        if not isinstance(a, Architecture):
+            raise TypeError(f"item {i} is a {type(a).__name__}, not an Architecture")
+    spaces = {a.space for a in archs}
+    if space is not None and spaces != {space}:
+        other = sorted(spaces - {space})
+        raise ArchitectureError(f"this predictor was fitted on space {space!r}; got architectures of {other}")
+    if len(spaces) > 1:
+        raise ArchitectureError(f"architectures of several spaces in one batch: {sorted(spaces)}")
+    return archs
+
+
+def check_targets(y: Sequence[float], n: int, what: str = "targets") -> np.ndarray:
+    """Finite float targets, one per architecture."""
+    try:
+        arr = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be numbers (missing values are not allowed)") from None
+    if arr.ndim != 1 or len(arr) != n:
+        raise ValueError(f"{what}: expected {n} values, one per architecture, got shape {arr.shape}")
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if len(bad):
+        raise ValueError(f"{what} must be finite: {len(bad)} are NaN/inf (first at index {bad[0]})")
+    return arr

@@ -1,0 +1,89 @@
+"""Registries by name (timm style): ``@SPACES.register("nb201")``.
+
+A registry discovers its implementations lazily: the first lookup imports every
+module of its package, then every plug-in of the entry-point group
+``flownas.<kind>`` (so a pip-installed plug-in appears without editing flownas).
+Importing flownas itself stays cheap.
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import importlib.metadata
+import pkgutil
+from typing import Any, Callable
+
+from .errors import UnknownNameError
+
+
+class Registry:
+    def __init__(self, kind: str, package: str):
+        self.kind = kind                  # "space", "predictor", ...
+        self.package = package            # "flownas.spaces"
+        self._entries: dict[str, Any] = {}
+        self._discovered = False
+
+    def register(self, name: str, obj: Any = None):
+        """Register ``obj`` under ``name``; usable as a decorator."""
+        def add(o):
+            current = self._entries.get(name)
+            if current is not None and current is not o:
+                raise ValueError(f"{self.kind} {name!r} is registered twice: "
+                                 f"{_qualname(current)} and {_qualname(o)}")
+            self._entries[name] = o
+            return o
+        return add if obj is None else add(obj)
+
+    def get(self, name: str) -> Any:
+        self._discover()
+        try:
+            return self._entries[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, self._entries, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r}{hint} "
+                f"(known: {', '.join(sorted(self._entries)) or 'none'})") from None
+
+    def create(self, name: str, **kwargs) -> Any:
+        return self.get(name)(**kwargs)
+
+    def names(self, pattern: str = "*") -> list[str]:
+        self._discover()
+        return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
+
+    def __contains__(self, name: str) -> bool:
+        self._discover()
+        return name in self._entries
+
+    def _discover(self) -> None:
+        if self._discovered:
+            return
+        pkg = importlib.import_module(self.package)
+        for mod in pkgutil.iter_modules(pkg.__path__):
+            if not mod.name.startswith("_"):
+                importlib.import_module(f"{self.package}.{mod.name}")
+        for ep in importlib.metadata.entry_points(group=f"flownas.{self.kind}s"):
+            obj = ep.load()
+            if ep.name not in self._entries:   # a plug-in may register itself
+                self.register(ep.name, obj)
+        # set last: a failed import fails again, loudly, on the next lookup
+        self._discovered = True
+
+
+def _qualname(o: Any) -> str:
+    return f"{getattr(o, '__module__', '?')}.{getattr(o, '__qualname__', repr(o))}"
+
+
+SPACES = Registry("space", "flownas.spaces")
+PREDICTORS = Registry("predictor", "flownas.predictors")
+STRATEGIES = Registry("strategy", "flownas.search")
+EVALUATORS = Registry("evaluator", "flownas.evaluators")
+BENCHMARKS = Registry("benchmark", "flownas.benchmarks")
+EXECUTORS = Registry("executor", "flownas.runtime")
+
+
+def get_space(name: str, **kwargs) -> Any:
+    """The search space registered as ``name``, instantiated."""
+    return SPACES.get(name)(**kwargs)

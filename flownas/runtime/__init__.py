@@ -1,0 +1,1 @@
+"""Executors: where evaluations run (in-process, process pool, Ray)."""

@@ -1,0 +1,1 @@
+"""Search strategies (ask/tell), registered by name, and the search loop."""

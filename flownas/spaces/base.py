@@ -1,0 +1,125 @@
+"""The ``SearchSpace`` interface: every space (built in or a user's) has these
+methods, and ``tests/test_spaces_conformance.py`` runs every registered space
+through one shared suite."""
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar, Iterator, Mapping
+
+import numpy as np
+
+from ..arch import Architecture
+from ..errors import ArchitectureError, NotInSpaceError
+
+
+class SearchSpace(abc.ABC):
+    """A set of architectures: sample, mutate, check, build.
+
+    ``ops`` is the operation vocabulary in a fixed order (predictors one-hot
+    encode by it); ``input_op``/``output_op`` name the single input and
+    output nodes of cell spaces (None for spaces without them).
+    """
+
+    name: ClassVar[str]
+    ops: ClassVar[tuple[str, ...]]
+    input_shape: ClassVar[tuple[int, ...]] = (3, 32, 32)   # one example of the networks' input (C, H, W)
+    input_op: ClassVar[str | None] = "input"
+    output_op: ClassVar[str | None] = "output"
+
+    # -- required --------------------------------------------------------
+    @abc.abstractmethod
+    def sample(self, rng: np.random.Generator) -> Architecture:
+        """A random member of the space (uniform where the space says so)."""
+
+    @abc.abstractmethod
+    def mutate(self, arch: Architecture, rng: np.random.Generator) -> Architecture:
+        """A random neighbour: a member of the space that differs from ``arch``."""
+
+    @abc.abstractmethod
+    def validate(self, arch: Architecture) -> None:
+        """Raise ``NotInSpaceError`` naming the broken rule, else return None."""
+
+    @abc.abstractmethod
+    def to_model(self, arch: Architecture, **options: Any):
+        """A real, trainable ``torch.nn.Module`` for ``arch``."""
+
+    @abc.abstractmethod
+    def param_space(self) -> dict[str, tuple]:
+        """Categorical parameters (name -> choices) for Optuna-style samplers."""
+
+    @abc.abstractmethod
+    def to_params(self, arch: Architecture) -> dict[str, Any]:
+        """``arch`` as values of ``param_space()``."""
+
+    @abc.abstractmethod
+    def from_params(self, params: Mapping[str, Any]) -> Architecture:
+        """The architecture of those parameter values; raises if they are invalid."""
+
+    # -- optional --------------------------------------------------------
+    def contains(self, arch: Architecture) -> bool:
+        try:
+            self.validate(arch)
+        except ArchitectureError:
+            return False
+        return True
+
+    def normalize(self, arch: Architecture) -> Architecture:
+        """The form the space stores (e.g. NB101 prunes dead vertices)."""
+        return arch
+
+    def enumerate(self) -> Iterator[Architecture]:
+        """Every member, once; only for finite spaces."""
+        raise NotImplementedError(f"space {self.name!r} cannot be enumerated")
+
+    def size(self) -> int | None:
+        """Number of members, or None when infinite or unknown."""
+        return None
+
+    def to_string(self, arch: Architecture) -> str:
+        """The space's native text form (NB201 string, genotype, ...)."""
+        return arch.to_json()
+
+    def from_string(self, text: str) -> Architecture:
+        return self.normalize(Architecture.from_json(text))
+
+    def parse(self, text: str) -> Architecture:
+        """An architecture from flownas JSON or the space's native text form."""
+        text = text.strip()
+        arch = Architecture.from_json(text) if text.startswith("{") else self.from_string(text)
+        arch = self.normalize(arch if arch.space else arch.with_space(self.name))
+        self.validate(arch)
+        return arch
+
+    def __repr__(self) -> str:
+        return f"<space {self.name}>"
+
+    # -- shared checks for subclasses --------------------------------------
+    def _error(self, rule: str) -> NotInSpaceError:
+        return NotInSpaceError(self.name, rule)
+
+    def check_common(self, arch: Architecture) -> None:
+        """Space name, op vocabulary, and one input / one output node."""
+        if not isinstance(arch, Architecture):
+            raise ArchitectureError(f"expected an Architecture, got {type(arch).__name__}")
+        if arch.space != self.name:
+            raise self._error(f"the architecture belongs to space {arch.space!r}")
+        known = set(self.ops)
+        for i, op in enumerate(arch.ops):
+            if op not in known:
+                raise self._error(f"unknown op {op!r} at node {i} (known: {', '.join(self.ops)})")
+        for role, op in (("input", self.input_op), ("output", self.output_op)):
+            if op is None:
+                continue
+            count = arch.ops.count(op)
+            if count != 1:
+                raise self._error(f"needs exactly one {role} node ({op!r}), found {count}")
+        if self.input_op is not None:
+            src = arch.sources()
+            if src != (arch.ops.index(self.input_op),):
+                bad = [i for i in src if arch.ops[i] != self.input_op]
+                raise self._error(f"node {bad[0]} ({arch.ops[bad[0]]}) has no input: only the input node may")
+        if self.output_op is not None:
+            snk = arch.sinks()
+            if snk != (arch.ops.index(self.output_op),):
+                bad = [i for i in snk if arch.ops[i] != self.output_op]
+                raise self._error(f"node {bad[0]} ({arch.ops[bad[0]]}) feeds nothing: only the output node may")

@@ -1,0 +1,1 @@
+"""torch builders of the spaces' networks (imported only when a model is built)."""

@@ -1,0 +1,60 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from flownas.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_spaces_lists_nb201(capsys):
+    code, out, _ = run(capsys, "spaces")
+    assert code == 0 and "nb201" in out and "15,625" in out
+
+
+def test_sample_is_seeded_json_lines(capsys):
+    _, a, _ = run(capsys, "sample", "nb201", "-n", "3", "--seed", "4")
+    _, b, _ = run(capsys, "sample", "nb201", "-n", "3", "--seed", "4")
+    lines = a.strip().splitlines()
+    assert a == b and len(lines) == 3
+    assert json.loads(lines[0])["space"] == "nb201"
+
+
+def test_lookup_prints_metrics(capsys, data_root):
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+    code, out, _ = run(capsys, "lookup", "nb201", arch)
+    assert code == 0 and json.loads(out)["c10_test_acc_200"] > 94
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sample", "nb999"], "unknown space 'nb999'"),
+    (["lookup", "nb201", "|bogus~0|"], "not an NB201 string"),
+    (["lookup", "nb201", "{nope"], "does not parse"),
+])
+def test_bad_input_is_one_line_error(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and err.startswith("flownas: error:") and message in err
+
+
+def test_help_everywhere():
+    for argv in (["--help"], ["sample", "--help"], ["lookup", "--help"], ["data", "fetch", "--help"]):
+        proc = subprocess.run([sys.executable, "-m", "flownas", *argv], capture_output=True, text=True)
+        assert proc.returncode == 0 and "usage:" in proc.stdout
+
+
+def test_missing_data_is_explained(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("FLOWNAS_DATA", str(tmp_path))
+    from flownas.benchmarks.base import load_benchmark
+    load_benchmark.cache_clear()
+    try:
+        code, _, err = run(capsys, "lookup", "nb201", "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+    finally:
+        load_benchmark.cache_clear()
+    assert code == 1 and "missing benchmark table" in err and "nb201_all.jsonl.gz" in err and "fetch" in err
