@@ -15,8 +15,10 @@ from typing import Sequence
 
 from .errors import FlownasError
 
-# modules that add sub-commands: module path -> register(subparsers)
+# modules that add sub-commands: each has register(subparsers)
 COMMAND_MODULES: list[str] = []
+# modules that add `flownas bench <what>` commands: each has register_bench(subparsers)
+BENCH_MODULES: list[str] = []
 
 
 def _cmd_spaces(args) -> int:
@@ -113,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(sub)
+    if BENCH_MODULES:
+        bench = sub.add_parser("bench", help="benchmarks that measure figures (see BENCHMARKS.md)")
+        bsub = bench.add_subparsers(dest="bench_command", metavar="WHAT")
+        bsub.required = True
+        for module in BENCH_MODULES:
+            importlib.import_module(module).register_bench(bsub)
     return parser
 
 
