@@ -236,14 +236,16 @@ def space_vocabulary(space: str) -> tuple[str, ...] | None:
 
 
 def path_encoding(archs: Sequence[Architecture], paths: Mapping[tuple[str, ...], int] | None = None,
-                  max_paths: int = 4096) -> tuple[np.ndarray, dict[tuple[str, ...], int]]:
+                  max_paths: int = 4096, skip_ops: Sequence[str] = ()) -> tuple[np.ndarray, dict[tuple[str, ...], int]]:
     """BANANAS-style path encoding: one column per source-to-sink op sequence.
 
     Returns (counts (B, P) float32, vocabulary). Without ``paths`` the
     vocabulary is built from ``archs`` (the ``max_paths`` most frequent);
     unseen paths at prediction time are dropped (no column to count them in).
+    Paths through a ``skip_ops`` node (a zero op) carry nothing and are left out.
     """
-    per_arch = [_paths(a) for a in archs]
+    skip = set(skip_ops)
+    per_arch = [[p for p in _paths(a) if not skip.intersection(p)] for a in archs]
     if paths is None:
         freq: dict[tuple[str, ...], int] = {}
         for ps in per_arch:
