@@ -164,3 +164,47 @@ def test_model_selection_keeps_a_real_copy_of_the_best_weights():
     tau_at_best = [h["val_tau"] for h in result.history if h["epoch"] == result.best_epoch][0]
     assert tau_at_best == result.val_tau == max(h["val_tau"] for h in result.history)
     assert metrics.kendall_tau(val_y, predict_scores(net, batch).numpy()) == pytest.approx(result.val_tau)
+
+
+# -- FlowerFormer's pieces ----------------------------------------------------------
+def test_flow_pass_is_a_gru_cell_along_the_flow():
+    """On a chain every node has one predecessor (attention weight 1): the pass
+    must equal GRUCell applied node after node, hidden = the predecessor's state."""
+    from flownas.predictors.nn.flowerformer import FlowPass, Schedule
+    torch.manual_seed(0)
+    fp = FlowPass(8)
+    adj = torch.zeros(1, 3, 3, dtype=torch.bool)
+    adj[0, 0, 1] = adj[0, 1, 2] = True
+    x = torch.randn(1, 3, 8)
+    h = fp(x, Schedule(adj.transpose(1, 2), torch.tensor([[0, 1, 2]])))
+    h0 = fp.gru(x[0, :1])
+    h1 = fp.gru(x[0, 1:2], h0)
+    h2 = fp.gru(x[0, 2:], h1)
+    torch.testing.assert_close(h[0], torch.cat([h0, h1, h2]))
+
+
+def test_flow_pass_attends_over_all_predecessors():
+    from flownas.predictors.nn.flowerformer import FlowPass, Schedule
+    torch.manual_seed(0)
+    fp = FlowPass(4)
+    adj = torch.zeros(1, 3, 3, dtype=torch.bool)
+    adj[0, 0, 2] = adj[0, 1, 2] = True          # 0 -> 2 <- 1
+    x = torch.randn(1, 3, 4)
+    h = fp(x, Schedule(adj.transpose(1, 2), torch.tensor([[0, 0, 1]])))
+    h0, h1 = fp.gru(x[0, :1]), fp.gru(x[0, 1:2])
+    w = torch.softmax(torch.cat([fp.score(h0), fp.score(h1)]).squeeze(-1), 0)
+    torch.testing.assert_close(h[0, 2:], fp.gru(x[0, 2:], w[0] * h0 + w[1] * h1))
+
+
+def test_compacted_batches_score_the_same():
+    from flownas.predictors.nn.batch import GraphBatch
+    from flownas.predictors.nn.flowerformer import FlowerFormerEncoder
+    from flownas.predictors.nn.heads import GraphRegressor
+    from flownas.predictors.nn.train import predict_scores
+    rng = np.random.default_rng(0)
+    archs = [NB201Space().sample(rng) for _ in range(50)]
+    batch = GraphBatch.encode(archs, GraphFeaturizer(NB201Space.ops, prune_ops=("none",)))
+    assert batch.compacted().num_nodes <= batch.num_nodes
+    torch.manual_seed(0)
+    net = GraphRegressor(FlowerFormerEncoder(7, 16, 2, 2))
+    torch.testing.assert_close(predict_scores(net, batch, chunk=16, compact=True), predict_scores(net, batch))

@@ -157,10 +157,9 @@ class NeuralPredictor(Predictor):
     def _augment_hook(self):
         return None if type(self).augment is NeuralPredictor.augment else self.augment
 
-    @staticmethod
-    def _scores(net, batch) -> np.ndarray:
+    def _scores(self, net, batch) -> np.ndarray:
         from .nn.train import predict_scores
-        return predict_scores(net, batch).double().numpy()
+        return predict_scores(net, batch, compact=self.permutation_invariant).double().numpy()
 
     def predict(self, archs: Sequence[Architecture], *, return_std: bool = False):
         from .nn.batch import GraphBatch

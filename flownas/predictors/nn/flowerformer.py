@@ -104,7 +104,7 @@ class FlowPass(nn.Module):
         gi = F.linear(x.reshape(B * n, d), self.gru.weight_ih, self.gru.bias_ih)  # input side, once
         h = x.new_zeros(B * n, d)
         for step, (idx, graph, senders) in enumerate(schedule.steps):
-            gi_r, gi_z, gi_n = gi[idx].chunk(3, dim=-1)
+            gi_k = gi[idx]
             if step == 0:  # sources (sinks backward): no neighbours, the hidden state is 0
                 msg = None
                 gh = self.gru.bias_hh.expand(len(idx), 3 * d)
@@ -114,10 +114,9 @@ class FlowPass(nn.Module):
                 att = torch.softmax(logits, dim=-1).nan_to_num(0.0)          # no neighbours: no message
                 msg = torch.bmm(att.unsqueeze(1), hb).squeeze(1)
                 gh = F.linear(msg, self.gru.weight_hh, self.gru.bias_hh)
-            gh_r, gh_z, gh_n = gh.chunk(3, dim=-1)
-            r = torch.sigmoid(gi_r + gh_r)
-            z = torch.sigmoid(gi_z + gh_z)
-            new = torch.tanh(gi_n + r * gh_n)
+            # GRU cell (PyTorch's gate order r, z, n): r and z in one sigmoid
+            r, z = torch.sigmoid(gi_k[:, :2 * d] + gh[:, :2 * d]).chunk(2, dim=-1)
+            new = torch.tanh(torch.addcmul(gi_k[:, 2 * d:], r, gh[:, 2 * d:]))
             new = new - z * new if msg is None else torch.lerp(new, msg, z)   # (1 - z) * new + z * msg
             h = h.index_copy(0, idx, new)
         return h.view(B, n, d)

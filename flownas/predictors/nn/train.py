@@ -112,11 +112,26 @@ def warmup_cosine(step: int, total: int, warmup_steps: int) -> float:
 
 # -- the loop ----------------------------------------------------------------
 @torch.no_grad()
-def predict_scores(net: torch.nn.Module, batch: GraphBatch, chunk: int = 4096) -> torch.Tensor:
-    """Scores of a whole batch in eval mode, ``chunk`` graphs at a time."""
+def predict_scores(net: torch.nn.Module, batch: GraphBatch, chunk: int = 2048,
+                   compact: bool = False) -> torch.Tensor:
+    """Scores of a whole batch in eval mode, ``chunk`` graphs at a time.
+
+    ``compact`` (only for networks that ignore node numbering): chunks of
+    graphs of similar size, each renumbered real-nodes-first and trimmed, so
+    no work is spent on padding.
+    """
     was_training = net.training
     net.eval()
-    out = torch.cat([net(batch[i:i + chunk]) for i in range(0, len(batch), chunk)])
+    order = torch.argsort(batch.mask.sum(1), stable=True) if compact else None
+    if order is not None:
+        batch = batch[order]
+    parts = []
+    for i in range(0, len(batch), chunk):
+        part = batch[i:i + chunk]
+        parts.append(net(part.compacted() if compact else part))
+    out = torch.cat(parts)
+    if order is not None:
+        out = torch.empty_like(out).index_copy_(0, order, out)
     net.train(was_training)
     return out
 
