@@ -76,6 +76,23 @@ def test_pruning_removes_zero_ops_and_dead_paths():
     assert empty.mask[0].sum() == 2 and not empty.adj.any()
 
 
+def test_contraction_joins_the_neighbours_of_identity_nodes():
+    f = GraphFeaturizer(NB201Space.ops, prune_ops=("none",), contract_ops=("skip_connect",))
+    best = _cell(BEST)
+    g = f([best])
+    assert g.mask[0].sum() == 7 and g.adj[0, 0, 7]          # input -> skip -> output became input -> output
+    np.testing.assert_array_equal(g.reach[0][np.ix_(g.mask[0], g.mask[0])],
+                                  Architecture.from_edges(["x"] * 8, zip(*np.nonzero(g.adj[0]))).reachability()
+                                  [np.ix_(g.mask[0], g.mask[0])])
+    # output = skip(x) + skip(skip(x)) is 2x, not x: the skip whose
+    # predecessor already feeds its successor stays
+    twice = _cell("|skip_connect~0|+|none~0|none~1|+|skip_connect~0|skip_connect~1|none~2|")
+    g = f([twice])
+    assert np.flatnonzero(g.mask[0]).tolist() == [0, 5, 7]
+    assert g.adj[0, 0, 5] and g.adj[0, 5, 7] and g.adj[0, 0, 7] and g.adj[0].sum() == 3
+    assert g.depth[0, [0, 5, 7]].tolist() == [0, 1, 2] and g.rdepth[0, [0, 5, 7]].tolist() == [2, 1, 0]
+
+
 def test_featurizer_rejects_unknown_ops_and_oversized_graphs():
     f = GraphFeaturizer(("input", "a", "output"), max_nodes=3)
     with pytest.raises(ValueError, match="not in this predictor's vocabulary"):

@@ -10,9 +10,12 @@ structures are cached across calls.
 
 ``prune_ops`` (e.g. ``("none",)``) removes nodes whose op carries no signal
 (NB201's zero op) and then every node left off an input-to-output path, as the
-cell itself computes: the removed nodes become padding, and generations and
-reachability are those of the pruned graph. Without it the graph is encoded
-as given.
+cell itself computes. ``contract_ops`` (e.g. ``("skip_connect",)``) removes
+nodes whose op is the identity and joins their predecessors to their
+successors: the same function, one node fewer. Removed nodes become padding;
+generations and reachability are those of the reduced graph, so networks that
+compute the same function (NATS-Bench's "unique string" classes) get (nearly)
+the same encoding. Without either option the graph is encoded as given.
 
 Plain numpy: importing this module does not import torch.
 """
@@ -75,6 +78,7 @@ class GraphFeaturizer:
     """
     ops: tuple[str, ...]
     prune_ops: tuple[str, ...] = ()
+    contract_ops: tuple[str, ...] = ()
     attr_keys: tuple[str, ...] = ()
     attr_mean: tuple[float, ...] = ()
     attr_std: tuple[float, ...] = ()
@@ -84,6 +88,7 @@ class GraphFeaturizer:
     def __post_init__(self):
         self.ops = tuple(self.ops)
         self.prune_ops = tuple(self.prune_ops)
+        self.contract_ops = tuple(self.contract_ops)
         self.attr_keys = tuple(self.attr_keys)
         self.attr_mean = tuple(float(v) for v in self.attr_mean)
         self.attr_std = tuple(float(v) for v in self.attr_std)
@@ -102,13 +107,15 @@ class GraphFeaturizer:
     # -- construction ----------------------------------------------------
     @classmethod
     def for_archs(cls, archs: Sequence[Architecture], *, prune_ops: Sequence[str] = (),
-                  use_attrs: bool = True, fixed_size: bool = False) -> "GraphFeaturizer":
+                  contract_ops: Sequence[str] = (), use_attrs: bool = True,
+                  fixed_size: bool = False) -> "GraphFeaturizer":
         """A featurizer for the space of ``archs``: the space's registered
         vocabulary (or, for an unregistered space, the ops seen), numeric
         attributes seen in ``archs`` and, with ``fixed_size``, their largest
         node count."""
         vocab = space_vocabulary(archs[0].space) or tuple(sorted({op for a in archs for op in a.ops}))
         feat = cls(vocab, prune_ops=tuple(p for p in prune_ops if p in vocab),
+                   contract_ops=tuple(p for p in contract_ops if p in vocab),
                    max_nodes=max(a.num_nodes for a in archs) if fixed_size else None)
         return feat.fit_attrs(archs) if use_attrs else feat
 
@@ -123,11 +130,12 @@ class GraphFeaturizer:
         keys = tuple(sorted(values))
         mean = tuple(float(np.mean(values[k])) for k in keys)
         std = tuple(float(np.std(values[k])) or 1.0 for k in keys)
-        return GraphFeaturizer(self.ops, self.prune_ops, keys, mean, std, self.max_nodes)
+        return GraphFeaturizer(self.ops, self.prune_ops, self.contract_ops, keys, mean, std, self.max_nodes)
 
     def config(self) -> dict[str, Any]:
         """JSON-able; ``GraphFeaturizer(**config)`` rebuilds it."""
-        return {"ops": list(self.ops), "prune_ops": list(self.prune_ops), "attr_keys": list(self.attr_keys),
+        return {"ops": list(self.ops), "prune_ops": list(self.prune_ops), "contract_ops": list(self.contract_ops),
+                "attr_keys": list(self.attr_keys),
                 "attr_mean": list(self.attr_mean), "attr_std": list(self.attr_std), "max_nodes": self.max_nodes}
 
     # -- encoding ----------------------------------------------------------
@@ -156,13 +164,15 @@ class GraphFeaturizer:
         for i, a in enumerate(archs):
             groups.setdefault((a.num_nodes, a.edges), []).append(i)
         pruned = np.array([self._index[p] for p in self.prune_ops], dtype=np.int64)
+        contracted = np.array([self._index[p] for p in self.contract_ops], dtype=np.int64)
         for (n, edges), idx in groups.items():
             st = _structure(n, edges)
             ops = self._op_indices([archs[i] for i in idx])
             idx = np.asarray(idx)
             out.ops[idx, :n] = ops
-            if len(pruned) and np.isin(ops, pruned).any():
-                keep, adj, depth, rdepth, reach = _pruned(st, ~np.isin(ops, pruned))
+            zero, ident = np.isin(ops, pruned), np.isin(ops, contracted)
+            if zero.any() or ident.any():
+                keep, adj, depth, rdepth, reach = _reduced(st, ~zero, ident)
                 out.ops[idx, :n] = np.where(keep, ops, pad)
             else:
                 keep = np.ones((len(idx), n), dtype=bool)
@@ -194,10 +204,11 @@ class GraphFeaturizer:
             out.attrs[b, :a.num_nodes] = ((vals - mean) / std) * out.mask[b, :a.num_nodes, None]
 
 
-def _pruned(st: _Structure, alive: np.ndarray):
-    """Keep-mask, adjacency, generations and reachability of the graphs
-    ``alive`` (G, n) leaves of one structure: a node stays when it is alive
-    and on a source-to-sink path of alive nodes; sources and sinks stay."""
+def _reduced(st: _Structure, alive: np.ndarray, identity: np.ndarray):
+    """Keep-mask, adjacency, generations and reachability of the graphs of one
+    structure once their dead nodes (``alive`` False, and every node then off
+    a source-to-sink path; sources and sinks stay) are pruned and their
+    ``identity`` nodes contracted. ``alive``/``identity``: (G, n) bool."""
     G, n = alive.shape
     fwd = np.zeros((G, n), dtype=bool)
     bwd = np.zeros((G, n), dtype=bool)
@@ -210,18 +221,28 @@ def _pruned(st: _Structure, alive: np.ndarray):
     ends = np.array([not st.preds[v] or not st.succs[v] for v in range(n)])
     keep = (fwd & bwd) | (ends & alive)
     adj = st.adj[None] & keep[:, :, None] & keep[:, None, :]
+    for v in st.topo:   # in topological order, so the new edges only skip nodes already visited
+        c = identity[:, v] & keep[:, v] & ~ends[v]
+        if c.any():
+            joined = adj[:, :, v, None] & adj[:, None, v, :]          # predecessors x successors
+            # not where a predecessor already feeds a successor: x + x is not x
+            c &= ~(joined & adj).any((1, 2))
+            joined = joined[c]
+            adj[c] |= joined
+            adj[c, v, :] = False
+            adj[c, :, v] = False
+            keep[c, v] = False
+    # generations and reachability of the reduced graphs (the structure's
+    # topological order still holds: edges only ever skip ahead)
     depth = np.zeros((G, n), dtype=np.int64)
     for v in st.topo:
-        for u in st.preds[v]:
-            depth[:, v] = np.where(adj[:, u, v], np.maximum(depth[:, v], depth[:, u] + 1), depth[:, v])
+        depth[:, v] = np.where(adj[:, :, v], depth + 1, 0).max(1)
     rdepth = np.zeros((G, n), dtype=np.int64)
     reach = np.zeros((G, n, n), dtype=bool)
     for v in reversed(st.topo):
-        for w in st.succs[v]:
-            e = adj[:, v, w]
-            rdepth[:, v] = np.where(e, np.maximum(rdepth[:, v], rdepth[:, w] + 1), rdepth[:, v])
-            reach[:, v] |= e[:, None] & reach[:, w]
-            reach[:, v, w] |= e
+        e = adj[:, v, :]
+        rdepth[:, v] = np.where(e, rdepth + 1, 0).max(1)
+        reach[:, v] = e | (e[:, :, None] & reach).any(1)
     return keep, adj, depth, rdepth, reach
 
 
