@@ -246,6 +246,27 @@ def _reduced(st: _Structure, alive: np.ndarray, identity: np.ndarray):
     return keep, adj, depth, rdepth, reach
 
 
+#: ops that compute zero or the identity, per space: what ``"auto"`` means
+#: for ``prune_ops``/``contract_ops``. A space may instead declare class
+#: attributes ``zero_ops``/``identity_ops``. (DARTS' skip_connect is no
+#: identity in reduction cells, so only NB201 contracts by default.)
+ZERO_OPS: dict[str, tuple[str, ...]] = {"nb201": ("none",)}
+IDENTITY_OPS: dict[str, tuple[str, ...]] = {"nb201": ("skip_connect",)}
+
+
+def resolve_ops(value: str | Sequence[str], space: str, kind: str) -> tuple[str, ...]:
+    """``prune_ops``/``contract_ops`` of a predictor for ``space``: ``"auto"``
+    means the space's zero (``kind="zero"``) or identity ops; a list is taken as is."""
+    if isinstance(value, str):
+        if value != "auto":
+            raise ValueError(f"expected a list of ops or 'auto', got {value!r}")
+        table, attr = (ZERO_OPS, "zero_ops") if kind == "zero" else (IDENTITY_OPS, "identity_ops")
+        from ..registry import SPACES
+        declared = getattr(SPACES.get(space), attr, None) if space and space in SPACES else None
+        return tuple(declared) if declared is not None else table.get(space, ())
+    return tuple(value)
+
+
 def space_vocabulary(space: str) -> tuple[str, ...] | None:
     """The registered space's op vocabulary, or None for an unregistered one."""
     if not space:
@@ -257,16 +278,20 @@ def space_vocabulary(space: str) -> tuple[str, ...] | None:
 
 
 def path_encoding(archs: Sequence[Architecture], paths: Mapping[tuple[str, ...], int] | None = None,
-                  max_paths: int = 4096, skip_ops: Sequence[str] = ()) -> tuple[np.ndarray, dict[tuple[str, ...], int]]:
+                  max_paths: int = 4096, skip_ops: Sequence[str] = (),
+                  identity_ops: Sequence[str] = ()) -> tuple[np.ndarray, dict[tuple[str, ...], int]]:
     """BANANAS-style path encoding: one column per source-to-sink op sequence.
 
     Returns (counts (B, P) float32, vocabulary). Without ``paths`` the
     vocabulary is built from ``archs`` (the ``max_paths`` most frequent);
     unseen paths at prediction time are dropped (no column to count them in).
-    Paths through a ``skip_ops`` node (a zero op) carry nothing and are left out.
+    Paths through a ``skip_ops`` node (a zero op) carry nothing and are left
+    out; ``identity_ops`` are dropped from the op sequences (x -> skip -> conv
+    is x -> conv).
     """
-    skip = set(skip_ops)
-    per_arch = [[p for p in _paths(a) if not skip.intersection(p)] for a in archs]
+    skip, ident = set(skip_ops), set(identity_ops)
+    per_arch = [[tuple(o for o in p if o not in ident) if ident else p
+                 for p in _paths(a) if not skip.intersection(p)] for a in archs]
     if paths is None:
         freq: dict[tuple[str, ...], int] = {}
         for ps in per_arch:

@@ -17,7 +17,7 @@ from ..arch import Architecture
 from ..errors import FlownasError
 from ..registry import PREDICTORS
 from .base import Predictor, check_archs, check_targets
-from .features import path_encoding
+from .features import path_encoding, resolve_ops
 from .metrics import kendall_tau
 from .neural import FORMAT, FORMAT_VERSION, NotFittedError
 
@@ -29,10 +29,13 @@ class GBTPredictor(Predictor):
 
     def __init__(self, max_iter: int = 500, learning_rate: float = 0.05, max_leaf_nodes: int = 15,
                  min_samples_leaf: int = 5, l2_regularization: float = 0.0, max_features: float = 0.7,
-                 ensemble: int = 1, prune_ops: Sequence[str] = ("none",), seed: int = 0):
+                 ensemble: int = 1, prune_ops: str | Sequence[str] = "auto",
+                 contract_ops: str | Sequence[str] = "auto", seed: int = 0):
         self.max_iter, self.learning_rate, self.max_leaf_nodes = max_iter, learning_rate, max_leaf_nodes
         self.min_samples_leaf, self.l2_regularization = min_samples_leaf, l2_regularization
-        self.max_features, self.ensemble, self.prune_ops, self.seed = max_features, ensemble, tuple(prune_ops), seed
+        self.max_features, self.ensemble, self.seed = max_features, ensemble, seed
+        self.prune_ops = prune_ops if isinstance(prune_ops, str) else tuple(prune_ops)
+        self.contract_ops = contract_ops if isinstance(contract_ops, str) else tuple(contract_ops)
         if int(ensemble) < 1:
             raise ValueError(f"ensemble must be at least 1, got {ensemble}")
 
@@ -51,11 +54,13 @@ class GBTPredictor(Predictor):
         if len(archs) < 2:
             raise ValueError(f"need at least 2 architectures to learn from, got {len(archs)}")
         space = archs[0].space
-        X, paths = path_encoding(archs, skip_ops=self.prune_ops)
+        skip = resolve_ops(self.prune_ops, space, "zero")
+        ident = resolve_ops(self.contract_ops, space, "identity")
+        X, paths = path_encoding(archs, skip_ops=skip, identity_ops=ident)
         val = None
         if validation is not None:
             v_archs = check_archs(validation[0], space)
-            val = (path_encoding(v_archs, paths, skip_ops=self.prune_ops)[0],
+            val = (path_encoding(v_archs, paths, skip_ops=skip, identity_ops=ident)[0],
                    check_targets(validation[1], len(v_archs), "validation targets"))
         models, rounds = [], []
         for k in range(self.ensemble):
@@ -68,14 +73,15 @@ class GBTPredictor(Predictor):
                     model = self._model(seed, best).fit(X, y)
                 rounds.append(best)
             models.append(model)
-        self.space_, self.paths_, self.models_, self.rounds_ = space, paths, models, rounds
+        self.space_, self.skip_ops_, self.identity_ops_ = space, skip, ident
+        self.paths_, self.models_, self.rounds_ = paths, models, rounds
         return self
 
     def predict(self, archs: Sequence[Architecture], *, return_std: bool = False):
         if not hasattr(self, "models_"):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit() first")
         archs = check_archs(archs, self.space_)
-        X, _ = path_encoding(archs, self.paths_, skip_ops=self.prune_ops)
+        X, _ = path_encoding(archs, self.paths_, skip_ops=self.skip_ops_, identity_ops=self.identity_ops_)
         preds = np.stack([m.predict(X) for m in self.models_])
         mean = preds.mean(0)
         return (mean, preds.std(0)) if return_std else mean

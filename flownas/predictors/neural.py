@@ -38,7 +38,7 @@ import numpy as np
 from ..arch import Architecture
 from ..errors import FlownasError
 from .base import Predictor, check_archs, check_targets
-from .features import GraphFeaturizer
+from .features import GraphFeaturizer, resolve_ops
 
 FORMAT = "flownas.predictor"
 FORMAT_VERSION = 1
@@ -54,8 +54,8 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "grad_clip": 1.0, "eval_every": 1,
     "patience": None,        # early stopping (epochs) on the validation tau
     "ensemble": 1,           # members trained with different seeds
-    "prune_ops": ("none",),  # zero ops: their nodes go, with the dead paths they leave
-    "contract_ops": (),      # identity ops: their nodes go, predecessors joined to successors
+    "prune_ops": "auto",     # zero ops: their nodes go, with the dead paths they leave ("auto": the space's)
+    "contract_ops": "auto",  # identity ops: their nodes go, predecessors joined to successors
     "seed": 0,
 }
 
@@ -78,7 +78,7 @@ class NeuralPredictor(Predictor):
             raise TypeError(f"{type(self).__name__} got unknown hyper-parameters: {', '.join(unknown)} "
                             f"(known: {', '.join(sorted(self._param_names()))})")
         for k, v in {**COMMON_DEFAULTS, **self.defaults, **params}.items():
-            setattr(self, k, tuple(v) if k in ("prune_ops", "contract_ops") else v)
+            setattr(self, k, tuple(v) if k in ("prune_ops", "contract_ops") and not isinstance(v, str) else v)
         if int(self.ensemble) < 1:
             raise ValueError(f"ensemble must be at least 1, got {self.ensemble}")
         self.train_config()  # validates the training hyper-parameters now, not at fit
@@ -133,7 +133,8 @@ class NeuralPredictor(Predictor):
             v_archs, v_y = validation
             v_archs = check_archs(v_archs, space)
             val = (v_archs, check_targets(v_y, len(v_archs), "validation targets"))
-        feat = GraphFeaturizer.for_archs(archs, prune_ops=self.prune_ops, contract_ops=self.contract_ops,
+        feat = GraphFeaturizer.for_archs(archs, prune_ops=resolve_ops(self.prune_ops, space, "zero"),
+                                         contract_ops=resolve_ops(self.contract_ops, space, "identity"),
                                          fixed_size=self.fixed_size)
         batch = GraphBatch.encode(archs, feat)
         if not self.fixed_size:

@@ -154,8 +154,12 @@ class FlowAttention(nn.Module):
         B, n, d = h.shape
         q, k = self.qk(h).view(B, n, 2, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         v = self.v(h).view(B, n, self.heads, d // self.heads).transpose(1, 2)
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=flow_mask.unsqueeze(1),
-                                           dropout_p=self.dropout if self.training else 0.0)
+        # plain ops rather than scaled_dot_product_attention: graphs are tiny, and
+        # these batch under torch.func.vmap (ensembles train as one network)
+        logits = torch.matmul(q, k.transpose(-1, -2)) * (d // self.heads) ** -0.5
+        att = torch.softmax(logits.masked_fill(~flow_mask.unsqueeze(1), float("-inf")), dim=-1)
+        att = F.dropout(att, self.dropout, self.training)
+        o = torch.matmul(att, v)
         return self.out(o.transpose(1, 2).reshape(B, n, d))
 
 
