@@ -225,3 +225,46 @@ def test_compacted_batches_score_the_same():
     torch.manual_seed(0)
     net = GraphRegressor(FlowerFormerEncoder(7, 16, 2, 2))
     torch.testing.assert_close(predict_scores(net, batch, chunk=16, compact=True), predict_scores(net, batch))
+
+
+def test_a_stacked_ensemble_trains_like_separate_networks():
+    """Members trained at once (vmap over stacked weights) end where separately
+    trained ones do (LayerNorm: the same arithmetic; BatchNorm: next test)."""
+    from flownas.predictors.nn.batch import GraphBatch
+    from flownas.predictors.nn.flowerformer import FlowerFormerEncoder
+    from flownas.predictors.nn.heads import GraphRegressor
+    from flownas.predictors.nn.train import TrainConfig, predict_scores, train_networks
+    rng = np.random.default_rng(0)
+    archs = [NB201Space().sample(rng) for _ in range(48)]
+    batch = GraphBatch.encode(archs, GraphFeaturizer(NB201Space.ops, prune_ops=("none",)))
+    y = torch.randn(48)
+    cfg = TrainConfig(epochs=4, batch_size=16, loss="mse")
+    runs = {}
+    for stacked in (False, True):
+        nets = []
+        for seed in (1, 2):
+            torch.manual_seed(seed)
+            nets.append(GraphRegressor(FlowerFormerEncoder(7, 16, 1, 2, norm="layer")))
+        results = train_networks(nets, batch, y, cfg, stacked=stacked)
+        runs[stacked] = ([predict_scores(n, batch) for n in nets], [[h["loss"] for h in r.history] for r in results])
+    for a, b in zip(runs[True][0], runs[False][0]):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(runs[True][1], runs[False][1], rtol=1e-4)
+    assert not torch.allclose(runs[True][0][0], runs[True][0][1])
+
+
+def test_a_stacked_ensemble_keeps_batchnorm_statistics_per_member():
+    from flownas.predictors.nn.batch import GraphBatch
+    from flownas.predictors.nn.flowerformer import FlowerFormerEncoder
+    from flownas.predictors.nn.heads import GraphRegressor
+    from flownas.predictors.nn.train import TrainConfig, train_networks
+    rng = np.random.default_rng(0)
+    batch = GraphBatch.encode([NB201Space().sample(rng) for _ in range(32)], GraphFeaturizer(NB201Space.ops))
+    nets = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        nets.append(GraphRegressor(FlowerFormerEncoder(7, 8, 1, 2, norm="batch")))
+    train_networks(nets, batch, torch.randn(32), TrainConfig(epochs=2, batch_size=16), stacked=True)
+    means = [n.encoder.input_norm.bn.running_mean for n in nets]
+    assert all(m.abs().sum() > 0 for m in means) and not torch.allclose(means[0], means[1])
+    assert all(int(n.encoder.input_norm.bn.num_batches_tracked) == 4 for n in nets)

@@ -71,6 +71,9 @@ class NeuralPredictor(Predictor):
     defaults: ClassVar[dict[str, Any]] = {}
     #: pad every graph to the largest training graph (networks with a fixed input size)
     fixed_size: ClassVar[bool] = False
+    #: train the ensemble members at once as one vmapped network (nn/train.py);
+    #: needs a network that ``torch.func.vmap`` can batch
+    stacked_ensemble: ClassVar[bool] = False
 
     def __init__(self, **params):
         unknown = sorted(set(params) - set(COMMON_DEFAULTS))
@@ -121,7 +124,7 @@ class NeuralPredictor(Predictor):
         is kept. ``low_fidelity`` is not used by these predictors."""
         import torch
         from .nn.batch import GraphBatch
-        from .nn.train import train_network
+        from .nn.train import train_networks
 
         archs = check_archs(archs)
         y = check_targets(y, len(archs))
@@ -142,15 +145,13 @@ class NeuralPredictor(Predictor):
         mean, std = float(y.mean()), float(y.std()) or 1.0
         yt = torch.as_tensor((y - mean) / std, dtype=torch.float32)
         val_batch = None if val is None else (GraphBatch.encode(val[0], feat), val[1])
-        cfg = self.train_config()
-        nets, lines, results = [], [], []
-        for seed in self.member_seeds():
+        nets = []
+        for seed in self.member_seeds():   # each member its own initialization
             torch.manual_seed(seed)
-            net = self.build_network(feat)
-            results.append(train_network(net, batch, yt, cfg, seed=seed, val=val_batch,
-                                         augment=self._augment_hook()))
-            nets.append(net)
-            lines.append(_calibration(self._scores(net, batch), yt.numpy()))
+            nets.append(self.build_network(feat))
+        results = train_networks(nets, batch, yt, self.train_config(), seed=self.seed, val=val_batch,
+                                 augment=self._augment_hook(), stacked=self.stacked_ensemble)
+        lines = [_calibration(self._scores(net, batch), yt.numpy()) for net in nets]
         self.space_, self.featurizer_ = space, feat
         self.networks_, self.calibration_ = nets, lines
         self.y_mean_, self.y_std_ = mean, std
