@@ -10,8 +10,8 @@ from flownas.arch import Architecture
 from flownas.benchmarks.base import read_jsonl_gz
 from flownas.errors import ArchitectureError, NotInSpaceError, NotInTableError
 from flownas.spaces.nb101 import (INTERIOR_OPS, NUM_CELLS, NB101Space, enumerate_cells, fingerprint,
-                                  to_spec)
-from flownas.spaces.networks.nb101 import vertex_channels
+                                  nb101_order, to_spec)
+from flownas.spaces.networks.nb101 import NB101Network, vertex_channels
 
 C3, C1, MP = INTERIOR_OPS
 MAIN = "nasbench101/nb101_subset20k.jsonl.gz"
@@ -189,26 +189,37 @@ def test_vertex_channels_follow_nb101():
     assert vertex_channels(64, 128, m) == [64, 128, 128, 128]
 
 
+def _split_depends_on_order(arch, matrix):
+    """Does some vertex get other channels in the table's order than in NB101 order?"""
+    order = nb101_order(arch)
+    for c in (128, 256, 512):
+        ours, theirs = vertex_channels(c, c, to_spec(arch)[0]), vertex_channels(c, c, matrix)
+        if any(ours[p] != theirs[v] for p, v in enumerate(order)):
+            return True
+    return False
+
+
 def test_network_params_match_the_table(records):
     """Channel splits depend on the vertex order: cells whose table order splits
-    differently are built in NB101 order and must still match."""
+    differently (and whose table-order network has other params) are built in
+    NB101 order and must match."""
     space = NB101Space()
     sensitive, plain = [], []
     for r in records:
-        if sum(row[-1] for row in r["matrix"][1:]) not in (3, 5):
-            if len(plain) < 6:   # the output's channels split evenly: the order cannot matter
-                plain.append((space.from_spec(r["matrix"], r["ops"]), r))
-            continue
         a = space.from_spec(r["matrix"], r["ops"])
-        m, _ = to_spec(a)
-        differs = vertex_channels(128, 128, m) != vertex_channels(128, 128, r["matrix"])
-        (sensitive if differs else plain).append((a, r))
+        if _split_depends_on_order(a, r["matrix"]):
+            sensitive.append((a, r))
+        elif len(plain) < 6:
+            plain.append((a, r))
         if len(sensitive) >= 6 and len(plain) >= 6:
             break
-    for a, r in sensitive[:6] + plain[:6]:
-        with torch.device("meta"):
-            model = space.to_model(a)
-        assert sum(p.numel() for p in model.parameters()) == r["params"], r["hash"]
+    assert len(sensitive) == 6
+    with torch.device("meta"):
+        in_table_order = [sum(p.numel() for p in NB101Network(r["matrix"], r["ops"]).parameters())
+                          for _, r in sensitive]
+        assert any(n != r["params"] for n, (_, r) in zip(in_table_order, sensitive))
+        for a, r in sensitive + plain:
+            assert sum(p.numel() for p in space.to_model(a).parameters()) == r["params"], r["hash"]
 
 
 def test_forward_pass_small_and_default():

@@ -84,6 +84,8 @@ def _cell_edges(offset: int, pairs) -> list[tuple[int, int]]:
 
 @SPACES.register("darts")
 class DartsSpace(SearchSpace):
+    """DARTS / NAS-Bench-301 genotypes: normal + reduction cell in one DAG."""
+
     name = "darts"
     ops = ("input", PREV_PREV, PREV) + EDGE_OPS + (ADD, CONCAT_OP, "output")
 

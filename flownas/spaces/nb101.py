@@ -98,6 +98,8 @@ def to_spec(arch: Architecture) -> tuple[list[list[int]], list[str]]:
 
 @SPACES.register("nb101")
 class NB101Space(SearchSpace):
+    """NAS-Bench-101 cells: <= 7 vertices, <= 9 edges, 3 ops, pruned; NB101's fingerprint."""
+
     name = "nb101"
     ops = (INPUT,) + INTERIOR_OPS + (OUTPUT,)
 
