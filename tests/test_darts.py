@@ -172,7 +172,7 @@ def test_mutation_changes_one_op_or_one_input(space):
 
 def test_forward_pass_and_options(space):
     a = space.from_string(DARTS_V2)
-    model = space.to_model(a, C=8, layers=5, num_classes=100, auxiliary=True, drop_path_prob=0.2)
+    model = space.to_model(a, C=4, layers=4, num_classes=100, auxiliary=True, drop_path_prob=0.2)
     x = torch.randn(2, 3, 32, 32)
     model.train()
     out = model(x)
@@ -185,7 +185,7 @@ def test_forward_pass_and_options(space):
     g = space.to_genotype(a)
     with_none = space.from_genotype(g._replace(reduce=[("none", 0)] + list(g.reduce[1:])))
     with torch.no_grad():
-        assert space.to_model(with_none, C=8, layers=3).eval()(x).shape == (2, 10)
+        assert space.to_model(with_none, C=4, layers=3).eval()(x).shape == (2, 10)
     with pytest.raises(TypeError, match="unknown DARTS network options"):
         space.to_model(a, stem_channels=16)
 
