@@ -4,11 +4,12 @@
 
 Sections: enum (NB101 enumeration, all fingerprints), tables (load + look up
 every record, NB101 and NB301), params (network parameters vs the tables),
-forward (one 8x3x32x32 batch per network, CPU). Timings are wall clock on
-whatever machine runs this: compare ratios, not absolute numbers.
+forward (one 8x3x32x32 batch per network, CPU). Timings are wall clock and,
+in brackets, this process's CPU time (what a shared machine distorts less).
 """
 from __future__ import annotations
 
+import contextlib
 import statistics
 import sys
 import time
@@ -17,43 +18,59 @@ import numpy as np
 import torch
 
 from flownas.benchmarks.base import read_jsonl_gz, table_path
+from flownas.spaces import nb101
 from flownas.spaces.darts import DartsSpace
 from flownas.spaces.nb101 import NB101Space, fingerprint, nb101_order, to_spec
 from flownas.spaces.networks.nb101 import vertex_channels
 
 
+class Timer:
+    """Wall and CPU seconds of a block."""
+
+    def __init__(self):
+        self.wall = self.cpu = 0.0
+
+    def __str__(self) -> str:
+        return f"{self.wall:.2f} s [cpu {self.cpu:.2f} s]"
+
+
+@contextlib.contextmanager
+def timed():
+    t = Timer()
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield t
+    t.wall, t.cpu = time.perf_counter() - wall, time.process_time() - cpu
+
+
 def section_enum() -> None:
     space = NB101Space()
-    t = time.perf_counter()
-    cells = list(space.enumerate())
-    first = time.perf_counter() - t
-    t = time.perf_counter()
-    hashes = {fingerprint(a) for a in cells}
-    per_cell = (time.perf_counter() - t) / len(cells)
-    t = time.perf_counter()
-    again = sum(1 for _ in space.enumerate())
-    cached = time.perf_counter() - t
+    nb101._classes.cache_clear()   # time the cold call even if sampling built the classes
+    nb101._class_ends.cache_clear()
+    with timed() as first:
+        cells = list(space.enumerate())
+    with timed() as hashing:
+        hashes = {fingerprint(a) for a in cells}
+    with timed() as cached:
+        again = sum(1 for _ in space.enumerate())
     table = {r["hash"] for r in read_jsonl_gz(table_path("nasbench101/nb101_subset20k.jsonl.gz"))}
-    print(f"nb101 enumerate: {len(cells)} cells in {first:.1f} s (first call, incl. structure classes); "
-          f"{again} in {cached:.1f} s (cached classes)")
-    print(f"nb101 fingerprints: {len(hashes)} distinct of {len(cells)}; {per_cell * 1e6:.0f} us per cell; "
-          f"table hashes found: {len(table & hashes)}/{len(table)}")
+    print(f"nb101 enumerate: {len(cells)} cells in {first} (first call, incl. structure classes); "
+          f"{again} in {cached} (cached classes)")
+    print(f"nb101 fingerprints: {len(hashes)} distinct of {len(cells)}; {hashing.wall / len(cells) * 1e6:.0f} us "
+          f"[cpu {hashing.cpu / len(cells) * 1e6:.0f} us] per cell; table hashes found: {len(table & hashes)}/{len(table)}")
 
 
 def section_tables() -> None:
     from flownas.benchmarks.nb101 import NB101Table
     from flownas.benchmarks.nb301 import NB301Table
     for cls in (NB101Table, NB301Table):
-        t = time.perf_counter()
-        table = cls()
-        load = time.perf_counter() - t
-        archs = table.archs()
-        t = time.perf_counter()
-        for a in archs:
-            table.query(a)
-        lookup = time.perf_counter() - t
-        print(f"{table.name}: load {load:.2f} s, archs() + query all {len(archs)}: {lookup:.2f} s "
-              f"({lookup / len(archs) * 1e6:.0f} us per query)")
+        with timed() as load:
+            table = cls()
+        with timed() as lookup:
+            archs = table.archs()
+            for a in archs:
+                table.query(a)
+        print(f"{table.name}: load {load}; archs() + query all {len(archs)}: {lookup} "
+              f"({lookup.wall / len(archs) * 1e6:.0f} us per record)")
     space = DartsSpace()
     rows = list(read_jsonl_gz(table_path("nasbench301_darts/nb301_zc_subset.jsonl.gz")))
     exact = sum([list(p) for p in space.to_genotype(space.from_genotype(r["genotype"])).normal]
@@ -106,17 +123,18 @@ def section_params(sample: int = 1000, seed: int = 0) -> None:
     print(f"darts params (C=32, layers=8, affine=False): {len(rows) - len(bad)}/{len(rows)} equal to the table")
 
 
-def _forward_s(model, repeats: int = 3) -> float:
+def _forward_s(model, repeats: int = 3) -> str:
+    """Median wall [CPU] seconds of one forward pass of a 8x3x32x32 batch."""
     model.eval()
     x = torch.randn(8, 3, 32, 32)
     times = []
     with torch.no_grad():
         model(x)
         for _ in range(repeats):
-            t = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
+            with timed() as t:
+                model(x)
+            times.append(t)
+    return f"{statistics.median(t.wall for t in times):.3f} [{statistics.median(t.cpu for t in times):.3f}]"
 
 
 def section_forward() -> None:
@@ -125,13 +143,13 @@ def section_forward() -> None:
     seven = [a for a in (nb101.sample(rng) for _ in range(50)) if a.num_nodes == 7][:3]
     t = [_forward_s(nb101.to_model(a)) for a in seven]
     print(f"nb101 network (128 channels, 3x3 cells), 3 random 7-vertex cells: forward of 8x3x32x32 "
-          f"{', '.join(f'{x:.3f}' for x in t)} s (torch threads {torch.get_num_threads()})")
+          f"{', '.join(t)} s (torch threads {torch.get_num_threads()})")
     darts = DartsSpace()
     archs = [darts.sample(rng) for _ in range(3)]
     for options in ({}, {"C": 36, "layers": 20, "auxiliary": True}):
         t = [_forward_s(darts.to_model(a, **options)) for a in archs]
         print(f"darts network {options or '(defaults C=16, layers=8)'}, 3 random genotypes: forward of "
-              f"8x3x32x32 {', '.join(f'{x:.3f}' for x in t)} s")
+              f"8x3x32x32 {', '.join(t)} s")
 
 
 SECTIONS = {"enum": section_enum, "tables": section_tables, "params": section_params, "forward": section_forward}
