@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from flownas.arch import Architecture
-from flownas.errors import ArchitectureError, NotInSpaceError, NotInTableError
+from flownas.errors import ArchitectureError, NotInSpaceError, NotInTableError, UnknownNameError
 from flownas.spaces.fbnet import BLOCKS, LAYER_SHAPES, NUM_LAYERS, FBNetSpace
 
 SHAPE_CHANGING = [i for i, (c_in, c_out, stride) in enumerate(LAYER_SHAPES) if c_in != c_out or stride != 1]
@@ -47,7 +47,7 @@ def test_lookup_by_relabeled_graph_and_codes(fbnet_table):
         fbnet_table.query(missing)
     with pytest.raises(NotInTableError, match="fbnet"):
         fbnet_table.query(Architecture(["input", "output"], [[0, 1], [0, 0]], space="mobilenet"))
-    with pytest.raises(Exception, match="no device 'pixel9'"):
+    with pytest.raises(UnknownNameError, match="no device 'pixel9'"):
         fbnet_table.latencies("pixel9")
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from flownas.arch import Architecture
-from flownas.errors import ArchitectureError, NotInSpaceError, NotInTableError
+from flownas.errors import ArchitectureError, ConfigError, NotInSpaceError, NotInTableError
 from flownas.spaces.mobilenet import (DEPTHS, MAX_DEPTH, NUM_STAGES, RESOLUTIONS, MobileNetConfig,
                                       MobileNetSpace)
 
@@ -165,6 +165,8 @@ def test_resolutions_can_be_restricted():
     assert MobileNetSpace().size() == sum(9 ** d for d in DEPTHS) ** NUM_STAGES * len(RESOLUTIONS)
     with pytest.raises(NotInSpaceError, match="resolution 160 is not one of 224..224"):
         s.from_record({**MAX, "r": 160})
+    with pytest.raises(ConfigError, match="resolutions must be"):
+        MobileNetSpace(resolutions=[16])
 
 
 @pytest.mark.parametrize("record, message", [

@@ -7,7 +7,7 @@ import abc
 from typing import Any, ClassVar
 
 from ..arch import Architecture
-from ..errors import ArchitectureError, DataError, FlownasError
+from ..errors import ArchitectureError, DataError, FlownasError, UnknownNameError
 from ..spaces.base import SearchSpace
 from .base import Benchmark, read_jsonl_gz, table_path
 
@@ -60,7 +60,7 @@ class LatencyTable(Benchmark):
     def latencies(self, device: str) -> tuple[list[Architecture], list[float]]:
         """Every architecture and its latency (ms) on ``device``, in table order."""
         if device not in self.devices():
-            raise DataError(f"{self.name} table has no device {device!r} (known: {', '.join(self.devices())})")
+            raise UnknownNameError(f"{self.name} table has no device {device!r} (known: {', '.join(self.devices())})")
         return self.archs(), [float(r["latency_ms"][device]) for r in self._rows.values()]
 
     def __len__(self) -> int:

@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from ..arch import Architecture
-from ..errors import ArchitectureError
+from ..errors import ArchitectureError, ConfigError
 from ..registry import SPACES
 from .chain import ChainSpace, Node, chain_arch
 
@@ -75,7 +75,7 @@ class MobileNetSpace(ChainSpace):
     def __init__(self, resolutions: Iterable[int] = RESOLUTIONS):
         self.resolutions = tuple(sorted({int(r) for r in resolutions}))
         if not self.resolutions or min(self.resolutions) < 32:
-            raise ArchitectureError(f"resolutions must be a non-empty set of sizes >= 32, got {resolutions!r}")
+            raise ConfigError(f"mobilenet resolutions must be a non-empty set of sizes >= 32, got {resolutions!r}")
 
     # -- config <-> architecture -------------------------------------------
     def from_config(self, config: MobileNetConfig) -> Architecture:

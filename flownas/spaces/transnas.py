@@ -30,7 +30,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..arch import Architecture
-from ..errors import ArchitectureError
+from ..errors import ArchitectureError, ConfigError
 from ..registry import SPACES
 from .chain import ChainSpace, Node, chain_arch
 from .nb201 import EdgeCellSpace
@@ -58,7 +58,7 @@ def _classes(task: str | None, num_classes: int | None) -> int:
     if num_classes is not None:
         return num_classes
     if task not in TASK_OUTPUTS:
-        raise ValueError(f"to_model builds the feed-forward tasks {', '.join(TASK_OUTPUTS)} "
+        raise ConfigError(f"to_model builds the feed-forward tasks {', '.join(TASK_OUTPUTS)} "
                          f"(or give num_classes), not {task!r}")
     return TASK_OUTPUTS[task]
 
