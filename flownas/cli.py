@@ -18,7 +18,7 @@ from .errors import FlownasError
 # modules that add sub-commands: each has register(subparsers)
 COMMAND_MODULES: list[str] = []
 # modules that add `flownas bench <what>` commands: each has register_bench(subparsers)
-BENCH_MODULES: list[str] = []
+BENCH_MODULES: list[str] = ["flownas.predictors_cli"]
 
 
 def _cmd_spaces(args) -> int:
@@ -52,7 +52,8 @@ def _cmd_lookup(args) -> int:
     arch = space.parse(args.arch)
     table = args.table
     if table is None:
-        tables = [n for n in BENCHMARKS.names() if BENCHMARKS.get(n).space == space.name]
+        tables = [n for n in BENCHMARKS.names()
+                  if space.name in getattr(BENCHMARKS.get(n), "spaces", (BENCHMARKS.get(n).space,))]
         if not tables:
             raise FlownasError(f"no benchmark table for space {space.name!r}")
         table = tables[0]
