@@ -5,7 +5,7 @@ import torch
 from conftest import require_data
 from flownas.arch import Architecture
 from flownas.benchmarks.base import read_jsonl_gz
-from flownas.errors import ArchitectureError, NotInSpaceError, NotInTableError
+from flownas.errors import ArchitectureError, ConfigError, NotInSpaceError, NotInTableError
 from flownas.spaces.darts import NUM_EDGES, NUM_NODES, SEARCH_OPS, DartsSpace, Genotype
 
 TABLE = "nasbench301_darts/nb301_zc_subset.jsonl.gz"
@@ -188,6 +188,10 @@ def test_forward_pass_and_options(space):
         assert space.to_model(with_none, C=4, layers=3).eval()(x).shape == (2, 10)
     with pytest.raises(TypeError, match="unknown DARTS network options"):
         space.to_model(a, stem_channels=16)
+    with pytest.raises(ConfigError, match="layers >= 3"):
+        space.to_model(a, layers=2)
+    with pytest.raises(ConfigError, match="drop_path_prob"):
+        space.to_model(a, drop_path_prob=1.0)
 
 
 def test_network_params_match_the_table(space, records):

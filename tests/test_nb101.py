@@ -8,7 +8,7 @@ import torch
 from conftest import require_data
 from flownas.arch import Architecture
 from flownas.benchmarks.base import read_jsonl_gz
-from flownas.errors import ArchitectureError, NotInSpaceError, NotInTableError
+from flownas.errors import ArchitectureError, ConfigError, NotInSpaceError, NotInTableError
 from flownas.spaces.nb101 import (INTERIOR_OPS, NUM_CELLS, NB101Space, enumerate_cells, fingerprint,
                                   nb101_order, to_spec)
 from flownas.spaces.networks.nb101 import NB101Network, vertex_channels
@@ -236,6 +236,8 @@ def test_forward_pass_small_and_default():
         assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     with pytest.raises(TypeError, match="unknown NB101 network options"):
         space.to_model(a, C=16)
+    with pytest.raises(ConfigError, match="stem_channels >= 5"):
+        space.to_model(a, stem_channels=4)
 
 
 def test_table_lookup_by_fingerprint(nb101_table, records):

@@ -34,7 +34,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..arch import Architecture
-from ..errors import ArchitectureError
+from ..errors import ArchitectureError, ConfigError
 from ..registry import SPACES
 from .base import SearchSpace
 
@@ -303,6 +303,10 @@ class DartsSpace(SearchSpace):
         from .networks.darts import DartsNetwork
         if options:
             raise TypeError(f"unknown DARTS network options: {', '.join(options)}")
+        if C < 2 or layers < 3 or num_classes < 1 or not 0 <= drop_path_prob < 1:
+            raise ConfigError(f"DARTS network needs C >= 2, layers >= 3 (two reduction cells), num_classes >= 1 "
+                              f"and 0 <= drop_path_prob < 1, got C={C}, layers={layers}, num_classes={num_classes}, "
+                              f"drop_path_prob={drop_path_prob}")
         return DartsNetwork(self.to_genotype(arch), C=C, layers=layers, num_classes=num_classes,
                             auxiliary=auxiliary, drop_path_prob=drop_path_prob, affine=affine)
 

@@ -26,7 +26,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..arch import Architecture
-from ..errors import ArchitectureError, NotInSpaceError
+from ..errors import ArchitectureError, ConfigError, NotInSpaceError
 from ..registry import SPACES
 from .base import SearchSpace
 
@@ -270,6 +270,11 @@ class NB101Space(SearchSpace):
         from .networks.nb101 import NB101Network
         if options:
             raise TypeError(f"unknown NB101 network options: {', '.join(options)}")
+        # up to 5 vertices split the first stack's channels
+        if stem_channels < MAX_VERTICES - 2 or min(num_classes, num_stacks, modules_per_stack) < 1:
+            raise ConfigError(f"NB101 network needs stem_channels >= {MAX_VERTICES - 2} and num_classes, num_stacks, "
+                              f"modules_per_stack >= 1, got {stem_channels}, {num_classes}, {num_stacks}, "
+                              f"{modules_per_stack}")
         self.validate(arch)
         matrix, ops = to_spec(arch)
         return NB101Network(matrix, ops, num_classes=num_classes, stem_channels=stem_channels,
