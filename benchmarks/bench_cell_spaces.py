@@ -20,8 +20,7 @@ import torch
 from flownas.benchmarks.base import read_jsonl_gz, table_path
 from flownas.spaces import nb101
 from flownas.spaces.darts import DartsSpace
-from flownas.spaces.nb101 import NB101Space, fingerprint, nb101_order, to_spec
-from flownas.spaces.networks.nb101 import vertex_channels
+from flownas.spaces.nb101 import NB101Space, fingerprint, split_depends_on_order
 
 
 class Timer:
@@ -82,16 +81,6 @@ def _count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _split_depends_on_order(arch, matrix) -> bool:
-    """Does some vertex get other channels in the table's vertex order than in NB101 order?"""
-    order = nb101_order(arch)
-    for c in (128, 256, 512):
-        ours, theirs = vertex_channels(c, c, to_spec(arch)[0]), vertex_channels(c, c, matrix)
-        if any(ours[p] != theirs[v] for p, v in enumerate(order)):
-            return True
-    return False
-
-
 def section_params(sample: int = 1000, seed: int = 0) -> None:
     space = NB101Space()
     rows = list(read_jsonl_gz(table_path("nasbench101/nb101_subset20k.jsonl.gz")))
@@ -99,7 +88,7 @@ def section_params(sample: int = 1000, seed: int = 0) -> None:
     sensitive, others = [], []
     for r in rows:
         a = space.from_spec(r["matrix"], r["ops"])
-        if _split_depends_on_order(a, r["matrix"]):
+        if split_depends_on_order(a, r["matrix"]):
             sensitive.append((a, r))
         else:
             others.append((a, r))

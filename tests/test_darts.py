@@ -10,6 +10,8 @@ from flownas.spaces.darts import NUM_EDGES, NUM_NODES, SEARCH_OPS, DartsSpace, G
 
 TABLE = "nasbench301_darts/nb301_zc_subset.jsonl.gz"
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 # DARTS (second order), as the DARTS repository prints it
 DARTS_V2 = ("Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), "
             "('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)], "
@@ -27,13 +29,6 @@ def space():
 def records():
     root = require_data(TABLE)
     return list(read_jsonl_gz(root / TABLE))
-
-
-@pytest.fixture(scope="module")
-def nb301_table():
-    require_data(TABLE)
-    from flownas.benchmarks import load_benchmark
-    return load_benchmark("nb301")
 
 
 def _pairs(genotype, cell):

@@ -96,6 +96,41 @@ def to_spec(arch: Architecture) -> tuple[list[list[int]], list[str]]:
     return matrix, [arch.ops[v] for v in order]
 
 
+def vertex_channels(c_in: int, c_out: int, matrix: Sequence[Sequence[int]]) -> list[int]:
+    """Output channels of every vertex (NB101's ``compute_vertex_channels``):
+    the vertices feeding the output split its channels (the first ones get the
+    remainder), every other interior vertex takes the largest of its successors."""
+    n = len(matrix)
+    channels = [0] * n
+    channels[0], channels[-1] = c_in, c_out
+    if n == 2:
+        return channels
+    fan_in = sum(matrix[v][n - 1] for v in range(1, n - 1))
+    share, extra = divmod(c_out, fan_in)
+    for v in range(1, n - 1):
+        if matrix[v][n - 1]:
+            channels[v] = share + (1 if extra > 0 else 0)
+            extra -= 1
+    for v in range(n - 3, 0, -1):
+        if not matrix[v][n - 1]:
+            for w in range(v + 1, n - 1):
+                if matrix[v][w]:
+                    channels[v] = max(channels[v], channels[w])
+    return channels
+
+
+def split_depends_on_order(arch: Architecture, matrix: Sequence[Sequence[int]]) -> bool:
+    """Would building the network in ``matrix``'s vertex order (``arch``'s own
+    numbering, upper-triangular) give some vertex other channels than NB101 order?"""
+    order = nb101_order(arch)
+    ours = to_spec(arch)[0]
+    for c in (128, 256, 512):
+        in_order, in_matrix = vertex_channels(c, c, ours), vertex_channels(c, c, matrix)
+        if any(in_order[p] != in_matrix[v] for p, v in enumerate(order)):
+            return True
+    return False
+
+
 @SPACES.register("nb101")
 class NB101Space(SearchSpace):
     """NAS-Bench-101 cells: <= 7 vertices, <= 9 edges, 3 ops, pruned; NB101's fingerprint."""

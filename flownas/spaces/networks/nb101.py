@@ -17,6 +17,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..nb101 import vertex_channels
+
 BN_MOMENTUM = 1 - 0.997
 BN_EPS = 1e-5
 
@@ -36,29 +38,6 @@ def make_op(name: str, channels: int) -> nn.Module:
     if name == "maxpool3x3":
         return nn.MaxPool2d(3, stride=1, padding=1)
     raise ValueError(f"unknown NB101 op {name!r}")
-
-
-def vertex_channels(c_in: int, c_out: int, matrix: Sequence[Sequence[int]]) -> list[int]:
-    """Output channels of every vertex (NB101's ``compute_vertex_channels``):
-    the vertices feeding the output split its channels (the first ones get the
-    remainder), every other interior vertex takes the largest of its successors."""
-    n = len(matrix)
-    channels = [0] * n
-    channels[0], channels[-1] = c_in, c_out
-    if n == 2:
-        return channels
-    fan_in = sum(matrix[v][n - 1] for v in range(1, n - 1))
-    share, extra = divmod(c_out, fan_in)
-    for v in range(1, n - 1):
-        if matrix[v][n - 1]:
-            channels[v] = share + (1 if extra > 0 else 0)
-            extra -= 1
-    for v in range(n - 3, 0, -1):
-        if not matrix[v][n - 1]:
-            for w in range(v + 1, n - 1):
-                if matrix[v][w]:
-                    channels[v] = max(channels[v], channels[w])
-    return channels
 
 
 class NB101Module(nn.Module):
