@@ -249,9 +249,9 @@ def _reduced(st: _Structure, alive: np.ndarray, identity: np.ndarray):
 #: ops that compute zero or the identity, per space: what ``"auto"`` means
 #: for ``prune_ops``/``contract_ops``. A space may instead declare class
 #: attributes ``zero_ops``/``identity_ops``. (DARTS' skip_connect is no
-#: identity in reduction cells, so only NB201 contracts by default.)
-ZERO_OPS: dict[str, tuple[str, ...]] = {"nb201": ("none",)}
-IDENTITY_OPS: dict[str, tuple[str, ...]] = {"nb201": ("skip_connect",)}
+#: identity in reduction cells, so only the NB201-like cells contract by default.)
+ZERO_OPS: dict[str, tuple[str, ...]] = {"nb201": ("none",), "transnas_micro": ("none",)}
+IDENTITY_OPS: dict[str, tuple[str, ...]] = {"nb201": ("skip_connect",), "transnas_micro": ("skip_connect",)}
 
 
 def resolve_ops(value: str | Sequence[str], space: str, kind: str) -> tuple[str, ...]:
@@ -278,13 +278,14 @@ def space_vocabulary(space: str) -> tuple[str, ...] | None:
 
 
 def path_encoding(archs: Sequence[Architecture], paths: Mapping[tuple[str, ...], int] | None = None,
-                  max_paths: int = 4096, skip_ops: Sequence[str] = (),
-                  identity_ops: Sequence[str] = ()) -> tuple[np.ndarray, dict[tuple[str, ...], int]]:
+                  max_paths: int = 4096, skip_ops: Sequence[str] = (), identity_ops: Sequence[str] = (),
+                  min_archs: int = 1) -> tuple[np.ndarray, dict[tuple[str, ...], int]]:
     """BANANAS-style path encoding: one column per source-to-sink op sequence.
 
     Returns (counts (B, P) float32, vocabulary). Without ``paths`` the
-    vocabulary is built from ``archs`` (the ``max_paths`` most frequent);
-    unseen paths at prediction time are dropped (no column to count them in).
+    vocabulary is built from ``archs``: the ``max_paths`` most frequent of
+    the paths found in at least ``min_archs`` of them; other paths at
+    prediction time are dropped (no column to count them in).
     Paths through a ``skip_ops`` node (a zero op) carry nothing and are left
     out; ``identity_ops`` are dropped from the op sequences (x -> skip -> conv
     is x -> conv).
@@ -295,9 +296,9 @@ def path_encoding(archs: Sequence[Architecture], paths: Mapping[tuple[str, ...],
     if paths is None:
         freq: dict[tuple[str, ...], int] = {}
         for ps in per_arch:
-            for p in ps:
+            for p in set(ps):
                 freq[p] = freq.get(p, 0) + 1
-        top = sorted(freq, key=lambda p: (-freq[p], p))[:max_paths]
+        top = sorted((p for p in freq if freq[p] >= min_archs), key=lambda p: (-freq[p], p))[:max_paths]
         paths = {p: i for i, p in enumerate(sorted(top))}
     out = np.zeros((len(archs), len(paths)), dtype=np.float32)
     for b, ps in enumerate(per_arch):

@@ -56,7 +56,9 @@ class GBTPredictor(Predictor):
         space = archs[0].space
         skip = resolve_ops(self.prune_ops, space, "zero")
         ident = resolve_ops(self.contract_ops, space, "identity")
-        X, paths = path_encoding(archs, skip_ops=skip, identity_ops=ident)
+        # a path in fewer architectures than a leaf's minimum can never be split on
+        X, paths = path_encoding(archs, skip_ops=skip, identity_ops=ident, max_paths=1024,
+                                 min_archs=min(self.min_samples_leaf, max(1, len(archs) // 2)))
         val = None
         if validation is not None:
             v_archs = check_archs(validation[0], space)
