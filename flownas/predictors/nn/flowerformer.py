@@ -35,6 +35,12 @@ from .batch import GraphBatch
 from .heads import masked_mean
 
 
+def softmax_small(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Softmax over a short dimension (a few nodes): moved to the front, so
+    the kernel vectorizes across the long one (several times faster on CPU)."""
+    return torch.softmax(x.movedim(dim, 0).contiguous(), dim=0).movedim(0, dim)
+
+
 class MaskedBatchNorm(nn.Module):
     """BatchNorm over the real nodes only (padding neither counts nor changes)."""
 
@@ -72,26 +78,32 @@ class _NoNorm(nn.Module):
 
 class Schedule:
     """The order of one flow direction, computed once per batch and shared by
-    all layers: for every generation, the flat indices of its nodes, their
-    graph, and which nodes of that graph send to them."""
+    all layers: for every generation, the flat indices of its nodes and its
+    incoming edges (flat index of the sender, position of the receiver)."""
 
     def __init__(self, neighbours: torch.Tensor, generation: torch.Tensor):
         B, n = generation.shape
-        self.shape = (B, n)
         flat = generation.reshape(-1)
         rows = neighbours.reshape(B * n, n)
         self.steps = []
         for g in range(int(flat.max()) + 1 if flat.numel() else 0):
             idx = torch.nonzero(flat == g).squeeze(1)
             if idx.numel():
-                self.steps.append((idx, torch.div(idx, n, rounding_mode="floor"), rows[idx]))
+                receiver, sender = torch.nonzero(rows[idx], as_tuple=True)
+                sender = torch.div(idx[receiver], n, rounding_mode="floor") * n + sender
+                self.steps.append((idx, sender, receiver))
 
 
 class FlowPass(nn.Module):
     """One direction of the flow encode module: attention over the
     neighbours that are already done (predecessors forward, successors
     backward), then a GRU cell (input = the node's own state, hidden = the
-    message). Only the nodes of the current generation are computed."""
+    message). Only the nodes of the current generation are computed.
+
+    The attention weight of sender j is softmax_j(w . h_j) over the
+    receiver's senders; it is computed as exp(w . h_j) / sum exp(w . h_j'),
+    both sums gathered along the edges (w . h_j is clamped to +-20, beyond
+    anything the bounded GRU states and a decayed w reach)."""
 
     def __init__(self, dim: int):
         super().__init__()
@@ -103,22 +115,28 @@ class FlowPass(nn.Module):
         B, n, d = x.shape
         gi = F.linear(x.reshape(B * n, d), self.gru.weight_ih, self.gru.bias_ih)  # input side, once
         h = x.new_zeros(B * n, d)
-        for step, (idx, graph, senders) in enumerate(schedule.steps):
+        weighted = x.new_zeros(B * n, d)    # exp(w . h_j) h_j of each finished node
+        weight = x.new_zeros(B * n)         # exp(w . h_j)
+        last = len(schedule.steps) - 1
+        for step, (idx, sender, receiver) in enumerate(schedule.steps):
             gi_k = gi[idx]
             if step == 0:  # sources (sinks backward): no neighbours, the hidden state is 0
                 msg = None
                 gh = self.gru.bias_hh.expand(len(idx), 3 * d)
-            else:
-                hb = h.view(B, n, d)[graph]                                   # (K, n, d)
-                logits = self.score(hb).squeeze(-1).masked_fill(~senders, float("-inf"))
-                att = torch.softmax(logits, dim=-1).nan_to_num(0.0)          # no neighbours: no message
-                msg = torch.bmm(att.unsqueeze(1), hb).squeeze(1)
+            else:          # a node of a later generation always has a neighbour
+                num = x.new_zeros(len(idx), d).index_add(0, receiver, weighted[sender])
+                den = x.new_zeros(len(idx)).index_add(0, receiver, weight[sender])
+                msg = num / den.unsqueeze(-1)
                 gh = F.linear(msg, self.gru.weight_hh, self.gru.bias_hh)
             # GRU cell (PyTorch's gate order r, z, n): r and z in one sigmoid
             r, z = torch.sigmoid(gi_k[:, :2 * d] + gh[:, :2 * d]).chunk(2, dim=-1)
             new = torch.tanh(torch.addcmul(gi_k[:, 2 * d:], r, gh[:, 2 * d:]))
             new = new - z * new if msg is None else torch.lerp(new, msg, z)   # (1 - z) * new + z * msg
             h = h.index_copy(0, idx, new)
+            if step < last:
+                e = F.linear(new, self.score.weight).clamp(-20.0, 20.0).exp()
+                weighted = weighted.index_copy(0, idx, e * new)
+                weight = weight.index_copy(0, idx, e.squeeze(-1))
         return h.view(B, n, d)
 
 
@@ -152,15 +170,17 @@ class FlowAttention(nn.Module):
 
     def forward(self, h: torch.Tensor, flow_mask: torch.Tensor) -> torch.Tensor:
         B, n, d = h.shape
-        q, k = self.qk(h).view(B, n, 2, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        v = self.v(h).view(B, n, self.heads, d // self.heads).transpose(1, 2)
-        # plain ops rather than scaled_dot_product_attention: graphs are tiny, and
-        # these batch under torch.func.vmap (ensembles train as one network)
-        logits = torch.matmul(q, k.transpose(-1, -2)) * (d // self.heads) ** -0.5
-        att = torch.softmax(logits.masked_fill(~flow_mask.unsqueeze(1), float("-inf")), dim=-1)
+        hd = d // self.heads
+        q, k = self.qk(h).view(B, n, 2, self.heads, hd).unbind(2)
+        v = self.v(h).view(B, n, self.heads, hd)
+        # graphs are tiny: (B, i, j, head) with the softmax over j vectorizes
+        # across heads, where the usual (B, head, i, j) layout runs a short
+        # softmax per row (several times slower on a CPU); plain ops also
+        # batch under torch.func.vmap (stacked ensembles)
+        logits = torch.einsum("bihc,bjhc->bijh", q, k) * hd ** -0.5
+        att = torch.softmax(logits.masked_fill(~flow_mask.unsqueeze(-1), float("-inf")), dim=2)
         att = F.dropout(att, self.dropout, self.training)
-        o = torch.matmul(att, v)
-        return self.out(o.transpose(1, 2).reshape(B, n, d))
+        return self.out(torch.einsum("bijh,bjhc->bihc", att, v).reshape(B, n, d))
 
 
 class FlowerLayer(nn.Module):
