@@ -91,6 +91,12 @@ class NeuralPredictor(Predictor):
         """Training-time augmentation of a minibatch (default: none)."""
         return batch
 
+    def step_loss(self, cfg):
+        """The loss of one training step, ``(net, batch, y, generator) ->
+        scalar`` (e.g. NAR-Former's, which runs the network on augmented
+        copies too), or None for the configured ``loss`` (default)."""
+        return None
+
     # -- hyper-parameters ------------------------------------------------------
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -145,7 +151,7 @@ class NeuralPredictor(Predictor):
             torch.manual_seed(seed)
             net = self.build_network(feat)
             results.append(train_network(net, batch, yt, cfg, seed=seed, val=val_batch,
-                                         augment=self._augment_hook()))
+                                         augment=self._augment_hook(), step_loss=self.step_loss(cfg)))
             nets.append(net)
             lines.append(_calibration(self._scores(net, batch), yt.numpy()))
         self.space_, self.featurizer_ = space, feat
