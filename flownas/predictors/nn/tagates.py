@@ -44,8 +44,22 @@ from .narformer import node_positions
 NOISE_TABLE_SIZE = 256   # positions beyond wrap around
 
 
+class Schedule:
+    """The nodes of every generation as flat indices into (B * n), computed
+    once per batch and direction and shared by all layers and time steps."""
+
+    def __init__(self, senders: torch.Tensor, generation: torch.Tensor):
+        self.senders = senders
+        flat = generation.reshape(-1)
+        self.first = torch.nonzero(flat == 0).squeeze(1)
+        last = int(flat.max()) if flat.numel() else 0
+        self.steps = [idx for g in range(1, last + 1) if (idx := torch.nonzero(flat == g).squeeze(1)).numel()]
+
+
 class GatedFlow(nn.Module):
-    """One GATES flow layer in one direction (module doc)."""
+    """One GATES flow layer in one direction (module doc). Each node is
+    computed once, when its generation comes; the hop map is linear, so the
+    message is the sum of the senders' already mapped outputs."""
 
     def __init__(self, in_dim: int, dim: int, op_dim: int):
         super().__init__()
@@ -53,16 +67,21 @@ class GatedFlow(nn.Module):
         self.hop = nn.Linear(dim, dim, bias=False)
         self.residual = nn.Linear(in_dim, dim)
 
-    def forward(self, h, senders, generation, op_emb, identity):
-        """h (B, n, in) -> (B, n, dim). ``senders[b, v, u]``: u feeds v;
-        ``generation``: order of the nodes (-1 on padding)."""
+    def forward(self, h, schedule: Schedule, op_emb, identity):
+        """h (B, n, in) -> (B, n, dim), 0 on padding."""
+        B, n, _ = h.shape
         gate = torch.where(identity.unsqueeze(-1), torch.ones(()), torch.sigmoid(self.gate(op_emb)))
-        base = self.residual(h)
-        out = torch.where((generation == 0).unsqueeze(-1), base, torch.zeros(()))
-        for g in range(1, int(generation.max()) + 1 if generation.numel() else 0):
-            msg = self.hop(torch.bmm(senders, out))
-            out = torch.where((generation == g).unsqueeze(-1), gate * msg + base, out)
-        return out
+        gate, base = gate.reshape(B * n, -1), self.residual(h).reshape(B * n, -1)
+        d = base.shape[-1]
+        first = schedule.first
+        out = base.new_zeros(B * n, d).index_copy(0, first, base[first])
+        mapped = base.new_zeros(B * n, d).index_copy(0, first, self.hop(base[first]))
+        for idx in schedule.steps:
+            msg = torch.bmm(schedule.senders, mapped.view(B, n, d)).view(B * n, d)[idx]
+            new = gate[idx] * msg + base[idx]
+            out = out.index_copy(0, idx, new)
+            mapped = mapped.index_copy(0, idx, self.hop(new))
+        return out.view(B, n, d)
 
 
 class FlowStack(nn.Module):
@@ -72,9 +91,9 @@ class FlowStack(nn.Module):
         self.layers = nn.ModuleList(GatedFlow(a, b, op_dim) for a, b in zip(io[:-1], io[1:]))
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, h, senders, generation, op_emb, identity):
+    def forward(self, h, schedule: Schedule, op_emb, identity):
         for i, layer in enumerate(self.layers):
-            h = layer(h, senders, generation, op_emb, identity)
+            h = layer(h, schedule, op_emb, identity)
             if i < len(self.layers) - 1:
                 h = torch.relu(h)
             h = self.dropout(h)
@@ -134,17 +153,18 @@ class TAGATESEncoder(nn.Module):
         op_emb = op_emb * mask
         sources = (batch.depth == 0).unsqueeze(-1)
         x = self.x_hidden(torch.where(sources, self.input_emb, torch.zeros(()))) * mask
-        preds, succs = batch.adj.transpose(1, 2), batch.adj
+        forward = Schedule(batch.adj.transpose(1, 2), batch.depth)
+        backward = Schedule(batch.adj, batch.rdepth)
         identity = self.identity[batch.ops]
         update_mask = (self.updatable[batch.ops] & batch.mask).unsqueeze(-1)
         sinks = (batch.rdepth == 0) & batch.mask
         for t in range(self.time_steps):
-            y = self.forward_flow(x, preds, batch.depth, op_emb, identity) * mask
+            y = self.forward_flow(x, forward, op_emb, identity) * mask
             if t == self.time_steps - 1:
                 break
             sink_info = masked_mean(y, sinks).unsqueeze(1)                        # (B, 1, d)
             b_in = torch.where(sinks.unsqueeze(-1), self.fb_conversion(sink_info), torch.zeros(()))
-            b_y = self.backward_flow(b_in, succs, batch.rdepth, op_emb, identity) * mask
+            b_y = self.backward_flow(b_in, backward, op_emb, identity) * mask
             delta = self.update(torch.cat([op_emb.detach(), y.detach(), b_y], dim=-1))
             op_emb = op_emb + self.update_scale * delta * update_mask
         return masked_mean(y, sinks)
