@@ -73,14 +73,16 @@ class GatedFlow(nn.Module):
         gate = torch.where(identity.unsqueeze(-1), torch.ones(()), torch.sigmoid(self.gate(op_emb)))
         gate, base = gate.reshape(B * n, -1), self.residual(h).reshape(B * n, -1)
         d = base.shape[-1]
+        # autograd needs a new tensor per step; without it, writing in place saves the copies
+        put = torch.Tensor.index_copy if torch.is_grad_enabled() else torch.Tensor.index_copy_
         first = schedule.first
-        out = base.new_zeros(B * n, d).index_copy(0, first, base[first])
-        mapped = base.new_zeros(B * n, d).index_copy(0, first, self.hop(base[first]))
+        out = put(base.new_zeros(B * n, d), 0, first, base[first])
+        mapped = put(base.new_zeros(B * n, d), 0, first, self.hop(base[first]))
         for idx in schedule.steps:
             msg = torch.bmm(schedule.senders, mapped.view(B, n, d)).view(B * n, d)[idx]
             new = gate[idx] * msg + base[idx]
-            out = out.index_copy(0, idx, new)
-            mapped = mapped.index_copy(0, idx, self.hop(new))
+            out = put(out, 0, idx, new)
+            mapped = put(mapped, 0, idx, self.hop(new))
         return out.view(B, n, d)
 
 
