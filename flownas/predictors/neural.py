@@ -95,6 +95,12 @@ class NeuralPredictor(Predictor):
         """Training-time augmentation of a minibatch (default: none)."""
         return batch
 
+    def step_loss(self, cfg):
+        """The loss of one training step, ``(net, batch, y, generator) ->
+        scalar`` (e.g. NAR-Former's, which runs the network on augmented
+        copies too), or None for the configured ``loss`` (default)."""
+        return None
+
     # -- hyper-parameters ------------------------------------------------------
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -150,7 +156,8 @@ class NeuralPredictor(Predictor):
             torch.manual_seed(seed)
             nets.append(self.build_network(feat))
         results = train_networks(nets, batch, yt, self.train_config(), seed=self.seed, val=val_batch,
-                                 augment=self._augment_hook(), stacked=self.stacked_ensemble)
+                                 augment=self._augment_hook(), step_loss=self.step_loss(self.train_config()),
+                                 stacked=self.stacked_ensemble)
         lines = [_calibration(self._scores(net, batch), yt.numpy()) for net in nets]
         self.space_, self.featurizer_ = space, feat
         self.networks_, self.calibration_ = nets, lines
