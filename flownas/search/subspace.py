@@ -1,0 +1,90 @@
+"""``TableSubspace``: the members of a space that a benchmark table holds.
+
+A table that covers only part of its space (the NB101 table holds 20,001 of
+423,624 cells) can still be searched: samples are drawn from the table, and a
+mutation retries, then walks further, until it lands on a member.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from ..arch import Architecture
+from ..errors import ArchitectureError
+from .base import MAX_TRIES
+from ..spaces.base import SearchSpace
+
+
+class TableSubspace(SearchSpace):
+    def __init__(self, space: SearchSpace, members: Sequence[Architecture]):
+        self.base = space
+        self.name = space.name
+        self.ops = space.ops
+        self.input_op = space.input_op
+        self.output_op = space.output_op
+        self.input_shape = space.input_shape
+        self._members: dict[str, Architecture] = {}
+        for arch in members:
+            arch = space.normalize(arch)
+            self._members.setdefault(arch.key, arch)
+        self._list = list(self._members.values())
+        if not self._list:
+            raise ArchitectureError(f"the table of space {space.name!r} holds no architecture")
+
+    def __repr__(self) -> str:
+        return f"<{len(self._list)} tabulated members of space {self.name}>"
+
+    def __contains__(self, arch: Architecture) -> bool:
+        return self.base.normalize(arch).key in self._members
+
+    def sample(self, rng: np.random.Generator) -> Architecture:
+        return self._list[int(rng.integers(len(self._list)))]
+
+    def mutate(self, arch: Architecture, rng: np.random.Generator) -> Architecture:
+        arch = self.base.normalize(arch)
+        for attempt in range(MAX_TRIES):
+            child = arch
+            for _ in range(1 + attempt // 50):    # few tabulated neighbours: walk further
+                child = self.base.mutate(child, rng)
+            child = self.base.normalize(child)
+            if child.key in self._members and child.key != arch.key:
+                return self._members[child.key]
+        while True:
+            child = self.sample(rng)
+            if child.key != arch.key or len(self._list) == 1:
+                return child
+
+    def validate(self, arch: Architecture) -> None:
+        self.base.validate(arch)
+        if arch not in self:
+            raise self._error("the benchmark table has no record of this architecture")
+
+    def normalize(self, arch: Architecture) -> Architecture:
+        return self.base.normalize(arch)
+
+    def enumerate(self) -> Iterator[Architecture]:
+        return iter(self._list)
+
+    def size(self) -> int:
+        return len(self._list)
+
+    def to_model(self, arch: Architecture, **options: Any):
+        return self.base.to_model(arch, **options)
+
+    def param_space(self) -> dict[str, tuple]:
+        return self.base.param_space()
+
+    def to_params(self, arch: Architecture) -> dict[str, Any]:
+        return self.base.to_params(arch)
+
+    def from_params(self, params: Mapping[str, Any]) -> Architecture:
+        arch = self.base.from_params(params)
+        self.validate(arch)
+        return self._members[self.base.normalize(arch).key]
+
+    def to_string(self, arch: Architecture) -> str:
+        return self.base.to_string(arch)
+
+    def from_string(self, text: str) -> Architecture:
+        return self.base.from_string(text)
