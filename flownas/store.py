@@ -114,18 +114,22 @@ class Ledger:
 
     # -- opening ---------------------------------------------------------
     @classmethod
-    def create(cls, storage: str | Path | None, study_name: str, meta: Mapping[str, Any]) -> "Ledger":
-        """A new, empty search; an existing study of that name is an error."""
+    def create(cls, storage: str | Path | None, study_name: str, meta: Mapping[str, Any],
+               replace_empty: bool = False) -> "Ledger":
+        """A new, empty search; an existing study of that name is an error, unless
+        it holds no trial and ``replace_empty`` is set (a start killed half-way)."""
         import optuna
         backend = open_storage(storage)
         url = storage_url(storage)
         try:
-            backend.get_study_id_from_name(study_name)
+            study_id = backend.get_study_id_from_name(study_name)
         except KeyError:
             pass
         else:
-            raise FlownasError(f"the ledger {_shown(url or 'in memory')} already holds a search named "
-                               f"{study_name!r}: continue it with --resume, or choose another --out/name")
+            if not (replace_empty and not backend.get_all_trials(study_id, deepcopy=False)):
+                raise FlownasError(f"the ledger {_shown(url or 'in memory')} already holds a search named "
+                                   f"{study_name!r}: continue it with --resume, or choose another --out/name")
+            backend.delete_study(study_id)
         study_id = backend.create_new_study([optuna.study.StudyDirection.MAXIMIZE], study_name)
         backend.set_study_user_attr(study_id, META_KEY, {"format": FORMAT, "version": FORMAT_VERSION,
                                                           **dict(meta)})
@@ -157,22 +161,12 @@ class Ledger:
         self.storage.set_study_user_attr(self.study_id, META_KEY, {**self.meta, **values})
 
     # -- writing ---------------------------------------------------------
-    def start(self, seq: int, arch: Architecture, info: Mapping[str, Any] | None = None,
-              params: Mapping[str, Any] | None = None,
-              choices: Mapping[str, tuple] | None = None) -> int:
-        """Record a dispatched candidate (RUNNING) in one transaction; its trial id.
-
-        ``params``/``choices`` (the space's ``to_params``/``param_space``) make
-        the trial readable as ordinary categorical parameters in Optuna tools.
-        """
+    def start(self, seq: int, arch: Architecture, info: Mapping[str, Any] | None = None) -> int:
+        """Record a dispatched candidate (RUNNING), in one transaction; its trial id."""
         import optuna
-        from optuna.distributions import CategoricalDistribution
-        params = dict(params or {})
-        distributions = {k: CategoricalDistribution(list(choices[k])) for k in params} if params else {}
         template = optuna.trial.create_trial(
-            state=optuna.trial.TrialState.RUNNING, params=params, distributions=distributions,
-            user_attrs={"seq": seq, "arch": arch.to_dict(), "arch_key": arch.key,
-                        "info": _jsonable(info or {})})
+            state=optuna.trial.TrialState.RUNNING,
+            user_attrs={"seq": seq, "arch": arch.to_dict(), "arch_key": arch.key, "info": _jsonable(info or {})})
         return self.storage.create_new_trial(self.study_id, template_trial=template)
 
     def restart(self, record: Record) -> None:

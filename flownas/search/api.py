@@ -94,7 +94,8 @@ class Run:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise FlownasError(f"{run_dir} is not a search run directory (no {RUN_FILE})") from None
+            raise FlownasError(f"{run_dir} holds no search to resume (no {RUN_FILE}; a search killed before "
+                               f"it started is run again without --resume)") from None
         except (OSError, json.JSONDecodeError) as exc:
             raise FlownasError(f"{path} is unreadable: {exc}") from None
         return cls(run_dir, data.get("storage"), data["study"])
@@ -112,7 +113,8 @@ def start_run(config: SearchConfig) -> tuple[Run, Ledger]:
                            f"or choose another --out")
     if run.storage is None:
         run.dir.mkdir(parents=True, exist_ok=True)   # the SQLite file goes there
-    ledger = Ledger.create(run.storage_url, run.study, {"config": config.to_dict(), "flownas": __version__})
+    ledger = Ledger.create(run.storage_url, run.study, {"config": config.to_dict(), "flownas": __version__},
+                           replace_empty=True)   # a start killed before run.json was written
     run.save()
     return run, ledger
 

@@ -48,7 +48,7 @@ def run_seed(config: SearchConfig, seed: int, threads: int | None = None) -> dic
     parts = build(config)
     ledger = Ledger.create(None, f"bench-{seed}", {"config": config.to_dict()})
     loop = SearchLoop(parts.space, parts.strategy, parts.evaluator, ledger, executor=parts.executor,
-                      budget=config.budget, record_params=False)
+                      budget=config.budget)
     start = time.perf_counter()
     result = loop.run()
     wall = time.perf_counter() - start

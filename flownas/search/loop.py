@@ -88,7 +88,7 @@ class SearchLoop:
     def __init__(self, space: SearchSpace, strategy: Strategy, evaluator: Evaluator, ledger: Ledger, *,
                  executor: Executor | None = None, budget: Budget = Budget(),
                  callbacks: Sequence[Callback] = (), fidelity: Any = None,
-                 max_consecutive_failures: int = 20, record_params: bool = True):
+                 max_consecutive_failures: int = 20):
         from ..runtime.local import InlineExecutor
         self.space = space
         self.strategy = strategy
@@ -99,7 +99,6 @@ class SearchLoop:
         self.callbacks = list(callbacks)
         self.fidelity = fidelity
         self.max_consecutive_failures = max_consecutive_failures
-        self._choices = space.param_space() if record_params else None
         # progress, read by callbacks
         self.finished: list[Record] = []
         self.best: Record | None = None
@@ -160,16 +159,13 @@ class SearchLoop:
             else:
                 self._next_seq += 1
                 info = self.strategy.describe(arch)
-                tid = self.ledger.start(seq, arch, info, self._params(arch), self._choices)
+                tid = self.ledger.start(seq, arch, info)
                 flight = _Flight(Record(seq, tid, arch, info), self._submit(arch))
             self._inflight[seq] = flight
         return True
 
     def _submit(self, arch: Architecture) -> cf.Future:
         return self.executor.submit(evaluate, self.evaluator, arch, self.fidelity)
-
-    def _params(self, arch: Architecture) -> dict[str, Any] | None:
-        return None if self._choices is None else self.space.to_params(arch)
 
     def _complete_one(self) -> None:
         if self._log:   # replaying: the next completion is the recorded one
