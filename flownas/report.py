@@ -121,9 +121,8 @@ def plot_predicted_vs_true(path: Path, rows: Sequence[dict[str, Any]], objective
 def _kendall(rows: Sequence[dict[str, Any]]) -> float:
     if len(rows) < 3:
         return math.nan
-    from scipy.stats import kendalltau
-    tau = kendalltau([r["objective"] for r in rows], [r["predicted"] for r in rows])[0]
-    return float(tau)
+    from .predictors.metrics import kendall_tau
+    return float(kendall_tau([r["objective"] for r in rows], [r["predicted"] for r in rows]))
 
 
 def _pyplot():

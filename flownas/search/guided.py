@@ -8,7 +8,6 @@ ensemble on everything evaluated so far.
 """
 from __future__ import annotations
 
-import inspect
 from collections import deque
 from typing import Any, Mapping, Sequence
 
@@ -37,8 +36,13 @@ def resolve_predictor_name(name: str) -> str:
 
 
 class Surrogate:
-    """An ensemble of ``size`` predictors of one kind, differing by seed when
-    the predictor takes one, else by a bootstrap resample of the data."""
+    """An ensemble of ``size`` predictors of one kind.
+
+    A predictor with its own ``ensemble`` hyper-parameter (the neural ones)
+    trains the members itself; otherwise members differ by ``seed`` when the
+    predictor takes one, else by a bootstrap resample of the data. Every fit
+    gets fresh seeds derived from the strategy's seed and the fit number.
+    """
 
     def __init__(self, spec: str | Mapping[str, Any] | Predictor, size: int, seed: int):
         if size < 1:
@@ -47,38 +51,45 @@ class Surrogate:
             self._cls, self._params = type(spec), spec.get_params()
         else:
             spec = {"name": spec} if isinstance(spec, str) else dict(spec)
-            name = resolve_predictor_name(spec.pop("name", "auto"))
-            self._cls, self._params = PREDICTORS.get(name), spec
-        self._seeded = "seed" in inspect.signature(self._cls.__init__).parameters
+            self._cls, self._params = PREDICTORS.get(resolve_predictor_name(spec.pop("name", "auto"))), spec
+        hyper = self._cls(**self._params).get_params()
+        if "ensemble" in hyper and "ensemble" in self._params and not isinstance(spec, Predictor):
+            raise ConfigError("predictor.ensemble: set the ensemble size with the strategy's ensemble")
+        self._native = "ensemble" in hyper
+        self._seeded = "seed" in hyper
         self.size = size
         self.seed = seed
         self.members: list[Predictor] = []
         self.num_fits = 0
 
-    @property
-    def name(self) -> str:
-        return getattr(self._cls, "name", "") or self._cls.__name__
+    def _seed(self, member: int) -> int:
+        return int(np.random.default_rng([self.seed, self.num_fits, member]).integers(2**31))
 
     def fit(self, archs: Sequence[Architecture], y: Sequence[float]) -> None:
         y = np.asarray(y, dtype=float)
-        rng = np.random.default_rng([self.seed, self.num_fits])
-        self.members = []
-        for i in range(self.size):
-            params = dict(self._params)
-            rows = np.arange(len(archs))
-            if self._seeded:
-                params["seed"] = int(np.random.default_rng([self.seed, self.num_fits, i]).integers(2**31))
-            elif self.size > 1:
-                rows = rng.integers(0, len(archs), len(archs))
-            member = self._cls(**params)
-            member.fit([archs[r] for r in rows], y[rows])
-            self.members.append(member)
+        if self._native:
+            params = {**self._params, "ensemble": self.size, "seed": self._seed(0)}
+            self.members = [self._cls(**params).fit(archs, y)]
+        else:
+            rng = np.random.default_rng([self.seed, self.num_fits])
+            self.members = []
+            for i in range(self.size):
+                params, rows = dict(self._params), np.arange(len(archs))
+                if self._seeded:
+                    params["seed"] = self._seed(i)
+                elif self.size > 1:
+                    rows = rng.integers(0, len(archs), len(archs))
+                self.members.append(self._cls(**params).fit([archs[r] for r in rows], y[rows]))
         self.num_fits += 1
 
     def predict(self, archs: Sequence[Architecture], need_std: bool) -> tuple[np.ndarray, np.ndarray]:
-        if len(self.members) == 1 and need_std:
-            mean, std = self.members[0].predict(archs, return_std=True)
-            return np.asarray(mean, float), np.asarray(std, float)
+        """Mean and spread of the members' predictions."""
+        if len(self.members) == 1:
+            if need_std:
+                mean, std = self.members[0].predict(archs, return_std=True)
+                return np.asarray(mean, float), np.asarray(std, float)
+            mean = np.asarray(self.members[0].predict(archs), float)
+            return mean, np.zeros_like(mean)
         preds = np.stack([np.asarray(m.predict(archs), float) for m in self.members])
         return preds.mean(0), preds.std(0)
 

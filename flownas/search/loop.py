@@ -146,6 +146,7 @@ class SearchLoop:
             if not proposed:
                 return False
             arch = proposed[0]
+            info = self.strategy.describe(arch)
             seq = self._next_seq
             recorded = self._recorded.get(seq)
             if recorded is not None:
@@ -158,7 +159,6 @@ class SearchLoop:
                     flight.future = self._submit(arch)
             else:
                 self._next_seq += 1
-                info = self.strategy.describe(arch)
                 tid = self.ledger.start(seq, arch, info)
                 flight = _Flight(Record(seq, tid, arch, info), self._submit(arch))
             self._inflight[seq] = flight
