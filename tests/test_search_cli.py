@@ -80,7 +80,7 @@ def test_resume_may_extend_the_budget_but_not_change_the_search(finished_run, ca
 def test_predictor_search_plots_predicted_vs_true(tmp_path, capsys, data_root):
     out = tmp_path / "pred"
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("strategy: {name: predictor, num_init: 6, top_k: 4, ensemble: 2, num_mutations: 40, "
+    cfg.write_text("strategy: {name: predictor, num_init: 6, refit_every: 4, ensemble: 2, num_mutations: 40, "
                    "num_random: 10}\npredictor: {name: mlp, epochs: 5, hidden: 16, layers: 1}\nbudget: 14\n")
     code, stdout, _ = run(capsys, "search", cfg, "--out", out, "--quiet")
     assert code == 0 and "+ mlp" in stdout

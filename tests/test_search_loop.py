@@ -101,7 +101,7 @@ def test_process_pool_keeps_workers_busy_and_records_everything(tmp_path):
 
 @pytest.mark.parametrize("name", ["evolution", "predictor", "optuna"])
 def test_a_resumed_search_ends_exactly_as_an_uninterrupted_one(name, tmp_path):
-    params = {"num_init": 5, "top_k": 4, "num_mutations": 30, "num_random": 5} if name == "predictor" else {}
+    params = {"num_init": 5, "refit_every": 4, "num_mutations": 30, "num_random": 5} if name == "predictor" else {}
     reference = loop(name=name, budget=Budget(40), params=params).run()
 
     url = storage_url(tmp_path / "l.db")

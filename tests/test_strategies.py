@@ -119,8 +119,8 @@ def test_evolution_keeps_the_youngest_population():
     assert [t.arch.key for t in strategy.population] == [t.arch.key for t in strategy.history[-6:]]
 
 
-def test_predictor_search_refits_every_top_k_and_explains_its_choices():
-    strategy = make("predictor", num_init=8, top_k=5, ensemble=3, acquisition="ucb")
+def test_predictor_search_refits_every_k_results_and_explains_its_choices():
+    strategy = make("predictor", num_init=8, refit_every=5, ensemble=3, acquisition="ucb")
     infos = []
     for _ in range(28):
         (arch,) = strategy.ask(1)
@@ -137,7 +137,7 @@ def test_predictor_search_refits_every_top_k_and_explains_its_choices():
 def test_predictor_search_finds_the_toy_optimum_faster_than_random(acquisition):
     def evals_to_optimum(name, seed, **kw):
         return len(drive(make(name, seed=seed, **kw), 80, until=optimum()))
-    guided = [evals_to_optimum("predictor", s, num_init=5, top_k=3, acquisition=acquisition) for s in range(6)]
+    guided = [evals_to_optimum("predictor", s, num_init=5, refit_every=3, acquisition=acquisition) for s in range(6)]
     rand = [evals_to_optimum("random", s) for s in range(6)]
     assert np.median(guided) < np.median(rand)
 

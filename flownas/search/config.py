@@ -7,7 +7,7 @@ predictor, executor), each either as a plain name or as a mapping with a
     name: nb201-cifar10-predictor
     space: nb201
     dataset: cifar10
-    strategy: {name: predictor, acquisition: ucb, top_k: 10}
+    strategy: {name: predictor, acquisition: ucb, refit_every: 10}
     predictor: {name: flowerformer}
     budget: 150               # or {evaluations: 150, cost_s: 4.0e6}
     seed: 0

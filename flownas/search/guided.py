@@ -8,7 +8,6 @@ ensemble on everything evaluated so far.
 """
 from __future__ import annotations
 
-from collections import deque
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -114,23 +113,19 @@ class _Guided:
         self.surrogate.fit([t.arch for t in done], [t.value for t in done])
         self._fitted_on = len(done)
 
-    def rank(self, archs: Sequence[Architecture], origins: Sequence[str], keep: int) -> list[Architecture]:
-        """The ``keep`` best of ``archs`` by the acquisition, best first; notes
-        what was predicted about them for ``describe``."""
+    def score(self, archs: Sequence[Architecture]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predicted mean, spread and acquisition value of each architecture."""
         mean, std = self.surrogate.predict(archs, need_std=self.acquisition != "mean")
         if self.acquisition == "mean":
-            score = mean
-        elif self.acquisition == "ucb":
-            score = mean + self.beta * std
-        else:
-            score = self.rng.normal(mean, std)
-        order = np.argsort(-score, kind="stable")[:keep]
-        fit = self.surrogate.num_fits
-        for i in order:
-            self._notes[archs[i].key] = {"origin": origins[i], "predicted": float(mean[i]),
-                                         "predicted_std": float(std[i]), "acquisition": float(score[i]),
-                                         "fit": fit}
-        return [archs[i] for i in order]
+            return mean, std, mean
+        if self.acquisition == "ucb":
+            return mean, std, mean + self.beta * std
+        return mean, std, self.rng.normal(mean, std)
+
+    def note(self, arch: Architecture, origin: str, mean: float, std: float, acquisition: float) -> None:
+        """Remember what was predicted about a proposal, for ``describe``."""
+        self._notes[arch.key] = {"origin": origin, "predicted": float(mean), "predicted_std": float(std),
+                                 "acquisition": float(acquisition), "fit": self.surrogate.num_fits}
 
     def describe(self, arch: Architecture) -> dict[str, Any]:
         return self._notes.pop(arch.key, {"origin": "random"})
@@ -140,63 +135,73 @@ class _Guided:
 class PredictorSearch(_Guided, Strategy):
     """BANANAS / NPENAS-style predictor-guided search.
 
-    ``num_init`` random architectures first; then rounds: refit the ensemble
-    on everything evaluated, build a pool of ``num_mutations`` mutants (1 to
-    ``max_mutation_steps`` steps) of the ``num_parents`` best architectures
-    plus ``num_random`` random ones, and queue the ``top_k`` best by the
-    acquisition. A new round starts when the queue is empty, so the predictor
-    is refit every ``top_k`` evaluations (sooner with several workers).
+    ``num_init`` random architectures first. Then each proposal is the best
+    candidate of a pool by the acquisition function; the pool holds mutants
+    (1 to ``max_mutation_steps`` steps) of the ``num_parents`` best
+    architectures, ``num_mutations / num_parents`` per parent, added at each
+    refit and as soon as an architecture becomes a parent, plus
+    ``num_random`` random samples added at each refit. The ensemble is refit on everything evaluated
+    every ``refit_every`` results, and the pool then rescored. ``ask(k)``
+    returns the top-k; one proposal at a time (with several workers) always
+    takes the best candidate given everything known so far.
     """
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, predictor: Any = "auto", ensemble: int = 5,
-                 acquisition: str = "ucb", beta: float = 1.0, num_init: int = 10, top_k: int = 10,
-                 num_parents: int = 10, num_mutations: int = 200, max_mutation_steps: int = 2,
+                 acquisition: str = "ucb", beta: float = 1.0, num_init: int = 10, refit_every: int = 10,
+                 num_parents: int = 5, num_mutations: int = 200, max_mutation_steps: int = 2,
                  num_random: int = 50):
         Strategy.__init__(self, space, seed=seed)
-        for name, v in (("num_init", num_init), ("top_k", top_k), ("num_parents", num_parents),
+        for name, v in (("num_init", num_init), ("refit_every", refit_every), ("num_parents", num_parents),
                         ("max_mutation_steps", max_mutation_steps)):
             if v < 1:
                 raise ValueError(f"{name} must be at least 1, got {v}")
         self.num_init = num_init
-        self.top_k = top_k
+        self.refit_every = refit_every
         self.num_parents = num_parents
         self.num_mutations = num_mutations
         self.max_mutation_steps = max_mutation_steps
         self.num_random = num_random
         self._init_guide(predictor, ensemble, acquisition, beta)
-        self._queue: deque[Architecture] = deque()
+        self._pool: dict[str, tuple[Architecture, str]] = {}           # key -> (candidate, origin)
+        self._scores: dict[str, tuple[float, float, float]] = {}       # key -> (mean, std, acquisition)
+        self._expanded: set[str] = set()                                # parents whose mutants are in the pool
 
     def _propose(self) -> Architecture | None:
         if self.num_known < self.num_init or len(self.successes()) < 2:
             return self.sample_new()
-        while self._queue:
-            arch = self._queue.popleft()
-            if self.is_new(arch):
-                return arch
-        if len(self.successes()) > self._fitted_on:
+        if self.surrogate.num_fits == 0 or len(self.successes()) - self._fitted_on >= self.refit_every:
             self.refit()
-        pool, origins = self.pool()
-        if not pool:
+            self._scores = {}
+            self._expanded = set()   # fresh mutants of every parent at each refit
+            self._add(self.space.sample(self.rng) for _ in range(self.num_random))
+        for told in self.best(self.num_parents):
+            if told.arch.key not in self._expanded:
+                self._expanded.add(told.arch.key)
+                self._add((self._mutant(told.arch) for _ in range(-(-self.num_mutations // self.num_parents))),
+                          "mutation")
+        for key in [k for k, (a, _) in self._pool.items() if not self.is_new(a)]:
+            del self._pool[key]
+        if not self._pool:
             return self.sample_new()
-        self._queue.extend(self.rank(pool, origins, self.top_k))
-        return self._queue.popleft()
+        fresh = [a for k, (a, _) in self._pool.items() if k not in self._scores]
+        if fresh:
+            for arch, values in zip(fresh, zip(*self.score(fresh))):
+                self._scores[arch.key] = values
+        key = max(self._pool, key=lambda k: self._scores[k][2])   # the first of equals: insertion order
+        arch, origin = self._pool.pop(key)
+        self.note(arch, origin, *self._scores[key])
+        return arch
 
-    def pool(self) -> tuple[list[Architecture], list[str]]:
-        """New candidates: mutants of the best, then random samples (no duplicates)."""
-        parents = [t.arch for t in self.best(self.num_parents)]
-        out: dict[str, tuple[Architecture, str]] = {}
-        for i in range(self.num_mutations):
-            arch = parents[i % len(parents)]
-            for _ in range(1 + int(self.rng.integers(self.max_mutation_steps))):
-                arch = self.space.mutate(arch, self.rng)
+    def _mutant(self, parent: Architecture) -> Architecture:
+        for _ in range(1 + int(self.rng.integers(self.max_mutation_steps))):
+            parent = self.space.mutate(parent, self.rng)
+        return parent
+
+    def _add(self, archs, origin: str = "random") -> None:
+        for arch in archs:
             arch = self.space.normalize(arch)
             if self.is_new(arch):
-                out.setdefault(arch.key, (arch, "mutation"))
-        for _ in range(self.num_random):
-            arch = self.space.normalize(self.space.sample(self.rng))
-            if self.is_new(arch):
-                out.setdefault(arch.key, (arch, "random"))
-        return [a for a, _ in out.values()], [o for _, o in out.values()]
+                self._pool.setdefault(arch.key, (arch, origin))
 
 
 @STRATEGIES.register("predictor-evolution")
@@ -230,4 +235,7 @@ class PredictorEvolution(_Guided, RegularizedEvolution):
         if not children:
             return self.sample_new()
         kids = list(children.values())
-        return self.rank(kids, ["mutation"] * len(kids), 1)[0]
+        mean, std, acquisition = self.score(kids)
+        best = int(np.argmax(acquisition))
+        self.note(kids[best], "mutation", mean[best], std[best], acquisition[best])
+        return kids[best]
