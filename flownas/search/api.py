@@ -54,17 +54,29 @@ def build(config: SearchConfig) -> Components:
     from ..registry import EVALUATORS, EXECUTORS, SPACES, STRATEGIES
     space = _construct("space", SPACES.get(config.space.name), **config.space.params)
     evaluator = _construct("evaluator", EVALUATORS.get(config.evaluator.name), **config.evaluator_params())
-    members = getattr(evaluator, "members", None)
-    if members is not None:
-        archs = members()
-        size = space.size()
-        if size is None or len(archs) < size:
-            from .subspace import TableSubspace
-            space = TableSubspace(space, archs)
+    if hasattr(evaluator, "members"):
+        space = _restricted(space, evaluator, json.dumps(config.space.to_config(), sort_keys=True))
     strategy = _construct("strategy", STRATEGIES.get(config.strategy.name), space, seed=config.seed,
                           **config.strategy_params())
     executor = _construct("executor", EXECUTORS.get(config.executor.name), **config.executor.params)
     return Components(space, evaluator, strategy, executor)
+
+
+_SUBSPACES: dict[tuple[str, str], SearchSpace] = {}
+
+
+def _restricted(space: SearchSpace, evaluator, space_config: str) -> SearchSpace:
+    """``space``, or its members in the evaluator's table when the table covers
+    only part of it (built once per process: it indexes every member)."""
+    key = (space_config, repr(evaluator))
+    if key not in _SUBSPACES:
+        archs = evaluator.members()
+        size = space.size()
+        if size is None or len(archs) < size:
+            from .subspace import TableSubspace
+            space = TableSubspace(space, archs)
+        _SUBSPACES[key] = space
+    return _SUBSPACES[key]
 
 
 def describe_objective(evaluator: Evaluator) -> dict[str, Any]:

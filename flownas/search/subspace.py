@@ -2,7 +2,9 @@
 
 A table that covers only part of its space (the NB101 table holds 20,001 of
 423,624 cells) can still be searched: samples are drawn from the table, and a
-mutation retries, then walks further, until it lands on a member.
+mutation that leaves the table is moved to the nearest member (Hamming
+distance between the cells' canonical one-hot ops and adjacency), so a
+mutant stays a close neighbour of its parent.
 """
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ import numpy as np
 
 from ..arch import Architecture
 from ..errors import ArchitectureError
-from .base import MAX_TRIES
 from ..spaces.base import SearchSpace
 
 
@@ -29,6 +30,7 @@ class TableSubspace(SearchSpace):
             arch = space.normalize(arch)
             self._members.setdefault(arch.key, arch)
         self._list = list(self._members.values())
+        self._codes: np.ndarray | None = None     # encodings for _nearest, built on first use
         if not self._list:
             raise ArchitectureError(f"the table of space {space.name!r} holds no architecture")
 
@@ -43,17 +45,35 @@ class TableSubspace(SearchSpace):
 
     def mutate(self, arch: Architecture, rng: np.random.Generator) -> Architecture:
         arch = self.base.normalize(arch)
-        for attempt in range(MAX_TRIES):
-            child = arch
-            for _ in range(1 + attempt // 50):    # few tabulated neighbours: walk further
-                child = self.base.mutate(child, rng)
-            child = self.base.normalize(child)
-            if child.key in self._members and child.key != arch.key:
-                return self._members[child.key]
-        while True:
-            child = self.sample(rng)
-            if child.key != arch.key or len(self._list) == 1:
-                return child
+        child = self.base.normalize(self.base.mutate(arch, rng))
+        if child.key in self._members and child.key != arch.key:
+            return self._members[child.key]
+        return self._nearest(child, arch.key, rng)
+
+    def _nearest(self, arch: Architecture, exclude: str, rng: np.random.Generator) -> Architecture:
+        """A member closest to ``arch`` other than ``exclude`` (ties: at random)."""
+        if self._codes is None:
+            self._width = max(a.num_nodes for a in self._list)
+            self._codes = np.stack([self._encode(a) for a in self._list])
+            self._index = {a.key: i for i, a in enumerate(self._list)}
+        distance = (self._codes != self._encode(arch)).sum(1)
+        if exclude in self._index and len(self._list) > 1:
+            distance[self._index[exclude]] = distance.max() + 1
+        closest = np.flatnonzero(distance == distance.min())
+        return self._list[int(closest[rng.integers(len(closest))])]
+
+    def _encode(self, arch: Architecture) -> np.ndarray:
+        """Canonical numbering, padded (or cut) to the widest member: one-hot ops, upper adjacency."""
+        canon = arch.canonical()
+        n = min(canon.num_nodes, self._width)
+        ops = np.zeros((self._width, len(self.ops)), dtype=bool)
+        vocab = {op: i for i, op in enumerate(self.ops)}
+        for v in range(n):
+            if canon.ops[v] in vocab:
+                ops[v, vocab[canon.ops[v]]] = True
+        adj = np.zeros((self._width, self._width), dtype=bool)
+        adj[:n, :n] = canon.adjacency[:n, :n].astype(bool)
+        return np.concatenate([ops.ravel(), adj[np.triu_indices(self._width, 1)]])
 
     def validate(self, arch: Architecture) -> None:
         self.base.validate(arch)
