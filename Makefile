@@ -6,6 +6,9 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
+# the main job (README): its configuration, and a fresh run directory each time
+SEARCH_CONFIG ?= experiments/nb201-cifar10-predictor.yaml
+SEARCH_OUT ?= runs/nb201-cifar10-predictor-$(shell date +%Y%m%d-%H%M%S)
 
 # the benchmark tables; default to ../shared/data when it exists
 FLOWNAS_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
@@ -26,10 +29,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 search: install
 	@test -n "$(FLOWNAS_DATA)" || { echo "FLOWNAS_DATA is not set: point it at the benchmark tables (see README, 'Data')"; exit 1; }
-	@echo "The search loop is not built yet (issue 4): showing the NB201 space and its table instead."
-	$(VENV)/bin/flownas spaces
-	$(VENV)/bin/flownas sample nb201 -n 3 --seed 0
-	$(VENV)/bin/flownas lookup nb201 '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|'
+	$(VENV)/bin/flownas search $(SEARCH_CONFIG) --out $(SEARCH_OUT)
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -16,9 +16,9 @@ from typing import Sequence
 from .errors import FlownasError
 
 # modules that add sub-commands: each has register(subparsers)
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["flownas.search.commands"]
 # modules that add `flownas bench <what>` commands: each has register_bench(subparsers)
-BENCH_MODULES: list[str] = ["flownas.predictors_cli"]
+BENCH_MODULES: list[str] = ["flownas.predictors_cli", "flownas.search.commands"]
 
 
 def _cmd_spaces(args) -> int:

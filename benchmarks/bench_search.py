@@ -1,0 +1,147 @@
+"""The search benchmark behind BENCHMARKS.md ("Search"): every strategy on every
+experiment of experiments/, many seeds, then one plot and one markdown table.
+
+    python benchmarks/bench_search.py run --out bench-out/search [--seeds 30] [--only nb201-cifar10] [--strategies random,evolution]
+    python benchmarks/bench_search.py report --out bench-out/search --plot benchmarks/figures/search.png
+
+``run`` writes one JSON per (experiment, strategy), the same figures as
+``flownas bench search`` (which it calls through the same functions); an
+existing JSON is kept, so an interrupted run continues. The strategies come
+from the experiment configs: ``predictor`` and its predictor from
+``NAME-predictor.yaml``, ``evolution`` from ``NAME-evolution.yaml``,
+``predictor-evolution`` with the same predictor as ``predictor``, and
+``random``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = ("nb201-cifar10", "nb201-cifar100", "nb201-imagenet16", "nb101-cifar10")
+STRATEGIES = ("random", "evolution", "predictor", "predictor-evolution")
+
+
+def config_for(experiment: str, strategy: str):
+    from flownas.search.config import Component, SearchConfig
+    guided = SearchConfig.load(ROOT / "experiments" / f"{experiment}-predictor.yaml")
+    if strategy == "predictor":
+        return guided
+    if strategy == "evolution":
+        return SearchConfig.load(ROOT / "experiments" / f"{experiment}-evolution.yaml")
+    if strategy == "random":
+        return replace(guided, strategy=Component("random"), predictor=None)
+    keep = {k: v for k, v in guided.strategy.params.items() if k in ("ensemble", "acquisition", "beta")}
+    return replace(guided, strategy=Component("predictor-evolution", {**keep, "refit_every": 10}))
+
+
+def run(args) -> None:
+    import torch
+    from flownas.search.bench import bench_config, bench_search, write_json
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    seeds = list(range(args.seeds))
+    for experiment in args.only.split(","):
+        for strategy in args.strategies.split(","):
+            path = out / f"{experiment}--{strategy}.json"
+            if path.exists():
+                print(f"{path} exists, kept", file=sys.stderr)
+                continue
+            config = bench_config(config_for(experiment, strategy), args.budget)
+            start = time.perf_counter()
+            data = bench_search(config, seeds, jobs=args.jobs)
+            data["command"] = " ".join(["python benchmarks/bench_search.py run", f"--only {experiment}",
+                                        f"--strategies {strategy}", f"--seeds {args.seeds}",
+                                        f"--budget {args.budget}", f"--jobs {args.jobs}"])
+            write_json(path, data)
+            c = data["checkpoints"]
+            print(f"{experiment} {strategy}: " + ", ".join(f"{n}: {v['mean']:.3f}" for n, v in c.items())
+                  + f"; optimum {data['found_share']:.0%}, median {data['median_evals_to_optimum']}"
+                  + f" ({time.perf_counter() - start:.0f} s)", flush=True)
+
+
+def report(args) -> None:
+    out = Path(args.out)
+    results = {}
+    for path in sorted(out.glob("*--*.json")):
+        experiment, strategy = path.stem.split("--")
+        results[(experiment, strategy)] = json.loads(path.read_text())
+    if not results:
+        sys.exit(f"no results in {out}")
+    print("| experiment | strategy | 25 | 50 | 100 | 150 | optimum found | median evals to it | s per search |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for (experiment, strategy), d in sorted(results.items(), key=lambda kv: (EXPERIMENTS.index(kv[0][0]),
+                                                                             STRATEGIES.index(kv[0][1]))):
+        cells = [f"{d['checkpoints'][n]['mean']:.2f} ± {d['checkpoints'][n]['sd']:.2f}" if n in d["checkpoints"]
+                 else "" for n in ("25", "50", "100", "150")]
+        median = d["median_evals_to_optimum"]
+        print(f"| {experiment} | {strategy} | " + " | ".join(cells)
+              + f" | {d['found_share']:.0%} | {median if median is not None else '> ' + str(d['budget'])}"
+              + f" | {d['wall_s']['median']:.1f} |")
+    if args.plot:
+        plot(results, Path(args.plot))
+
+
+def plot(results, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    experiments = [e for e in EXPERIMENTS if any(k[0] == e for k in results)]
+    fig, axes = plt.subplots(1, len(experiments), figsize=(4.6 * len(experiments), 3.8), squeeze=False)
+    for ax, experiment in zip(axes[0], experiments):
+        for strategy in STRATEGIES:
+            d = results.get((experiment, strategy))
+            if d is None:
+                continue
+            curves = np.array([[np.nan if v is None else v for v in r["test"]] for r in d["runs"]])
+            mean = np.nanmean(curves, axis=0)
+            x = np.arange(1, len(mean) + 1)
+            ax.plot(x, mean, label=strategy)
+            ax.fill_between(x, mean - np.nanstd(curves, axis=0) / np.sqrt(len(curves)),
+                            mean + np.nanstd(curves, axis=0) / np.sqrt(len(curves)), alpha=0.2)
+        any_d = next(d for k, d in results.items() if k[0] == experiment)
+        metric = any_d["test_metric"] or any_d["objective"]
+        best = any_d["optimum"]["test"] if any_d["test_metric"] else any_d["optimum"]["objective"]
+        ax.axhline(best, color="black", linewidth=0.8, linestyle=":", label="test of the optimum")
+        finite = [statistics.fmean(r["test"][min(len(r["test"]), 20) - 1] for r in d["runs"])
+                  for k, d in results.items() if k[0] == experiment]
+        ax.set_ylim(min(finite) - 0.3, best + 0.3 * (best - min(finite)) + 0.05)
+        ax.set_title(experiment, fontsize=10)
+        ax.set_xlabel("evaluations")
+        ax.set_ylabel(f"{metric} of the incumbent")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"mean over {len(any_d['seeds'])} seeds (band: ± 1 s.e.)", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}", file=sys.stderr)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seeds", type=int, default=30)
+    p.add_argument("--budget", type=int, default=150)
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--only", default=",".join(EXPERIMENTS))
+    p.add_argument("--strategies", default=",".join(STRATEGIES))
+    p.set_defaults(func=run)
+    p = sub.add_parser("report")
+    p.add_argument("--out", required=True)
+    p.add_argument("--plot")
+    p.set_defaults(func=report)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

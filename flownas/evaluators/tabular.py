@@ -1,0 +1,137 @@
+"""``TabularEvaluator``: a candidate's score looked up in a benchmark table.
+
+The search objective is a validation accuracy; a test accuracy, where the
+table has one, is recorded beside it and never steers the search. The cost
+reported is the training time the benchmark logged (simulated: the lookup
+itself takes microseconds), so budgets by cost behave as with real training.
+
+Per benchmark and dataset (see experiments/README.md for the reasons):
+
+* NB201 cifar10: objective ``c10_valid_val_acc_200`` (200-epoch validation
+  accuracy of the cifar10-valid run), test ``c10_test_acc_200``.
+* NB201 cifar100 / ImageNet16-120: the table has no 200-epoch validation
+  accuracy for all cells, so the objective is the 12-epoch validation
+  accuracy (``c100_val_acc_12`` / ``in16_val_acc_12``, a low-fidelity proxy
+  with no test-set leakage) and the test is the 200-epoch x-test accuracy.
+* NB101 (cifar10): objective ``val_acc_108``; the table has no test column.
+
+Cost: NB101 logs ``train_time_108_s`` for every cell. NB201 logs training
+time only for the 1,000 cells of the NATS subset; for the others the cost is
+estimated per dataset and schedule by a least-squares fit of those 1,000
+times on the cell's op counts (R^2 = 0.995); ``info["cost_source"]`` says
+which one a result used.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..arch import Architecture
+from ..errors import ConfigError
+from ..registry import EVALUATORS
+from .base import Evaluator, Result
+
+
+@dataclass(frozen=True)
+class _Dataset:
+    objective: str
+    test: str | None
+    prefix: str            # columns of this dataset start with it
+
+
+_NB201 = {
+    "cifar10": _Dataset("c10_valid_val_acc_200", "c10_test_acc_200", "c10_"),
+    "cifar100": _Dataset("c100_val_acc_12", "c100_test_acc_200", "c100_"),
+    "ImageNet16-120": _Dataset("in16_val_acc_12", "in16_test_acc_200", "in16_"),
+}
+_NB101 = {"cifar10": _Dataset("val_acc_108", None, "val_acc_")}
+DATASETS: dict[str, dict[str, _Dataset]] = {"nb201": _NB201, "nb101": _NB101}
+_NB201_OPS = ("skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+
+
+@EVALUATORS.register("tabular")
+class TabularEvaluator(Evaluator):
+    """Looks candidates up in ``benchmark`` (a registered table) for ``dataset``.
+
+    ``objective``/``test_metric`` override the defaults above with any column
+    of the table (e.g. ``c100_test_acc_200`` as objective: then the search
+    selects on the column it reports as test, which flatters the result).
+    """
+
+    def __init__(self, benchmark: str = "nb201", dataset: str = "cifar10",
+                 objective: str | None = None, test_metric: str | None = None):
+        if benchmark not in DATASETS:
+            raise ConfigError(f"the tabular evaluator knows no benchmark {benchmark!r} "
+                              f"(known: {', '.join(sorted(DATASETS))})")
+        datasets = DATASETS[benchmark]
+        if dataset not in datasets:
+            raise ConfigError(f"benchmark {benchmark!r} has no dataset {dataset!r} "
+                              f"(known: {', '.join(datasets)})")
+        spec = datasets[dataset]
+        self.benchmark = benchmark
+        self.dataset = dataset
+        self.objective = objective or spec.objective
+        self.test_metric = test_metric or spec.test
+        self._prefix = spec.prefix
+
+    def __repr__(self) -> str:
+        return f"TabularEvaluator(benchmark={self.benchmark!r}, dataset={self.dataset!r})"
+
+    @property
+    def table(self):
+        from ..benchmarks.base import load_benchmark
+        return load_benchmark(self.benchmark)
+
+    def members(self) -> list[Architecture]:
+        """Every architecture the table holds."""
+        return self.table.archs()
+
+    def evaluate(self, arch: Architecture, fidelity: Any = None) -> Result:
+        row = self.table.query(arch)
+        for column in (self.objective, self.test_metric):
+            if column is not None and column not in row:
+                raise ConfigError(f"the {self.benchmark} table has no column {column!r}")
+        metrics = {k: v for k, v in row.items()
+                   if _is_number(v) and (k.startswith(self._prefix) or k in (self.objective, self.test_metric)
+                                         or k.startswith(("params", "naswot")))}
+        if self.benchmark == "nb201":
+            cost, source = _nb201_cost(arch, self.dataset, "12" if self.objective.endswith("_12") else "200")
+        else:
+            cost, source = float(row["train_time_108_s"]), "table"
+        return Result(metrics, cost, {"cost_source": source})
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _nb201_cost(arch: Architecture, dataset: str, hp: str) -> tuple[float, str]:
+    from ..spaces.nb201 import NB201Space
+    space = NB201Space()
+    times, coef = _nb201_times(dataset, hp)
+    key = space.to_string(arch)
+    if key in times:
+        return times[key], "table"
+    return float(coef @ _op_counts(space.edge_ops(arch))), "estimate"
+
+
+def _op_counts(ops) -> np.ndarray:
+    return np.array([1.0] + [ops.count(o) for o in _NB201_OPS])
+
+
+@functools.lru_cache(maxsize=None)
+def _nb201_times(dataset: str, hp: str) -> tuple[dict[str, float], np.ndarray]:
+    """Logged training times of the NATS subset, and the op-count model fitted on them."""
+    from ..benchmarks.base import read_jsonl_gz, table_path
+    from ..benchmarks.nb201 import NATS
+    from ..spaces.nb201 import NB201Space
+    space = NB201Space()
+    times = {r["arch"]: float(r["results"][dataset][hp]["train_time_s"])
+             for r in read_jsonl_gz(table_path(NATS))}
+    X = np.array([_op_counts(space.edge_ops(space.from_string(a))) for a in times])
+    coef, *_ = np.linalg.lstsq(X, np.array(list(times.values())), rcond=None)
+    return times, coef

@@ -1,0 +1,151 @@
+"""What a search leaves in its run directory, drawn from the ledger alone (so
+``flownas report RUN_DIR`` redraws it at any time, also while it runs):
+
+* ``best.json``   the best architecture (flownas JSON, native string, metrics)
+* ``history.csv`` one row per finished candidate, in completion order
+* ``best_so_far.png``       best objective (and its test metric) vs evaluations
+* ``predicted_vs_true.png`` the predictor's score for each candidate, made
+  before it was evaluated, against the true objective (predictor strategies)
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+from .store import Record
+
+HISTORY_FIELDS = ("evaluation", "seq", "state", "arch", "objective", "test", "best_so_far", "test_of_best",
+                  "cost_s", "cumulative_cost_s", "wall_s", "origin", "predicted", "predicted_std", "fit",
+                  "restarts", "error")
+
+
+def history_rows(records: Sequence[Record], to_string, test_metric: str | None) -> list[dict[str, Any]]:
+    """Finished records (any order) as rows in completion order, with the incumbent so far."""
+    rows, best, total = [], None, 0.0
+    for r in sorted((r for r in records if r.finished), key=lambda r: r.done):
+        total += r.cost_s or 0.0
+        if r.state == "complete" and (best is None or r.value > best.value):
+            best = r
+        rows.append({
+            "evaluation": r.done + 1, "seq": r.seq, "state": r.state, "arch": to_string(r.arch),
+            "objective": r.value, "test": r.metrics.get(test_metric) if test_metric else None,
+            "best_so_far": best.value if best else None,
+            "test_of_best": best.metrics.get(test_metric) if best and test_metric else None,
+            "cost_s": r.cost_s, "cumulative_cost_s": total, "wall_s": r.wall_s,
+            "origin": r.info.get("origin"), "predicted": r.info.get("predicted"),
+            "predicted_std": r.info.get("predicted_std"), "fit": r.info.get("fit"),
+            "restarts": r.restarts, "error": r.error})
+    return rows
+
+
+def best_record(records: Sequence[Record]) -> Record | None:
+    """The incumbent: highest objective, the earlier finished on ties."""
+    done = sorted((r for r in records if r.state == "complete"), key=lambda r: r.done)
+    return max(done, key=lambda r: r.value, default=None)
+
+
+def write_history(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=HISTORY_FIELDS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row[k] is None else row[k] for k in HISTORY_FIELDS})
+
+
+def write_best(path: Path, best: Record, to_string, objective: str) -> None:
+    record = {"arch": best.arch.to_dict(), "string": to_string(best.arch), "objective": objective,
+              "value": best.value, "metrics": best.metrics, "evaluation": best.done + 1, "seq": best.seq}
+    path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def plot_best_so_far(path: Path, rows: Sequence[dict[str, Any]], objective: str, test_metric: str | None,
+                     title: str) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    xs = [r["evaluation"] for r in rows if r["best_so_far"] is not None]
+    ax.step(xs, [r["best_so_far"] for r in rows if r["best_so_far"] is not None], where="post",
+            label=f"best {objective}")
+    if test_metric and any(r["test_of_best"] is not None for r in rows):
+        ax.step(xs, [r["test_of_best"] for r in rows if r["best_so_far"] is not None], where="post",
+                label=f"{test_metric} of the best", linestyle="--")
+    ax.scatter([r["evaluation"] for r in rows if r["objective"] is not None],
+               [r["objective"] for r in rows if r["objective"] is not None], s=6, alpha=0.35, color="grey",
+               label="each candidate")
+    lo = [r["best_so_far"] for r in rows if r["best_so_far"] is not None]
+    if lo:
+        top = max(lo + [r["test_of_best"] for r in rows if r["test_of_best"] is not None])
+        ax.set_ylim(min(lo) - 0.5 * (top - min(lo) + 1), top + 0.2 * (top - min(lo) + 1))
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel(objective)
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_predicted_vs_true(path: Path, rows: Sequence[dict[str, Any]], objective: str, title: str) -> bool:
+    """False (and no file) when no candidate carried a prediction."""
+    pts = [r for r in rows if r["predicted"] is not None and r["objective"] is not None]
+    if not pts:
+        return False
+    plt = _pyplot()
+    last = max(r["fit"] for r in pts)
+    fig, ax = plt.subplots(figsize=(5.2, 5.0))
+    older = [r for r in pts if r["fit"] != last]
+    recent = [r for r in pts if r["fit"] == last]
+    if older:
+        sc = ax.scatter([r["objective"] for r in older], [r["predicted"] for r in older], s=10,
+                        c=[r["fit"] for r in older], cmap="Blues", vmin=0, vmax=last, alpha=0.7)
+        fig.colorbar(sc, ax=ax, label="predictor fit")
+    ax.scatter([r["objective"] for r in recent], [r["predicted"] for r in recent], s=28, color="tab:red",
+               label=f"last predictor (fit {last}), tau={_kendall(recent):.2f}")
+    values = [r["objective"] for r in pts] + [r["predicted"] for r in pts]
+    lo, hi = min(values), max(values)
+    ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8)
+    ax.set_xlabel(f"true {objective}")
+    ax.set_ylabel("predicted before evaluation")
+    ax.set_title(f"{title}\nall candidates: Kendall tau={_kendall(pts):.2f}", fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def _kendall(rows: Sequence[dict[str, Any]]) -> float:
+    if len(rows) < 3:
+        return math.nan
+    from .predictors.metrics import kendall_tau
+    return float(kendall_tau([r["objective"] for r in rows], [r["predicted"] for r in rows]))
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def write_report(run_dir: Path, records: Sequence[Record], *, to_string, objective: str,
+                 test_metric: str | None, title: str) -> dict[str, Path]:
+    """Every file above that the records allow; returns them by kind."""
+    run_dir = Path(run_dir)
+    rows = history_rows(records, to_string, test_metric)
+    files = {"history": run_dir / "history.csv"}
+    write_history(files["history"], rows)
+    best = best_record(records)
+    if best is not None:
+        files["best"] = run_dir / "best.json"
+        write_best(files["best"], best, to_string, objective)
+        files["best_so_far"] = run_dir / "best_so_far.png"
+        plot_best_so_far(files["best_so_far"], rows, objective, test_metric, title)
+    path = run_dir / "predicted_vs_true.png"
+    if plot_predicted_vs_true(path, rows, objective, title):
+        files["predicted_vs_true"] = path
+    return files

@@ -1,0 +1,64 @@
+"""The ``Executor`` interface: where evaluations run.
+
+It is shaped like ``concurrent.futures``: ``submit`` returns a
+``concurrent.futures.Future`` at once and ``wait`` returns when at least one
+of the given futures is done, so the search loop keeps ``workers``
+evaluations in flight and dispatches the next candidate as soon as one
+finishes. An executor retries or reports; it never records: the loop writes
+every outcome to the ledger.
+"""
+from __future__ import annotations
+
+import abc
+import concurrent.futures as cf
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+from ..arch import Architecture
+from ..evaluators.base import Evaluator, Result
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What a worker sends back: the evaluator's result and its wall time."""
+
+    result: Result
+    wall_s: float
+
+
+def evaluate(evaluator: Evaluator, arch: Architecture, fidelity: Any = None) -> Evaluation:
+    """The function every executor runs on a worker for one candidate."""
+    start = time.perf_counter()
+    result = evaluator.evaluate(arch, fidelity)
+    return Evaluation(result, time.perf_counter() - start)
+
+
+class Executor(abc.ABC):
+    """Runs functions asynchronously on ``workers`` slots."""
+
+    workers: int = 1
+
+    @abc.abstractmethod
+    def submit(self, fn: Callable[..., Any], /, *args: Any,
+               resources: Mapping[str, float] | None = None, **kwargs: Any) -> cf.Future:
+        """Start ``fn(*args, **kwargs)``; ``resources`` (e.g. ``{"num_gpus": 1}``)
+        is a placement request that executors without such resources ignore."""
+
+    def wait(self, futures: Iterable[cf.Future], timeout: float | None = None
+             ) -> tuple[set[cf.Future], set[cf.Future]]:
+        """(done, not_done), returning as soon as one future is done."""
+        done, pending = cf.wait(list(futures), timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        return set(done), set(pending)
+
+    def shutdown(self, cancel: bool = False) -> None:
+        """Release the workers; ``cancel`` drops what has not started."""
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.shutdown(cancel=exc_type is not None)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} workers={self.workers}>"

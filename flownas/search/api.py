@@ -1,0 +1,207 @@
+"""Running a search from a configuration: build the components, open the run
+directory and its ledger (new, or resumed), run the loop, write the report.
+
+A run directory holds ``run.json`` (where the ledger is), ``config.yaml``
+(the configuration as run), the SQLite ledger ``ledger.db`` unless another
+storage was given, and the report files (``flownas.report``).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from .. import __version__
+from ..errors import ConfigError, FlownasError
+from ..evaluators.base import Evaluator
+from ..runtime.base import Executor
+from ..spaces.base import SearchSpace
+from ..store import Ledger, storage_url
+from .base import Strategy
+from .config import SearchConfig
+from .loop import Callback, SearchLoop, SearchResult
+
+RUN_FILE = "run.json"
+LEDGER_FILE = "ledger.db"
+CONFIG_FILE = "config.yaml"
+
+
+@dataclass
+class Components:
+    space: SearchSpace
+    evaluator: Evaluator
+    strategy: Strategy
+    executor: Executor
+
+
+def _construct(key: str, factory, *args, **kwargs):
+    """Call a constructor; a bad value becomes a ConfigError that names ``key``."""
+    try:
+        return factory(*args, **kwargs)
+    except FlownasError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def build(config: SearchConfig) -> Components:
+    """The space, evaluator, strategy and executor a configuration names.
+
+    A tabular evaluator whose table covers only part of the space restricts
+    the search to the tabulated members (``TableSubspace``).
+    """
+    from ..registry import EVALUATORS, EXECUTORS, SPACES, STRATEGIES
+    space = _construct("space", SPACES.get(config.space.name), **config.space.params)
+    evaluator = _construct("evaluator", EVALUATORS.get(config.evaluator.name), **config.evaluator_params())
+    if hasattr(evaluator, "members"):
+        space = _restricted(space, evaluator, json.dumps(config.space.to_config(), sort_keys=True))
+    strategy = _construct("strategy", STRATEGIES.get(config.strategy.name), space, seed=config.seed,
+                          **config.strategy_params())
+    executor = _construct("executor", EXECUTORS.get(config.executor.name), **config.executor.params)
+    return Components(space, evaluator, strategy, executor)
+
+
+_SUBSPACES: dict[tuple[str, str], SearchSpace] = {}
+
+
+def _restricted(space: SearchSpace, evaluator, space_config: str) -> SearchSpace:
+    """``space``, or its members in the evaluator's table when the table covers
+    only part of it (built once per process: it indexes every member)."""
+    key = (space_config, repr(evaluator))
+    if key not in _SUBSPACES:
+        archs = evaluator.members()
+        size = space.size()
+        if size is None or len(archs) < size:
+            from .subspace import TableSubspace
+            space = TableSubspace(space, archs)
+        _SUBSPACES[key] = space
+    return _SUBSPACES[key]
+
+
+def describe_objective(evaluator: Evaluator) -> dict[str, Any]:
+    return {"objective": evaluator.objective, "test_metric": getattr(evaluator, "test_metric", None)}
+
+
+# -- run directories ---------------------------------------------------------
+@dataclass
+class Run:
+    """A run directory and the ledger it points to."""
+
+    dir: Path
+    storage: str | None    # None: the SQLite file in the directory
+    study: str
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or storage_url(self.dir / LEDGER_FILE)
+
+    def open_ledger(self) -> Ledger:
+        return Ledger.open(self.storage_url, self.study)
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "Run":
+        run_dir = Path(run_dir)
+        path = run_dir / RUN_FILE
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise FlownasError(f"{run_dir} holds no search to resume (no {RUN_FILE}; a search killed before "
+                               f"it started is run again without --resume)") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise FlownasError(f"{path} is unreadable: {exc}") from None
+        return cls(run_dir, data.get("storage"), data["study"])
+
+    def save(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / RUN_FILE).write_text(json.dumps({"study": self.study, "storage": self.storage}, indent=2) + "\n")
+
+
+def start_run(config: SearchConfig) -> tuple[Run, Ledger]:
+    """A new run directory and ledger; an existing search there is an error."""
+    run = Run(config.run_dir, config.storage, config.run_name)
+    if (run.dir / RUN_FILE).exists():
+        raise FlownasError(f"{run.dir} already holds a search: continue it with --resume, "
+                           f"or choose another --out")
+    if run.storage is None:
+        run.dir.mkdir(parents=True, exist_ok=True)   # the SQLite file goes there
+    ledger = Ledger.create(run.storage_url, run.study, {"config": config.to_dict(), "flownas": __version__},
+                           replace_empty=True)   # a start killed before run.json was written
+    run.save()
+    return run, ledger
+
+
+RESUMABLE = ("budget", "executor", "out", "storage")   # may differ when resuming
+
+
+def resume_run(run_dir: Path, given: SearchConfig | None, flags: dict[str, Any]) -> tuple[Run, Ledger, SearchConfig]:
+    """The run in ``run_dir`` with its recorded configuration; ``given`` (a
+    config file) and ``flags`` may only change the budget and the executor."""
+    run = Run.load(run_dir)
+    ledger = run.open_ledger()
+    recorded = SearchConfig.from_dict(ledger.meta["config"], where=f"{run.dir} (recorded)")
+    recorded_d = recorded.to_dict()
+    if given is not None:
+        given_d = given.to_dict()
+        for key, value in given_d.items():
+            if key not in RESUMABLE and key != "name" and value != recorded_d[key]:
+                raise ConfigError(_changed(key, value, recorded_d[key], run.dir))
+    for key in ("space", "dataset", "strategy", "predictor", "seed"):
+        value = flags.get(key)
+        if value is not None:
+            old = recorded_d[key]
+            old_name = old.get("name") if isinstance(old, dict) else old
+            if value != old_name:
+                raise ConfigError(_changed(f"--{key}", value, old_name, run.dir))
+    config = recorded
+    if given is not None:
+        config = replace(config, budget=given.budget, executor=given.executor)
+    config = config.with_flags(budget=flags.get("budget"), executor=flags.get("executor"),
+                               workers=flags.get("workers"))
+    ledger.update_meta(config=config.to_dict())
+    return run, ledger, config
+
+
+def _changed(key: str, value: Any, old: Any, run_dir: Path) -> str:
+    return (f"{key}: {value!r} differs from the search recorded in {run_dir} ({old!r}); --resume continues "
+            f"a search as it was configured (only the budget and the executor may change)")
+
+
+def run_search(config: SearchConfig | None, *, resume: bool = False, run_dir: str | Path | None = None,
+               flags: dict[str, Any] | None = None, callbacks: Sequence[Callback] = (),
+               report: bool = True) -> tuple[SearchResult, Run, dict[str, Path]]:
+    """Run a new search (``config``), or resume the one in ``run_dir`` (then
+    ``config`` and ``flags`` may only change its budget and executor)."""
+    if resume:
+        if run_dir is None:
+            raise ConfigError("--resume needs the run directory (--out) or the configuration it was run with")
+        run, ledger, config = resume_run(Path(run_dir), config, flags or {})
+    else:
+        run, ledger = start_run(config)
+    try:
+        parts = build(config)
+        ledger.update_meta(**describe_objective(parts.evaluator))
+        _write_config(run.dir, config)
+        loop = SearchLoop(parts.space, parts.strategy, parts.evaluator, ledger, executor=parts.executor,
+                          budget=config.budget, callbacks=callbacks)
+        result = loop.run()
+        files = write_run_report(run, ledger) if report else {}
+    finally:
+        ledger.close()
+    return result, run, files
+
+
+def _write_config(run_dir: Path, config: SearchConfig) -> None:
+    import yaml
+    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def write_run_report(run: Run, ledger: Ledger) -> dict[str, Path]:
+    from ..registry import get_space
+    from ..report import write_report
+    meta = ledger.meta
+    config = SearchConfig.from_dict(meta["config"], where=f"{run.dir} (recorded)")
+    space = get_space(config.space.name, **config.space.params)
+    title = " ".join(str(p) for p in (space.name, config.dataset, config.strategy.name, f"seed {config.seed}") if p)
+    return write_report(run.dir, ledger.records(), to_string=space.to_string, objective=meta["objective"],
+                        test_metric=meta.get("test_metric"), title=title)

@@ -1,0 +1,219 @@
+"""``flownas search``, ``flownas report`` and ``flownas bench search``."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+SEARCH_FLAGS = ("space", "dataset", "strategy", "predictor", "budget", "seed", "storage", "out", "executor",
+                "workers")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_search_flags(p: argparse.ArgumentParser, *, run_flags: bool = True) -> None:
+    p.add_argument("config", nargs="?", help="a YAML configuration (see experiments/); flags override it")
+    p.add_argument("--space", help="search space (default nb201)")
+    p.add_argument("--dataset", help="dataset of the evaluator (default cifar10)")
+    p.add_argument("--strategy", help="random, evolution, predictor, predictor-evolution, optuna, ... "
+                                      "(default predictor)")
+    p.add_argument("--predictor", help="predictor of a predictor-guided strategy (default: the best registered)")
+    p.add_argument("--budget", type=_positive_int, help="number of evaluations (default 100)")
+    p.add_argument("--seed", type=int)
+    if run_flags:
+        p.add_argument("--storage", help="ledger: SQLAlchemy URL or SQLite file (default RUN_DIR/ledger.db)")
+        p.add_argument("--out", help="run directory (default runs/NAME)")
+        p.add_argument("--executor", help="local (default), inline, process, or a registered one")
+        p.add_argument("--workers", type=_positive_int, help="evaluations in flight (default 1)")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("search", help="run (or --resume) a search",
+                              description="Run a search: a configuration, flags, or both (flags win). "
+                                          "Without arguments: a predictor-guided search on NB201 cifar10.")
+    _add_search_flags(p)
+    p.add_argument("--resume", action="store_true",
+                   help="continue the search in the run directory (finished candidates are not re-evaluated)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_search)
+
+    p = subparsers.add_parser("report", help="redraw a run directory's report (plots, CSV, best) from its ledger")
+    p.add_argument("run_dir")
+    p.set_defaults(func=_cmd_report)
+
+
+def register_bench(subparsers) -> None:
+    p = subparsers.add_parser("search", help="search efficiency of a strategy over many seeds (tabular)",
+                              description="Runs one search per seed and reports the incumbent's test "
+                                          "accuracy after 25/50/100/150 evaluations, how often and how soon "
+                                          "the global optimum is found, and the wall time.")
+    _add_search_flags(p, run_flags=False)
+    p.add_argument("--seeds", type=_positive_int, default=30, help="number of seeds (default 30)")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST..FIRST+SEEDS-1 (default 0)")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="seeds run in parallel processes (default 1)")
+    p.add_argument("--json", help="write every figure and per-seed curve to this file")
+    p.set_defaults(func=_cmd_bench, budget_default=150)
+
+
+# -- search -------------------------------------------------------------------
+def _flags(args) -> dict[str, Any]:
+    return {k: getattr(args, k, None) for k in SEARCH_FLAGS}
+
+
+def _config(args):
+    from .config import SearchConfig
+    base = SearchConfig.load(args.config) if args.config else None
+    return base, (base or SearchConfig.from_dict({})).with_flags(**_flags(args))
+
+
+def _cmd_search(args) -> int:
+    from .api import run_search
+    given, config = _config(args)
+    progress = None if args.quiet else _Progress()
+    try:
+        if args.resume:
+            run_dir = Path(args.out) if args.out else config.run_dir
+            result, run, files = run_search(given, resume=True, run_dir=run_dir, flags=_flags(args),
+                                            callbacks=[progress] if progress else [])
+        else:
+            result, run, files = run_search(config, callbacks=[progress] if progress else [])
+    finally:
+        if progress:
+            progress.stop()
+    _print_summary(run, result.records, files, result=result)
+    return 0
+
+
+class _Progress:
+    """A rich progress bar: evaluations, best so far, elapsed and ETA."""
+
+    def __init__(self):
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("best {task.fields[best]}"), TimeElapsedColumn(),
+                                 TextColumn("ETA"), TimeRemainingColumn(),
+                                 console=Console(stderr=True), transient=False)
+        self.task = None
+
+    def __call__(self, record, loop) -> None:
+        if self.task is None:
+            self.progress.start()
+            self.task = self.progress.add_task("search", total=loop.budget.evaluations, best="-")
+        best = f"{loop.best.value:.4g}" if loop.best else "-"
+        label = f"search (replayed {loop.replayed})" if loop.replayed else "search"
+        self.progress.update(self.task, completed=len(loop.finished), best=best, description=label)
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.progress.stop()
+
+
+def _print_summary(run, records, files, result=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from ..report import best_record
+    ledger = run.open_ledger()
+    try:
+        meta = ledger.meta
+    finally:
+        ledger.close()
+    config = meta["config"]
+    best = best_record(records)
+    table = Table(title="flownas search", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    name = lambda v: v if isinstance(v, str) else (v or {}).get("name")   # noqa: E731
+    table.add_row("run", str(run.dir))
+    table.add_row("ledger", f"{run.storage_url} (study {run.study})")
+    table.add_row("search", f"{name(config['space'])} {config.get('dataset') or ''} · {name(config['strategy'])}"
+                  + (f" + {name(config['predictor'])}" if config.get("predictor") else "")
+                  + f" · seed {config['seed']}")
+    finished = [r for r in records if r.finished]
+    failed = sum(r.state == "failed" for r in finished)
+    line = f"{len(finished)} finished, {failed} failed"
+    if result is not None:
+        line += f" ({result.replayed} replayed from the ledger; stopped: {result.stopped})"
+    table.add_row("evaluations", line)
+    if best is not None:
+        from ..registry import get_space
+        space = get_space(name(config["space"]))
+        table.add_row("best", space.to_string(best.arch))
+        table.add_row(meta["objective"], f"{best.value:.4f} (evaluation {best.done + 1})")
+        test = meta.get("test_metric")
+        if test and test in best.metrics:
+            table.add_row(test, f"{best.metrics[test]:.4f}")
+    cost = sum(r.cost_s or 0.0 for r in finished)
+    table.add_row("cost", f"{cost / 3600:.1f} h of training (simulated for tables)")
+    if result is not None:
+        table.add_row("wall time", f"{result.wall_s:.1f} s")
+    table.add_row("files", ", ".join(sorted(p.name for p in files.values())) or "-")
+    Console().print(table)
+
+
+# -- report -------------------------------------------------------------------
+def _cmd_report(args) -> int:
+    from .api import Run, write_run_report
+    run = Run.load(args.run_dir)
+    ledger = run.open_ledger()
+    try:
+        files = write_run_report(run, ledger)
+        records = ledger.records()
+    finally:
+        ledger.close()
+    _print_summary(run, records, files)
+    return 0
+
+
+# -- bench --------------------------------------------------------------------
+def _cmd_bench(args) -> int:
+    from .bench import bench_config, bench_search, write_json
+    if args.budget is None:
+        args.budget = args.budget_default
+    _, config = _config(args)
+    config = bench_config(config, args.budget)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    start = time.perf_counter()
+
+    def progress(run):
+        print(f"seed {run['seed']:>3}: test of the incumbent after {len(run['test'])} evaluations "
+              f"{run['test'][-1]:.3f} ({run['wall_s']:.1f} s)", file=sys.stderr)
+
+    data = bench_search(config, seeds, jobs=args.jobs, progress=progress)
+    data["command"] = _bench_command(args)
+    if args.json:
+        write_json(args.json, data)
+    print(f"{config.space.name} {config.dataset or ''} {config.strategy.name}: {len(seeds)} seeds, "
+          f"budget {args.budget}, {time.perf_counter() - start:.0f} s")
+    print(f"optimum: {data['objective']} {data['optimum']['objective']:.4f}"
+          + (f", {data['test_metric']} {data['optimum']['test']:.4f}" if data["test_metric"] else ""))
+    for n, c in data["checkpoints"].items():
+        print(f"  after {n:>3} evaluations: {data['test_metric'] or data['objective']} "
+              f"{c['mean']:.3f} ± {c['sd']:.3f}")
+    median = data["median_evals_to_optimum"]
+    print(f"  optimum found by {data['found_share']:.0%} of seeds; median evaluations to find it: "
+          f"{median if median is not None else f'> {args.budget}'}")
+    print(f"  wall time per search: mean {data['wall_s']['mean']:.1f} s, max {data['wall_s']['max']:.1f} s")
+    return 0
+
+
+def _bench_command(args) -> str:
+    """The command line that reproduces this benchmark."""
+    parts = ["flownas", "bench", "search"] + ([args.config] if args.config else [])
+    for flag in ("space", "dataset", "strategy", "predictor", "seed"):
+        if getattr(args, flag) is not None:
+            parts += [f"--{flag}", str(getattr(args, flag))]
+    parts += ["--budget", str(args.budget), "--seeds", str(args.seeds), "--first-seed", str(args.first_seed)]
+    return " ".join(shlex.quote(p) for p in parts)

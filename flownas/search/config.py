@@ -1,0 +1,313 @@
+"""Search configurations: YAML files, command-line flags, validation.
+
+A configuration names registered components (space, evaluator, strategy,
+predictor, executor), each either as a plain name or as a mapping with a
+``name`` and the component's own parameters::
+
+    name: nb201-cifar10-predictor
+    space: nb201
+    dataset: cifar10
+    strategy: {name: predictor, acquisition: ucb, refit_every: 10}
+    predictor: {name: flowerformer}
+    budget: 150               # or {evaluations: 150, cost_s: 4.0e6}
+    seed: 0
+    executor: {name: local, workers: 1}
+    storage: null             # default: SQLite file ledger.db in the run directory
+    out: runs/nb201-cifar10-predictor
+
+Every error names the bad key: unknown keys, wrong types, unknown names and
+parameters the component does not take.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import typing
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import ConfigError, UnknownNameError
+from .loop import Budget
+
+KEYS = ("name", "space", "dataset", "evaluator", "strategy", "predictor", "budget", "seed", "executor",
+        "storage", "out")
+DEFAULTS = {"space": "nb201", "strategy": "predictor", "budget": 100, "seed": 0, "executor": "local"}
+DEFAULT_DATASET = "cifar10"   # of the default (tabular) evaluator
+# keys the loop fills itself, never taken from a configuration
+_INJECTED = {"space": ("self",), "strategy": ("self", "space", "seed"), "predictor": ("self", "seed"),
+             "evaluator": ("self",), "executor": ("self",)}
+
+
+@dataclass(frozen=True)
+class Component:
+    """A registered component by name, with its parameters."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_config(self) -> str | dict[str, Any]:
+        return self.name if not self.params else {"name": self.name, **copy.deepcopy(self.params)}
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    space: Component
+    strategy: Component
+    evaluator: Component
+    executor: Component
+    budget: Budget
+    seed: int = 0
+    dataset: str | None = None
+    predictor: Component | None = None
+    name: str | None = None
+    storage: str | None = None
+    out: str | None = None
+
+    # -- reading -----------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path) -> "SearchConfig":
+        """A YAML file; YAML syntax errors name the file and line."""
+        import yaml
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+        if data is None:
+            data = {}
+        return cls.from_dict(data, where=str(path))
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "config") -> "SearchConfig":
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: a configuration is a mapping of keys (got {type(data).__name__})")
+        unknown = [k for k in data if k not in KEYS]
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(KEYS)})")
+        d = {**DEFAULTS, **{k: v for k, v in data.items() if v is not None or k in ("storage", "out")}}
+        space = _component(d["space"], "space")
+        dataset = _typed(d.get("dataset"), "dataset", (str, type(None)))
+        if "evaluator" in d:
+            evaluator = _component(d["evaluator"], "evaluator")
+        else:
+            evaluator, dataset = _default_evaluator(space), dataset or DEFAULT_DATASET
+        predictor = _component(d["predictor"], "predictor") if d.get("predictor") is not None else None
+        config = cls(space=space, strategy=_component(d["strategy"], "strategy"), evaluator=evaluator,
+                     executor=_component(d["executor"], "executor"), budget=_budget(d["budget"]),
+                     seed=_typed(d["seed"], "seed", int), dataset=dataset, predictor=predictor,
+                     name=_typed(d.get("name"), "name", (str, type(None))),
+                     storage=_typed(d.get("storage"), "storage", (str, type(None))),
+                     out=_typed(d.get("out"), "out", (str, type(None))))
+        config.validate()
+        return config
+
+    def with_flags(self, **flags: Any) -> "SearchConfig":
+        """This configuration with command-line flags applied (None = not given)."""
+        changes: dict[str, Any] = {}
+        for key in ("space", "strategy", "predictor", "evaluator"):
+            value = flags.get(key)
+            if value is not None and (getattr(self, key) is None or getattr(self, key).name != value):
+                changes[key] = Component(value)   # another component: its parameters do not carry over
+        if "space" in changes and "evaluator" not in changes and self.evaluator.name == "tabular":
+            changes["evaluator"] = _default_evaluator(changes["space"])
+            changes["dataset"] = self.dataset or DEFAULT_DATASET
+        if flags.get("executor") is not None and flags["executor"] != self.executor.name:
+            changes["executor"] = Component(flags["executor"])
+        if flags.get("workers") is not None:
+            executor = changes.get("executor", self.executor)
+            changes["executor"] = Component(executor.name, {**executor.params, "workers": flags["workers"]})
+        if flags.get("budget") is not None:
+            changes["budget"] = replace(self.budget, evaluations=flags["budget"])
+        for key in ("dataset", "seed", "storage", "out", "name"):
+            if flags.get(key) is not None:
+                changes[key] = flags[key]
+        config = replace(self, **changes)
+        config.validate()
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "space": self.space.to_config(), "dataset": self.dataset,
+                             "evaluator": self.evaluator.to_config(), "strategy": self.strategy.to_config(),
+                             "predictor": self.predictor.to_config() if self.predictor else None,
+                             "budget": {"evaluations": self.budget.evaluations, "cost_s": self.budget.cost_s},
+                             "seed": self.seed, "executor": self.executor.to_config(),
+                             "storage": self.storage, "out": self.out}
+        return d
+
+    @property
+    def run_name(self) -> str:
+        return self.name or "-".join(str(p) for p in (self.space.name, self.dataset, self.strategy.name,
+                                                       f"seed{self.seed}") if p)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("runs") / self.run_name
+
+    # -- checks ------------------------------------------------------------
+    def validate(self) -> None:
+        from ..registry import EVALUATORS, EXECUTORS, PREDICTORS, SPACES, STRATEGIES
+        _check_component(SPACES, self.space, "space")
+        strategy_cls = _check_component(STRATEGIES, self.strategy, "strategy")
+        if self.dataset is not None and "dataset" not in _parameters(_lookup(EVALUATORS, self.evaluator, "evaluator")):
+            raise ConfigError(f"dataset: the evaluator {self.evaluator.name!r} takes no dataset")
+        _check_component(EVALUATORS, Component(self.evaluator.name, self.evaluator_params()), "evaluator")
+        _check_component(EXECUTORS, self.executor, "executor")
+        takes_predictor = "predictor" in _parameters(strategy_cls)
+        if self.predictor is not None:
+            if not takes_predictor:
+                raise ConfigError(f"predictor: the strategy {self.strategy.name!r} uses no predictor "
+                                  f"(remove the predictor, or use a predictor-guided strategy)")
+            if "predictor" in self.strategy.params:
+                raise ConfigError("predictor is given twice: at the top level and in strategy.predictor")
+            _check_component(PREDICTORS, replace(self.predictor, name=_predictor_name(self.predictor.name)),
+                             "predictor")
+        if self.budget.evaluations is not None and self.budget.evaluations < 1:
+            raise ConfigError(f"budget.evaluations must be at least 1, got {self.budget.evaluations}")
+        if self.budget.cost_s is not None and self.budget.cost_s <= 0:
+            raise ConfigError(f"budget.cost_s must be positive, got {self.budget.cost_s}")
+
+    def strategy_params(self) -> dict[str, Any]:
+        params = dict(self.strategy.params)
+        if self.predictor is not None:
+            params["predictor"] = self.predictor.to_config()
+        return params
+
+    def evaluator_params(self) -> dict[str, Any]:
+        params = dict(self.evaluator.params)
+        if self.dataset is not None:
+            params["dataset"] = self.dataset
+        return params
+
+
+def _predictor_name(name: str) -> str:
+    from .guided import resolve_predictor_name
+    return resolve_predictor_name(name)
+
+
+def _default_evaluator(space: Component) -> Component:
+    """The benchmark table of the space (building it says so if there is none)."""
+    return Component("tabular", {"benchmark": space.name})
+
+
+def _component(value: Any, key: str) -> Component:
+    if isinstance(value, str) and value:
+        return Component(value)
+    if isinstance(value, Mapping):
+        if not isinstance(value.get("name"), str) or not value["name"]:
+            raise ConfigError(f"{key}.name: a {key} mapping needs a name (e.g. {key}: {{name: ..., ...}})")
+        params = {k: v for k, v in value.items() if k != "name"}
+        for k in params:
+            if not isinstance(k, str):
+                raise ConfigError(f"{key}: parameter names must be strings, got {k!r}")
+        return Component(value["name"], params)
+    raise ConfigError(f"{key}: expected a name or a mapping with a name, got {type(value).__name__} {value!r}")
+
+
+def _budget(value: Any) -> Budget:
+    if isinstance(value, bool):
+        raise ConfigError(f"budget: expected a number of evaluations or a mapping, got {value!r}")
+    if isinstance(value, int):
+        return Budget(evaluations=value)
+    if isinstance(value, Mapping):
+        unknown = [k for k in value if k not in ("evaluations", "cost_s")]
+        if unknown:
+            raise ConfigError(f"budget.{unknown[0]}: unknown key (known: evaluations, cost_s)")
+        evaluations = _typed(value.get("evaluations"), "budget.evaluations", (int, type(None)))
+        cost = _typed(value.get("cost_s"), "budget.cost_s", (int, float, type(None)))
+        if evaluations is None and cost is None:
+            raise ConfigError("budget: give evaluations, cost_s or both")
+        return Budget(evaluations=evaluations, cost_s=None if cost is None else float(cost))
+    raise ConfigError(f"budget: expected a number of evaluations or a mapping, got {type(value).__name__}")
+
+
+def _typed(value: Any, key: str, types) -> Any:
+    types = types if isinstance(types, tuple) else (types,)
+    if isinstance(value, bool) and bool not in types:
+        ok = False
+    else:
+        ok = isinstance(value, types)
+    if not ok:
+        names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+        raise ConfigError(f"{key}: expected {names}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _parameters(target: Any) -> dict[str, inspect.Parameter]:
+    if target is None:
+        return {}
+    fn = target.__init__ if inspect.isclass(target) else target
+    return dict(inspect.signature(fn).parameters)
+
+
+def _lookup(registry, component: Component, key: str):
+    try:
+        return registry.get(component.name)
+    except UnknownNameError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def _check_component(registry, component: Component, key: str):
+    """The registered object; each parameter must be one it takes, of the right type."""
+    target = _lookup(registry, component, key)
+    params = _parameters(target)
+    skip = _INJECTED.get(key, ("self",))
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    known = [n for n, p in params.items() if n not in skip and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    hints = _hints(target)
+    for name, value in component.params.items():
+        if name in skip or (name not in known and not takes_any):
+            raise ConfigError(f"{key}.{name}: {registry.kind} {component.name!r} takes no parameter {name!r} "
+                              f"(known: {', '.join(known) or 'none'})")
+        hint = hints.get(name)
+        if hint is not None and not _matches(value, hint):
+            raise ConfigError(f"{key}.{name}: expected {_hint_name(hint)}, got {type(value).__name__} {value!r}")
+    missing = [n for n in known if params[n].default is inspect.Parameter.empty and n not in component.params]
+    if missing:
+        raise ConfigError(f"{key}.{missing[0]}: required by {registry.kind} {component.name!r}")
+    return target
+
+
+def _hints(target: Any) -> dict[str, Any]:
+    fn = target.__init__ if inspect.isclass(target) else target
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:   # annotations that do not evaluate: no type checks, names still checked
+        return {}
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    base = origin or hint
+    if base in (list, tuple, typing.Sequence):
+        return isinstance(value, (list, tuple))
+    if base in (dict, typing.Mapping):
+        return isinstance(value, Mapping)
+    return True   # a type we do not check (a class instance given in Python)
+
+
+def _hint_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")

@@ -1,0 +1,249 @@
+"""The search loop: strategy -> evaluator (through an executor) -> ledger -> tell.
+
+Asynchronous: with an executor of W workers, W candidates are in flight;
+when one finishes, its outcome is written to the ledger, told to the
+strategy (which refits its predictor when due), and the next candidate is
+dispatched. Every candidate is written to the ledger before it starts and
+when it ends.
+
+Resume is a replay. The loop runs again from the start with a fresh strategy
+of the same seed; a dispatch that the ledger already holds is checked against
+it (same architecture) instead of being evaluated, and completions are
+served from the ledger in their recorded order. Finished candidates are thus
+never evaluated again, candidates that were running when the search died run
+again, and the strategy and its predictor end in exactly the state they had,
+so a deterministic strategy with a tabular evaluator finishes with exactly
+the result of an uninterrupted run. If the strategy proposes something else
+than the ledger holds (it is not deterministic), the loop falls back to a
+warm start: a fresh strategy is told every recorded outcome in order.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import math
+import time
+import warnings
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from ..arch import Architecture
+from ..errors import DataError, FlownasError
+from ..evaluators.base import Evaluator
+from ..runtime.base import Evaluation, Executor, evaluate
+from ..spaces.base import SearchSpace
+from ..store import Ledger, Record
+from .base import Strategy
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Stop dispatching after ``evaluations`` candidates or once the finished
+    ones cost ``cost_s`` (simulated or real seconds); None = no limit."""
+
+    evaluations: int | None = 100
+    cost_s: float | None = None
+
+    def __post_init__(self):
+        if self.evaluations is None and self.cost_s is None:
+            raise ValueError("a budget needs evaluations or cost_s")
+
+
+@dataclass
+class SearchResult:
+    records: list[Record]            # finished candidates, in completion order
+    best: Record | None
+    stopped: str                     # "budget" | "exhausted"
+    replayed: int                    # outcomes served from the ledger
+    warm_started: bool
+    wall_s: float
+
+    @property
+    def failures(self) -> int:
+        return sum(r.state == "failed" for r in self.records)
+
+
+class SearchAborted(FlownasError):
+    """The search cannot go on (e.g. every evaluation fails)."""
+
+
+class _Diverged(Exception):
+    def __init__(self, seq: int, why: str):
+        super().__init__(f"candidate #{seq}: {why}")
+        self.seq = seq
+
+
+@dataclass
+class _Flight:
+    record: Record
+    future: cf.Future | None = None   # None: the outcome comes from the ledger
+
+
+Callback = Callable[[Record, "SearchLoop"], None]
+
+
+class SearchLoop:
+    """Runs one search; ``run`` also resumes whatever ``ledger`` already holds."""
+
+    def __init__(self, space: SearchSpace, strategy: Strategy, evaluator: Evaluator, ledger: Ledger, *,
+                 executor: Executor | None = None, budget: Budget = Budget(),
+                 callbacks: Sequence[Callback] = (), fidelity: Any = None,
+                 max_consecutive_failures: int = 20):
+        from ..runtime.local import InlineExecutor
+        self.space = space
+        self.strategy = strategy
+        self.evaluator = evaluator
+        self.ledger = ledger
+        self.executor = executor or InlineExecutor()
+        self.budget = budget
+        self.callbacks = list(callbacks)
+        self.fidelity = fidelity
+        self.max_consecutive_failures = max_consecutive_failures
+        # progress, read by callbacks
+        self.finished: list[Record] = []
+        self.best: Record | None = None
+        self.cost_s = 0.0
+        self.replayed = 0
+        self.warm_started = False
+        self.started = time.perf_counter()
+
+    # -- the loop ----------------------------------------------------------
+    def run(self) -> SearchResult:
+        records = self.ledger.records()
+        self.ledger.repair(records)
+        self._recorded = {r.seq: r for r in records}
+        self._log = deque(sorted((r for r in records if r.finished), key=lambda r: r.done))
+        self._inflight: dict[int, _Flight] = {}
+        self._next_seq = 0
+        self._failures_in_a_row = 0
+        self.started = time.perf_counter()
+        stopped = "budget"
+        try:
+            while True:
+                try:
+                    if not self._fill() and not self._inflight:
+                        stopped = "exhausted"
+                        break
+                    if not self._inflight:
+                        break
+                    self._complete_one()
+                except _Diverged as exc:
+                    self._warm_start(exc)
+        finally:
+            self.executor.shutdown(cancel=True)
+        return SearchResult(list(self.finished), self.best, stopped, self.replayed, self.warm_started,
+                            time.perf_counter() - self.started)
+
+    def _budget_left(self) -> bool:
+        b = self.budget
+        return ((b.evaluations is None or self._next_seq < b.evaluations)
+                and (b.cost_s is None or self.cost_s < b.cost_s))
+
+    def _fill(self) -> bool:
+        """Dispatch until every worker is busy; False when the strategy has nothing left."""
+        while len(self._inflight) < self.executor.workers and self._budget_left():
+            proposed = self.strategy.ask(1)
+            if not proposed:
+                return False
+            arch = proposed[0]
+            info = self.strategy.describe(arch)
+            seq = self._next_seq
+            recorded = self._recorded.get(seq)
+            if recorded is not None:
+                if recorded.arch.key != arch.key:
+                    raise _Diverged(seq, "the strategy proposed another architecture than the ledger holds")
+                self._next_seq += 1
+                flight = _Flight(recorded)
+                if not recorded.finished:
+                    self.ledger.restart(recorded)
+                    flight.future = self._submit(arch)
+            else:
+                self._next_seq += 1
+                tid = self.ledger.start(seq, arch, info)
+                flight = _Flight(Record(seq, tid, arch, info), self._submit(arch))
+            self._inflight[seq] = flight
+        return True
+
+    def _submit(self, arch: Architecture) -> cf.Future:
+        return self.executor.submit(evaluate, self.evaluator, arch, self.fidelity)
+
+    def _complete_one(self) -> None:
+        if self._log:   # replaying: the next completion is the recorded one
+            record = self._log[0]
+            if record.seq not in self._inflight:
+                raise _Diverged(record.seq, "it finished in the ledger before the replay dispatched it")
+            self._log.popleft()
+            del self._inflight[record.seq]
+            self.replayed += 1
+            self._accept(record)
+            return
+        live = {f.future: seq for seq, f in self._inflight.items() if f.future is not None}
+        if not live:
+            raise _Diverged(min(self._inflight), "the ledger holds no outcome for it")
+        done, _ = self.executor.wait(live)
+        seq = min(live[f] for f in done)   # several done at once: the earliest dispatched first
+        flight = self._inflight.pop(seq)
+        record = flight.record
+        self._settle(record, flight.future)
+        self.ledger.finish(record)
+        self._accept(record)
+
+    def _settle(self, record: Record, future: cf.Future) -> None:
+        """Fill ``record`` with the outcome of ``future`` (a result or a failure)."""
+        record.done = len(self.finished)
+        exc = future.exception()
+        if isinstance(exc, DataError):
+            raise exc   # missing tables fail every candidate: stop; this one re-runs on --resume
+        if exc is None:
+            evaluation: Evaluation = future.result()
+            metrics = dict(evaluation.result.metrics)
+            value = metrics.get(self.evaluator.objective)
+            record.wall_s = evaluation.wall_s
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                record.state, record.value = "complete", float(value)
+                record.metrics, record.cost_s = metrics, float(evaluation.result.cost_s)
+                return
+            exc = ValueError(f"the result has no finite objective {self.evaluator.objective!r}")
+        record.state, record.value, record.cost_s = "failed", None, 0.0
+        record.error = f"{type(exc).__name__}: {exc}"
+
+    def _accept(self, record: Record) -> None:
+        """Tell the strategy and update the progress."""
+        self.strategy.tell(record.arch, record.value, record.metrics)
+        self.finished.append(record)
+        self.cost_s += record.cost_s or 0.0
+        if record.state == "complete":
+            self._failures_in_a_row = 0
+            if self.best is None or record.value > self.best.value:
+                self.best = record
+        else:
+            self._failures_in_a_row += 1
+        for callback in self.callbacks:
+            callback(record, self)
+        if self._failures_in_a_row >= self.max_consecutive_failures:
+            raise SearchAborted(f"{self._failures_in_a_row} evaluations failed in a row; "
+                                f"the last: {record.error}")
+
+    def _warm_start(self, exc: _Diverged) -> None:
+        """Continue from the recorded outcomes with a fresh strategy (no replay)."""
+        warnings.warn(f"the strategy did not replay the recorded search ({exc}); continuing from the "
+                      f"recorded outcomes instead (warm start)", RuntimeWarning, stacklevel=2)
+        self.warm_started = True
+        futures = {seq: f.future for seq, f in self._inflight.items() if f.future is not None}
+        records = self.ledger.records()
+        self.strategy = self.strategy.fresh()
+        self.finished, self.best, self.cost_s = [], None, 0.0
+        self._failures_in_a_row = 0
+        for record in sorted((r for r in records if r.finished), key=lambda r: r.done):
+            self._accept(record)
+        running = [r for r in records if not r.finished]
+        self.strategy.reserve(r.arch for r in running)
+        self._inflight = {}
+        for record in running:
+            future = futures.get(record.seq)
+            if future is None:
+                self.ledger.restart(record)
+                future = self._submit(record.arch)
+            self._inflight[record.seq] = _Flight(record, future)
+        self._recorded, self._log = {}, deque()
+        self._next_seq = max((r.seq for r in records), default=-1) + 1

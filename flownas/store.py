@@ -1,0 +1,241 @@
+"""The ledger: the durable record of a search, on Optuna's storage.
+
+A search is an Optuna study; each candidate is a trial. The trial is created
+(state RUNNING) when the candidate is dispatched, holding the architecture
+(JSON), its dispatch number ``seq`` and what the strategy knew about it
+(``info``: predicted score, ...), and is finished when the outcome arrives:
+COMPLETE with the objective as its value, or FAIL; the ``result`` attribute
+holds every metric, the cost, the wall time and the completion number
+``done``. A search killed at any point is rebuilt from these records (see
+``flownas.search.loop``), and ``optuna.load_study`` or optuna-dashboard open
+the same storage.
+
+Storage: a SQLite file by default, any SQLAlchemy URL (PostgreSQL on a
+cluster), or ``None`` for an in-memory ledger (benchmarks, tests).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .arch import Architecture
+from .errors import ConfigError, FlownasError
+
+FORMAT = "flownas.ledger"
+FORMAT_VERSION = 1
+META_KEY = "flownas"
+
+
+@dataclass
+class Record:
+    """One candidate of a search, as the ledger holds it."""
+
+    seq: int                         # dispatch order, from 0
+    trial_id: int
+    arch: Architecture
+    info: dict[str, Any] = field(default_factory=dict)
+    state: str = "running"           # running | complete | failed
+    value: float | None = None       # the objective, when complete
+    metrics: dict[str, Any] = field(default_factory=dict)
+    cost_s: float | None = None
+    wall_s: float | None = None
+    done: int | None = None          # completion order, from 0
+    error: str | None = None
+    restarts: int = 0
+    trial_state: str = "RUNNING"     # the Optuna trial's state as stored
+
+    @property
+    def finished(self) -> bool:
+        return self.state != "running"
+
+
+def storage_url(storage: str | Path | None) -> str | None:
+    """A SQLAlchemy URL from a URL or a plain file path (SQLite); None stays None."""
+    if storage is None:
+        return None
+    text = str(storage)
+    if "://" in text:
+        return text
+    return f"sqlite:///{Path(text).expanduser().resolve()}"
+
+
+def _shown(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        from sqlalchemy.engine import make_url
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:   # not even a URL: show it as given
+        return url
+
+
+def open_storage(storage: str | Path | None):
+    """An Optuna storage; an unreachable or malformed URL raises a one-line ConfigError."""
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = storage_url(storage)
+    if url is None:
+        return optuna.storages.InMemoryStorage()
+    try:
+        storage = optuna.storages.RDBStorage(url)
+    except Exception as exc:   # driver missing, host down, bad URL, unwritable file, ...
+        cause = exc.__cause__ or exc
+        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        raise ConfigError(f"storage {_shown(url)!r} cannot be opened: {reason}") from None
+    if url.startswith("sqlite"):
+        _fast_sqlite(storage.engine)
+    return storage
+
+
+def _fast_sqlite(engine) -> None:
+    """Write-ahead log with ``synchronous=NORMAL``: a commit survives the death of
+    the process (what resume is about) at a third of the cost of a full sync;
+    an OS crash may roll back the last commits, never corrupt the file."""
+    import sqlalchemy
+
+    def pragmas(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    sqlalchemy.event.listen(engine, "connect", pragmas)
+    engine.dispose()   # connections opened before the listener reconnect with it
+
+
+class Ledger:
+    """Records of one search (one study) in an Optuna storage."""
+
+    def __init__(self, storage, study_id: int, study_name: str, url: str | None):
+        self.storage = storage
+        self.study_id = study_id
+        self.study_name = study_name
+        self.url = url
+
+    # -- opening ---------------------------------------------------------
+    @classmethod
+    def create(cls, storage: str | Path | None, study_name: str, meta: Mapping[str, Any],
+               replace_empty: bool = False) -> "Ledger":
+        """A new, empty search; an existing study of that name is an error, unless
+        it holds no trial and ``replace_empty`` is set (a start killed half-way)."""
+        import optuna
+        backend = open_storage(storage)
+        url = storage_url(storage)
+        try:
+            study_id = backend.get_study_id_from_name(study_name)
+        except KeyError:
+            pass
+        else:
+            if not (replace_empty and not backend.get_all_trials(study_id, deepcopy=False)):
+                raise FlownasError(f"the ledger {_shown(url or 'in memory')} already holds a search named "
+                                   f"{study_name!r}: continue it with --resume, or choose another --out/name")
+            backend.delete_study(study_id)
+        study_id = backend.create_new_study([optuna.study.StudyDirection.MAXIMIZE], study_name)
+        backend.set_study_user_attr(study_id, META_KEY, {"format": FORMAT, "version": FORMAT_VERSION,
+                                                          **dict(meta)})
+        return cls(backend, study_id, study_name, url)
+
+    @classmethod
+    def open(cls, storage: str | Path | None, study_name: str) -> "Ledger":
+        """An existing search."""
+        backend = open_storage(storage)
+        url = storage_url(storage)
+        try:
+            study_id = backend.get_study_id_from_name(study_name)
+        except KeyError:
+            raise FlownasError(f"the ledger {_shown(url or 'in memory')} holds no search named "
+                               f"{study_name!r}") from None
+        meta = backend.get_study_user_attrs(study_id).get(META_KEY)
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise FlownasError(f"study {study_name!r} in {_shown(url)} was not written by flownas")
+        if meta.get("version") != FORMAT_VERSION:
+            raise FlownasError(f"ledger format version {meta.get('version')} is not supported "
+                               f"(this flownas reads {FORMAT_VERSION})")
+        return cls(backend, study_id, study_name, url)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return dict(self.storage.get_study_user_attrs(self.study_id)[META_KEY])
+
+    def update_meta(self, **values: Any) -> None:
+        self.storage.set_study_user_attr(self.study_id, META_KEY, {**self.meta, **values})
+
+    # -- writing ---------------------------------------------------------
+    def start(self, seq: int, arch: Architecture, info: Mapping[str, Any] | None = None) -> int:
+        """Record a dispatched candidate (RUNNING), in one transaction; its trial id."""
+        import optuna
+        template = optuna.trial.create_trial(
+            state=optuna.trial.TrialState.RUNNING,
+            user_attrs={"seq": seq, "arch": arch.to_dict(), "arch_key": arch.key, "info": _jsonable(info or {})})
+        return self.storage.create_new_trial(self.study_id, template_trial=template)
+
+    def restart(self, record: Record) -> None:
+        """Note that a candidate left running by a killed search runs again."""
+        record.restarts += 1
+        self.storage.set_trial_user_attr(record.trial_id, "restarts", record.restarts)
+
+    def finish(self, record: Record) -> None:
+        """Write ``record``'s outcome: the ``result`` attribute, then the trial state."""
+        result = {"done": record.done, "value": record.value, "metrics": _jsonable(record.metrics), "cost_s": record.cost_s,
+                  "wall_s": record.wall_s, "error": record.error}
+        self.storage.set_trial_user_attr(record.trial_id, "result", result)
+        self._close(record)
+        record.trial_state = "COMPLETE" if record.state == "complete" else "FAIL"
+
+    def _close(self, record: Record) -> None:
+        from optuna.trial import TrialState
+        if record.state == "complete":
+            self.storage.set_trial_state_values(record.trial_id, TrialState.COMPLETE, [record.value])
+        else:
+            self.storage.set_trial_state_values(record.trial_id, TrialState.FAIL)
+
+    def repair(self, records: list[Record]) -> None:
+        """Close trials whose result was written just before a kill left them RUNNING."""
+        for r in records:
+            if r.finished and r.trial_state == "RUNNING":
+                self._close(r)
+                r.trial_state = "COMPLETE" if r.state == "complete" else "FAIL"
+
+    # -- reading ---------------------------------------------------------
+    def records(self) -> list[Record]:
+        """Every candidate, in dispatch order."""
+        out = []
+        for t in self.storage.get_all_trials(self.study_id, deepcopy=False):
+            attrs = t.user_attrs
+            if "seq" not in attrs or "arch" not in attrs:
+                continue   # a trial someone added by hand
+            rec = Record(seq=int(attrs["seq"]), trial_id=t._trial_id, arch=Architecture.from_dict(attrs["arch"]),
+                         info=dict(attrs.get("info") or {}), restarts=int(attrs.get("restarts", 0)),
+                         trial_state=t.state.name)
+            result = attrs.get("result")
+            if result is not None:
+                rec.done = int(result["done"])
+                rec.metrics = dict(result.get("metrics") or {})
+                rec.cost_s = result.get("cost_s")
+                rec.wall_s = result.get("wall_s")
+                rec.error = result.get("error")
+                rec.state = "failed" if rec.error is not None else "complete"
+                rec.value = None if result.get("value") is None else float(result["value"])
+            out.append(rec)
+        out.sort(key=lambda r: r.seq)
+        return out
+
+    def close(self) -> None:
+        remove = getattr(self.storage, "remove_session", None)
+        if remove is not None:
+            remove()
+        engine = getattr(self.storage, "engine", None)
+        if engine is not None:
+            engine.dispose()
+
+
+def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
+    """Plain JSON types (numpy scalars become Python numbers)."""
+    out = {}
+    for k, v in d.items():
+        if hasattr(v, "item") and callable(v.item):
+            v = v.item()
+        if isinstance(v, Mapping):
+            v = _jsonable(v)
+        out[str(k)] = v
+    return out

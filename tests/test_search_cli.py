@@ -1,0 +1,154 @@
+"""`flownas search`, `flownas report`, `flownas bench search` and configuration errors."""
+import csv
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+
+from flownas.cli import main
+from flownas.errors import ConfigError
+from flownas.search.config import SearchConfig
+
+EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml"))
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(capsys, *argv) -> str:
+    code, out, err = run(capsys, *argv)
+    assert code == 1 and err.startswith("flownas: error: ") and err.count("\n") == 1, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, data_root):
+    out = tmp_path_factory.mktemp("runs") / "evo"
+    assert main(["search", "--strategy", "evolution", "--budget", "30", "--seed", "1", "--out", str(out),
+                 "--quiet"]) == 0
+    return out
+
+
+def test_flags_alone_run_a_search_and_leave_the_report(finished_run):
+    files = {p.name for p in finished_run.iterdir()}
+    assert {"run.json", "config.yaml", "ledger.db", "best.json", "history.csv", "best_so_far.png"} <= files
+    with open(finished_run / "history.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 30 and len({r["arch"] for r in rows}) == 30
+    best = json.loads((finished_run / "best.json").read_text())
+    assert best["value"] == max(float(r["objective"]) for r in rows)
+    assert best["objective"] == "c10_valid_val_acc_200" and "c10_test_acc_200" in best["metrics"]
+    assert best["string"].startswith("|")
+
+
+def test_the_ledger_is_an_optuna_study(finished_run):
+    run = json.loads((finished_run / "run.json").read_text())
+    study = optuna.load_study(study_name=run["study"], storage=f"sqlite:///{finished_run / 'ledger.db'}")
+    assert len(study.trials) == 30
+    best = json.loads((finished_run / "best.json").read_text())
+    assert study.best_value == best["value"]
+
+
+def test_report_redraws_from_the_ledger(finished_run, capsys):
+    for name in ("best_so_far.png", "history.csv", "best.json"):
+        (finished_run / name).unlink()
+    code, out, _ = run(capsys, "report", finished_run)
+    assert code == 0 and "c10_valid_val_acc_200" in out
+    assert (finished_run / "best_so_far.png").stat().st_size > 1000
+    assert (finished_run / "history.csv").exists() and (finished_run / "best.json").exists()
+
+
+def test_running_again_into_a_run_directory_is_refused(finished_run, capsys):
+    err = one_line_error(capsys, "search", "--strategy", "evolution", "--budget", "30", "--out", finished_run,
+                         "--quiet")
+    assert "already holds a search" in err and "--resume" in err
+
+
+def test_resume_may_extend_the_budget_but_not_change_the_search(finished_run, capsys, tmp_path):
+    err = one_line_error(capsys, "search", "--resume", "--out", finished_run, "--seed", "2", "--quiet")
+    assert "--seed: 2 differs from the search recorded" in err
+    err = one_line_error(capsys, "search", "--resume", "--out", tmp_path / "nothing", "--quiet")
+    assert "holds no search to resume" in err
+    code, out, _ = run(capsys, "search", "--resume", "--out", finished_run, "--budget", "40", "--quiet")
+    assert code == 0 and "40 finished" in out and "30 replayed" in out
+
+
+def test_predictor_search_plots_predicted_vs_true(tmp_path, capsys, data_root):
+    out = tmp_path / "pred"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("strategy: {name: predictor, num_init: 6, refit_every: 4, ensemble: 2, num_mutations: 40, "
+                   "num_random: 10}\npredictor: {name: mlp, epochs: 5, hidden: 16, layers: 1}\nbudget: 14\n")
+    code, stdout, _ = run(capsys, "search", cfg, "--out", out, "--quiet")
+    assert code == 0 and "+ mlp" in stdout
+    assert (out / "predicted_vs_true.png").stat().st_size > 1000
+    with open(out / "history.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["origin"] for r in rows[:6]] == ["random"] * 6 and all(r["predicted"] for r in rows[6:])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("strategy: [evolution\n", "not valid YAML at line 2"),
+    ("stratgy: evolution\n", "unknown key 'stratgy'"),
+    ("strategy: evolushun\n", "strategy: unknown strategy 'evolushun'; did you mean 'evolution'?"),
+    ("space: nb999\n", "space: unknown space 'nb999'"),
+    ("strategy: {name: evolution, population: 5}\n", "strategy.population: strategy 'evolution' takes no"),
+    ("strategy: {name: evolution, population_size: many}\n", "strategy.population_size: expected int"),
+    ("budget: {evaluations: -3}\n", "budget.evaluations must be at least 1"),
+    ("seed: 1.5\n", "seed: expected int"),
+    ("strategy: random\npredictor: mlp\n", "predictor: the strategy 'random' uses no predictor"),
+    ("predictor: flowerfomer\n", "predictor: unknown predictor 'flowerfomer'"),
+    ("dataset: cifar1000\n", "has no dataset 'cifar1000'"),
+    ("- just\n- a list\n", "a configuration is a mapping"),
+])
+def test_bad_configs_name_the_problem(tmp_path, capsys, text, message):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(text)
+    err = one_line_error(capsys, "search", cfg, "--out", tmp_path / "r", "--quiet")
+    assert message in err
+
+
+def test_bad_flags_and_files(tmp_path, capsys):
+    assert "unknown strategy 'nope'" in one_line_error(capsys, "search", "--strategy", "nope", "--quiet")
+    assert "unknown space 'nb999'" in one_line_error(capsys, "search", "--space", "nb999", "--quiet")
+    assert "cannot read config" in one_line_error(capsys, "search", tmp_path / "missing.yaml")
+
+
+def test_unreachable_storage_is_one_clear_line(tmp_path, capsys, data_root):
+    err = one_line_error(capsys, "search", "--strategy", "random", "--budget", "3", "--out", tmp_path / "r",
+                         "--storage", "postgresql://flownas:pw@127.0.0.1:1/ledger", "--quiet")
+    assert "storage 'postgresql://flownas:***@127.0.0.1:1/ledger' cannot be opened" in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
+def test_experiment_configs_are_valid(path):
+    config = SearchConfig.load(path)
+    assert config.name == path.stem and config.out == f"runs/{path.stem}"
+
+
+def test_flags_override_the_config(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("strategy: {name: evolution, population_size: 12}\nbudget: 50\nseed: 4\n")
+    config = SearchConfig.load(cfg).with_flags(budget=9, seed=None, strategy="evolution", workers=2)
+    assert config.budget.evaluations == 9 and config.seed == 4
+    assert config.strategy.params == {"population_size": 12}
+    assert config.executor.params == {"workers": 2}
+    assert SearchConfig.load(cfg).with_flags(strategy="random").strategy.params == {}
+    with pytest.raises(ConfigError, match="budget.evaluations"):
+        SearchConfig.from_dict({"budget": {"evaluations": 0}})
+
+
+def test_bench_search_reports_checkpoints_and_the_optimum(tmp_path, capsys, data_root):
+    out = tmp_path / "bench.json"
+    code, stdout, _ = run(capsys, "bench", "search", "--strategy", "random", "--budget", "30", "--seeds", "3",
+                          "--json", out)
+    assert code == 0 and "after  25 evaluations" in stdout
+    data = json.loads(out.read_text())
+    assert data["seeds"] == [0, 1, 2] and data["optimum"]["test"] == pytest.approx(94.3733)
+    assert set(data["checkpoints"]) == {"25"} and data["checkpoints"]["25"]["seeds"] == 3
+    assert len(data["runs"]) == 3 and all(len(r["test"]) == 30 for r in data["runs"])
+    assert data["command"].startswith("flownas bench search --strategy random --budget 30 --seeds 3")

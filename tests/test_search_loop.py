@@ -1,0 +1,206 @@
+"""The search loop: dispatch, budgets, failures, asynchronous workers, and
+resume by replaying the ledger (in process; tests/test_search_resume.py
+kills real processes)."""
+import pytest
+
+from flownas.errors import DataError
+from flownas.evaluators.base import Evaluator, Result
+from flownas.registry import STRATEGIES
+from flownas.runtime.local import InlineExecutor, ProcessExecutor
+from flownas.search.loop import Budget, SearchAborted, SearchLoop
+from flownas.store import Ledger, storage_url
+from search_toys import RidgePredictor, ToyEvaluator, ToySpace, optimum
+
+
+def strategy(name="evolution", seed=0, **params):
+    if name in ("predictor", "predictor-evolution"):
+        params.setdefault("predictor", RidgePredictor())
+    return STRATEGIES.get(name)(ToySpace(), seed=seed, **params)
+
+
+def loop(ledger=None, name="evolution", evaluator=None, budget=Budget(30), seed=0, executor=None, **kw):
+    return SearchLoop(ToySpace(), strategy(name, seed, **kw.pop("params", {})), evaluator or ToyEvaluator(),
+                      ledger or Ledger.create(None, "t", {}), budget=budget, executor=executor, **kw)
+
+
+def outcome(result):
+    return [(r.arch.key, r.value, r.done) for r in result.records]
+
+
+@pytest.mark.parametrize("name", STRATEGIES.names())
+def test_budget_of_evaluations_and_no_duplicates(name):
+    result = loop(name=name, budget=Budget(25)).run()
+    keys = [r.arch.key for r in result.records]
+    assert len(keys) == 25 and len(set(keys)) == 25 and result.stopped == "budget"
+    assert [r.done for r in result.records] == list(range(25))
+
+
+def test_budget_of_cost_stops_dispatching_once_spent():
+    result = loop(budget=Budget(evaluations=None, cost_s=100.0)).run()
+    costs = [r.cost_s for r in result.records]
+    assert sum(costs[:-1]) < 100.0 <= sum(costs)
+
+
+def test_a_small_space_runs_out():
+    result = loop(name="random", budget=Budget(500)).run()
+    assert result.stopped == "exhausted" and len(result.records) == ToySpace().size()
+    assert result.best.value == optimum()
+
+
+def test_failures_are_recorded_and_the_search_goes_on():
+    ledger = Ledger.create(None, "t", {})
+    result = loop(ledger, name="random", evaluator=ToyEvaluator(fail="abab"), budget=Budget(80)).run()
+    failed = [r for r in ledger.records() if r.state == "failed"]
+    assert len(failed) == 1 and failed[0].error == "RuntimeError: training of abab diverged"
+    assert result.failures == 1 and len(result.records) == 80
+
+
+class Broken(Evaluator):
+    objective = "val"
+
+    def __init__(self, exc):
+        self.exc = exc
+
+    def evaluate(self, arch, fidelity=None):
+        raise self.exc
+
+
+def test_failing_every_time_aborts():
+    with pytest.raises(SearchAborted, match="5 evaluations failed in a row; the last: ValueError: nan loss"):
+        loop(evaluator=Broken(ValueError("nan loss")), max_consecutive_failures=5).run()
+
+
+def test_missing_data_stops_at_once_and_leaves_the_candidate_to_rerun():
+    ledger = Ledger.create(None, "t", {})
+    with pytest.raises(DataError):
+        loop(ledger, evaluator=Broken(DataError("missing benchmark table x"))).run()
+    (rec,) = ledger.records()
+    assert not rec.finished
+
+
+class NoObjective(Evaluator):
+    objective = "val"
+
+    def evaluate(self, arch, fidelity=None):
+        return Result({"other": 1.0}, 1.0)
+
+
+def test_a_result_without_the_objective_is_a_failure():
+    ledger = Ledger.create(None, "t", {})
+    loop(ledger, evaluator=NoObjective(), budget=Budget(3)).run()
+    assert {r.error for r in ledger.records()} == {"ValueError: the result has no finite objective 'val'"}
+
+
+def test_process_pool_keeps_workers_busy_and_records_everything(tmp_path):
+    ledger = Ledger.create(storage_url(tmp_path / "l.db"), "t", {})
+    result = loop(ledger, name="random", budget=Budget(12), executor=ProcessExecutor(2)).run()
+    records = ledger.records()
+    assert len(records) == 12 and all(r.finished for r in records)
+    assert len({r.arch.key for r in records}) == 12 and len(result.records) == 12
+
+
+@pytest.mark.parametrize("name", ["evolution", "predictor", "optuna"])
+def test_a_resumed_search_ends_exactly_as_an_uninterrupted_one(name, tmp_path):
+    params = {"num_init": 5, "refit_every": 4, "num_mutations": 30, "num_random": 5} if name == "predictor" else {}
+    reference = loop(name=name, budget=Budget(40), params=params).run()
+
+    url = storage_url(tmp_path / "l.db")
+    log = tmp_path / "evaluations.log"
+    ledger = Ledger.create(url, "t", {})
+    for stop_after in (7, 19, 30):   # "kill" the search three times
+        def kill(record, lp, n=stop_after):
+            if len(lp.finished) == n:
+                raise KeyboardInterrupt
+        with pytest.raises(KeyboardInterrupt):
+            loop(ledger, name=name, evaluator=ToyEvaluator(log=str(log)), budget=Budget(40), params=params,
+                 callbacks=[kill]).run()
+    resumed = loop(Ledger.open(url, "t"), name=name, evaluator=ToyEvaluator(log=str(log)), budget=Budget(40),
+                   params=params).run()
+    assert outcome(resumed) == outcome(reference)
+    assert resumed.replayed == 30 and not resumed.warm_started
+    evaluated = log.read_text().split()
+    assert len(evaluated) == len(set(evaluated)) == 40          # nothing evaluated twice
+
+
+class KillOnce(ToyEvaluator):
+    """Interrupts the search in the middle of one evaluation (the candidate stays RUNNING)."""
+
+    def __init__(self, at, log):
+        super().__init__(log=log)
+        self.at = at
+        self.count = 0
+
+    def evaluate(self, arch, fidelity=None):
+        self.count += 1
+        if self.count == self.at:
+            raise KeyboardInterrupt
+        return super().evaluate(arch, fidelity)
+
+
+def test_a_candidate_running_at_the_kill_runs_again(tmp_path):
+    reference = loop(budget=Budget(20)).run()
+    url = storage_url(tmp_path / "l.db")
+    log = tmp_path / "log"
+    with pytest.raises(KeyboardInterrupt):
+        loop(Ledger.create(url, "t", {}), evaluator=KillOnce(9, str(log)), budget=Budget(20)).run()
+    ledger = Ledger.open(url, "t")
+    assert [r.finished for r in ledger.records()] == [True] * 8 + [False]
+    resumed = loop(ledger, evaluator=ToyEvaluator(log=str(log)), budget=Budget(20)).run()
+    assert outcome(resumed) == outcome(reference)
+    assert ledger.records()[8].restarts == 1
+    assert len(log.read_text().split()) == 20
+
+
+def test_resume_with_a_larger_budget_continues():
+    ledger = Ledger.create(None, "t", {})
+    loop(ledger, budget=Budget(15)).run()
+    longer = loop(ledger, budget=Budget(30)).run()
+    assert longer.replayed == 15 and len(longer.records) == 30
+    assert outcome(longer) == outcome(loop(budget=Budget(30)).run())
+
+
+def test_a_strategy_that_does_not_replay_falls_back_to_a_warm_start(tmp_path):
+    log = tmp_path / "log"
+    ledger = Ledger.create(None, "t", {})
+    loop(ledger, evaluator=ToyEvaluator(log=str(log)), budget=Budget(15), seed=1).run()
+    with pytest.warns(RuntimeWarning, match="warm start"):
+        result = loop(ledger, evaluator=ToyEvaluator(log=str(log)), budget=Budget(30), seed=2).run()
+    assert result.warm_started and len(result.records) == 30
+    keys = [r.arch.key for r in ledger.records()]
+    assert len(keys) == len(set(keys)) == 30
+    assert len(log.read_text().split()) == 30
+
+
+def test_async_resume_reruns_only_what_was_running(tmp_path):
+    url = storage_url(tmp_path / "l.db")
+    log = tmp_path / "log"
+
+    def kill(record, lp):
+        if len(lp.finished) == 9:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        loop(Ledger.create(url, "t", {}), evaluator=ToyEvaluator(log=str(log)), budget=Budget(24),
+             executor=ProcessExecutor(3), callbacks=[kill]).run()
+    before = {r.seq: r for r in Ledger.open(url, "t").records()}
+    finished_before = {s for s, r in before.items() if r.finished}
+    assert len(finished_before) == 9
+    result = loop(Ledger.open(url, "t"), evaluator=ToyEvaluator(log=str(log)), budget=Budget(24),
+                  executor=ProcessExecutor(3)).run()
+    after = {r.seq: r for r in Ledger.open(url, "t").records()}
+    assert len(after) == 24 and all(r.finished for r in after.values())
+    for seq in finished_before:   # recorded outcomes are untouched
+        assert (after[seq].value, after[seq].done, after[seq].restarts) == (before[seq].value, before[seq].done, 0)
+    counts = {}
+    for ops in log.read_text().split():
+        counts[ops] = counts.get(ops, 0) + 1
+    space = ToySpace()
+    for r in after.values():   # evaluated once, plus once per restart of a candidate left running
+        assert counts[space.to_string(r.arch)] <= 1 + r.restarts
+    assert result.replayed == 9
+
+
+def test_inline_executor_runs_on_submit():
+    future = InlineExecutor().submit(divmod, 7, 2)
+    assert future.done() and future.result() == (3, 1)
+    failed = InlineExecutor().submit(divmod, 1, 0)
+    assert isinstance(failed.exception(), ZeroDivisionError)
