@@ -101,7 +101,7 @@ def test_definitions_by_hand():
     with torch.no_grad():
         assert got["grasp"] == pytest.approx(-sum(float((w * h).sum()) for w, h in zip(weights, hg)), rel=1e-4)
     # l2_norm
-    assert got["l2_norm"] == pytest.approx(float(net.conv.weight.norm() + net.fc.weight.norm()), rel=1e-6)
+    assert got["l2_norm"] == pytest.approx(float(net.conv.weight.detach().norm() + net.fc.weight.detach().norm()), rel=1e-6)
     # synflow: |params|, no BN, double, ones input -> ln(1 + sum |w * dR/dw|)
     lin = copy.deepcopy(net).double()
     with torch.no_grad():
