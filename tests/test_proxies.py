@@ -109,7 +109,7 @@ def test_definitions_by_hand():
             p.abs_()
     out = lin.fc(lin.act(lin.conv(torch.ones(1, 3, 5, 5, dtype=torch.float64))).mean((2, 3))).sum()
     sw = torch.autograd.grad(out, [lin.conv.weight, lin.fc.weight])
-    s = float((lin.conv.weight * sw[0]).abs().sum() + (lin.fc.weight * sw[1]).abs().sum())
+    s = float((lin.conv.weight * sw[0]).abs().sum().detach() + (lin.fc.weight * sw[1]).abs().sum().detach())
     assert got["synflow"] == pytest.approx(math.log1p(s), rel=1e-9)
     # nwot: log|det K|, K summed over the ReLU's binary codes
     with torch.no_grad():
