@@ -171,6 +171,7 @@ class TrainingEvaluator(Evaluator):
         }
         info = {"device": str(device), "run_id": run_id, "resumed_from_epoch": history["resumed_from"],
                 "train_images": len(on_device.x_train), "val_images": len(on_device.x_val),
+                "train_images_per_s": history["images_seen"] / max(history["step_time_s"], 1e-9),
                 "wall_s": time.perf_counter() - wall}
         return Result(metrics=metrics, cost_s=history["train_time_s"], info=info)
 

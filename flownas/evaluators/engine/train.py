@@ -74,8 +74,9 @@ def train(model: nn.Module, data: DeviceData, cfg, epochs: int, *, run_id: str,
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg, model)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    # train_time_s: training and per-epoch validation; step_time_s: the optimisation steps alone
     history: dict[str, Any] = {"epoch": 0, "train_loss": [], "val_loss": [], "val_acc": [],
-                               "train_time_s": 0.0, "resumed_from": 0}
+                               "train_time_s": 0.0, "step_time_s": 0.0, "images_seen": 0, "resumed_from": 0}
     if checkpoint is not None:
         state = _load(checkpoint, run_id)
         if state is not None:
@@ -111,6 +112,10 @@ def train(model: nn.Module, data: DeviceData, cfg, epochs: int, *, run_id: str,
             scaler.update()
             loss_sum += loss.detach().float() * len(y)
             seen += len(y)
+        if cuda:
+            torch.cuda.synchronize(device)
+        history["step_time_s"] += time.perf_counter() - start
+        history["images_seen"] += seen
         val_loss, val_acc = evaluate(model, data, cfg.eval_batch_size, amp, channels_last)
         history["train_loss"].append(float(loss_sum) / max(seen, 1))
         history["val_loss"].append(val_loss)
