@@ -40,6 +40,16 @@ def signal_names(space: str) -> tuple[str, ...]:
     return tuple(SIGNALS[space][1])
 
 
+def check_signals(space: str, names: Iterable[str] | None) -> tuple[str, ...]:
+    """``names`` (default: all of the space's signals), checked against the space."""
+    known = signal_names(space)
+    names = known if names is None else tuple(names)
+    unknown = [s for s in names if s not in known]
+    if unknown:
+        raise ConfigError(f"unknown {space} signals {', '.join(unknown)} (known: {', '.join(known)})")
+    return names
+
+
 def _field(space: str, signal: str, dataset: str) -> str:
     spec = SIGNALS[space][1][signal]
     if isinstance(spec, str):
@@ -53,17 +63,27 @@ def low_fidelity_signals(arch: Architecture, dataset: str = "cifar10",
                          signals: Iterable[str] | None = None) -> dict[str, float | None]:
     """The table's low-fidelity signals of ``arch`` (all of its space's by default)."""
     from ..benchmarks.base import load_benchmark
-    names = tuple(signals) if signals is not None else signal_names(arch.space)
-    known = signal_names(arch.space)
-    unknown = [s for s in names if s not in known]
-    if unknown:
-        raise ConfigError(f"unknown {arch.space} signals {', '.join(unknown)} (known: {', '.join(known)})")
+    names = check_signals(arch.space, signals)
     record = load_benchmark(SIGNALS[arch.space][0]).query(arch)
     out = {}
     for name in names:
         value = record.get(_field(arch.space, name, dataset))
         out[name] = None if value is None else float(value)
     return out
+
+
+def table_pool(space: str, dataset: str = "cifar10", signals: Iterable[str] | None = None,
+               ) -> tuple[list[Architecture], dict[str, list[float | None]]]:
+    """Every architecture of the space's table and its signals, in table order
+    (the unlabeled pool on which DELE pre-trains its experts)."""
+    from ..benchmarks.base import load_benchmark
+    names = check_signals(space, signals)
+    fields = {name: _field(space, name, dataset) for name in names}
+    bench = load_benchmark(SIGNALS[space][0])
+    archs = bench.archs()
+    row = getattr(bench, "row", bench.query)   # NB201: the main record, without the extras
+    records = [row(a) for a in archs]
+    return archs, {name: [r.get(f) for r in records] for name, f in fields.items()}
 
 
 @EVALUATORS.register("low_fidelity")
@@ -79,11 +99,7 @@ class LowFidelityTable(Evaluator):
                  objective: str = "acc_12"):
         self.space = space
         self.dataset = dataset
-        self.signals = tuple(signals) if signals is not None else signal_names(space)
-        known = signal_names(space)
-        bad = [s for s in self.signals if s not in known]
-        if bad:
-            raise ConfigError(f"unknown {space} signals {', '.join(bad)} (known: {', '.join(known)})")
+        self.signals = check_signals(space, signals)
         if objective not in self.signals:
             raise ConfigError(f"objective {objective!r} is not among the signals {', '.join(self.signals)}")
         for s in self.signals:
