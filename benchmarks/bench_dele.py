@@ -22,7 +22,7 @@ split and of the fine-tuning. Results are appended to ``--out`` (JSON lines)
 and a finished (variant, N, seed) is not run again.
 
     FLOWNAS_DATA=/work/shared/data PYTHONPATH=. python benchmarks/bench_dele.py \\
-        --variants flowerformer dele_table --sizes 78 156 --seeds 5
+        --variants flowerformer dele_table --sizes 78 156 --seeds 0 1 2 3 4
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ import argparse
 import copy
 import json
 import os
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -55,11 +56,16 @@ def proxy_pool(path: Path, archs_by_string: dict):
     return pool, {n: [r[n] for r in rows] for n in names}
 
 
-def pretrained(variant: str, args, archs, strings):
+def pretrained(variant: str, args, archs):
+    """The variant's pre-trained DELE, from the cache when it was made before."""
     import torch
 
     from flownas.predictors.dele import DELEPredictor
     from flownas.spaces.nb201 import NB201Space
+    cache = Path(args.out).with_name(f"dele_pretrained_{variant}_{args.pretrain_epochs}ep.pkl")
+    if cache.exists():
+        with cache.open("rb") as fh:
+            return pickle.load(fh)
     start = time.perf_counter()
     p = DELEPredictor(seed=0, pretrain_epochs=args.pretrain_epochs)
     if variant == "dele_table":
@@ -72,6 +78,8 @@ def pretrained(variant: str, args, archs, strings):
     print(f"{variant}: pre-trained on {p.pretrain_size_} cells, signals {', '.join(p.signals)}, "
           f"{args.pretrain_epochs} epochs, {seconds:.0f} s, torch threads {torch.get_num_threads()}",
           file=sys.stderr, flush=True)
+    with cache.open("wb") as fh:
+        pickle.dump((p, seconds), fh)
     return p, seconds
 
 
@@ -79,11 +87,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     ap.add_argument("--sizes", nargs="+", type=int, default=[78, 156])
-    ap.add_argument("--seeds", type=int, default=5, help="seeds 0..S-1")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--pretrain-epochs", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--proxies", default="runs/bench_proxies_cifar10.jsonl")
     ap.add_argument("--out", default="runs/bench_dele.jsonl")
+    ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="a fine-tuning hyper-parameter (JSON value) for every variant, repeatable")
     args = ap.parse_args(argv)
 
     import torch
@@ -94,33 +104,37 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     archs, cols, spec = load_targets("nb201")
     y = cols[spec.train]
-    strings = [NB201Space().to_string(a) for a in archs]
+    params = {k: json.loads(v) for k, v in (p.split("=", 1) for p in args.param)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = set()
     if out.exists():
-        done = {(r["variant"], r["n_train"], r["seed"], r.get("pretrain_epochs"))
+        done = {(r["variant"], r["n_train"], r["seed"], r.get("pretrain_epochs"), json.dumps(r["params"], sort_keys=True))
                 for r in map(json.loads, out.read_text().splitlines())}
     for variant in args.variants:
         base, pre_s = (None, 0.0)
         for n in args.sizes:
-            for seed in range(args.seeds):
+            for seed in args.seeds:
                 pre_epochs = None if variant == "flowerformer" else args.pretrain_epochs
-                if (variant, n, seed, pre_epochs) in done:
+                if (variant, n, seed, pre_epochs, json.dumps(params, sort_keys=True)) in done:
                     continue
                 if variant != "flowerformer" and base is None:
-                    base, pre_s = pretrained(variant, args, archs, strings)
+                    base, pre_s = pretrained(variant, args, archs)
                 tr, va, te = split(len(archs), n, "A", seed)
                 if variant == "flowerformer":
-                    model = FlowerFormerPredictor(seed=seed)
+                    model = FlowerFormerPredictor(seed=seed, **params)
                 else:
                     model = copy.deepcopy(base)
-                    model.seed = seed
+                    for key, value in {**params, "seed": seed}.items():
+                        if not hasattr(model, key):
+                            raise SystemExit(f"unknown hyper-parameter {key!r}")
+                        setattr(model, key, value)
                 start = time.perf_counter()
                 model.fit([archs[i] for i in tr], y[tr], validation=([archs[i] for i in va], y[va]))
                 fit_s = time.perf_counter() - start
                 m = summary(y[te], model.predict([archs[i] for i in te]))
                 rec = {"variant": variant, "n_train": n, "seed": seed, "pretrain_epochs": pre_epochs,
+                       "params": params,
                        "pretrain_seconds": pre_s, "fit_seconds": fit_s, **m,
                        "best_epoch": model.train_results_[0].best_epoch}
                 with out.open("a") as fh:
@@ -135,10 +149,11 @@ def report(out: Path) -> None:
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     groups: dict = {}
     for r in rows:
-        groups.setdefault((r["variant"], r["pretrain_epochs"], r["n_train"]), []).append(r)
+        key = (r["variant"] + "".join(f" {k}={v}" for k, v in sorted(r["params"].items())), r["pretrain_epochs"])
+        groups.setdefault((*key, r["n_train"]), []).append(r)
     print("| variant | pre-train epochs | N | seeds | Kendall tau | Spearman | P@1% | P@5% | fit s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for (variant, pre, n), rs in sorted(groups.items(), key=lambda kv: (kv[0][2], str(kv[0][0]), str(kv[0][1]))):
+    for (variant, pre, n), rs in sorted(groups.items(), key=lambda kv: (kv[0][2], kv[0][0], str(kv[0][1]))):
         tau = np.array([r["kendall_tau"] for r in rs])
         std = tau.std(ddof=1) if len(tau) > 1 else 0.0
 
