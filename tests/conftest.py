@@ -62,3 +62,52 @@ def write_tiny_images(path: Path, n_train: int = 96, n_val: int = 48, size: int 
 def tiny_images(tmp_path_factory) -> Path:
     """Path of a 96/48-image, 16x16, 10-class synthetic .npz dataset."""
     return write_tiny_images(tmp_path_factory.mktemp("images") / "tiny.npz")
+
+
+@pytest.fixture(scope="session")
+def ofa_table():
+    require_data("ofa_mbv3/ofa_latency_help.jsonl.gz")
+    from flownas.benchmarks import load_benchmark
+    return load_benchmark("ofa")
+
+
+@pytest.fixture(scope="session")
+def fbnet_table():
+    require_data("fbnet_hwnasbench/fbnet_latency_help.jsonl.gz")
+    from flownas.benchmarks import load_benchmark
+    return load_benchmark("fbnet")
+
+
+@pytest.fixture(scope="session")
+def transnas_table():
+    require_data("transnasbench101/tnb101_zc_subset.jsonl.gz")
+    from flownas.benchmarks import load_benchmark
+    return load_benchmark("transnas")
+
+
+@pytest.fixture(scope="session")
+def count_macs():
+    """Multiply-accumulates of a network's convolutions and linear layers for one input."""
+    import torch
+    from torch import nn
+
+    def count(model, input_shape) -> int:
+        total = 0
+
+        def hook(module, _inputs, output):
+            nonlocal total
+            if isinstance(module, nn.Conv2d):
+                k = module.kernel_size[0] * module.kernel_size[1]
+                total += output[0].numel() * module.in_channels // module.groups * k
+            else:
+                total += module.in_features * module.out_features
+
+        handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        model.eval()
+        with torch.no_grad():
+            model(torch.randn(1, *input_shape))
+        for h in handles:
+            h.remove()
+        return total
+
+    return count
