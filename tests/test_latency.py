@@ -45,3 +45,20 @@ def test_latency_lookup_of_a_space_without_table():
     arch = Architecture(["input", "output"], [[0, 1], [0, 0]], space="nowhere")
     with pytest.raises(NotInTableError, match="tables tried: none"):
         table_latency(arch, "pixel3")
+
+
+@pytest.mark.parametrize("fixture, device", [("fbnet_table", "pixel3"), ("ofa_table", "titan_rtx_1")])
+def test_help_latency_of_whole_network_spaces(request, fixture, device):
+    table = request.getfixturevalue(fixture)
+    arch = table.archs()[3]
+    if device not in table.devices():
+        device = table.devices()[0]
+    assert table_latency(arch, device) == pytest.approx(table.query(arch)["latency_ms"][device])
+    assert TableLatencyEvaluator(device).evaluate(arch).metrics["latency_ms"] > 0
+
+
+def test_measured_latency_uses_the_architecture_resolution(ofa_table):
+    arch = min(ofa_table.archs()[:50], key=lambda a: a.attrs[0]["resolution"])
+    r = LatencyEvaluator(warmup=0, repeats=1, num_threads=1).evaluate(arch)
+    res = arch.attrs[0]["resolution"]
+    assert r.info["input_shape"] == (3, res, res) and r.metrics["latency_ms"] > 0

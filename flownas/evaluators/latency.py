@@ -1,6 +1,6 @@
 """Latency of a candidate: measured on the local device, or looked up in the
-HELP latency tables of the benchmarks (NB201: 28 device settings; FBNet and
-OFA MobileNetV3 when their tables are installed).
+HELP latency tables of the benchmarks (NB201: 28 device settings; FBNet: 27;
+OFA MobileNetV3: 12).
 
 Both evaluators maximise ``neg_latency_ms`` (= -``latency_ms``), so that a
 search prefers fast networks; as a constraint or second objective read
@@ -52,16 +52,26 @@ class LatencyEvaluator(Evaluator):
             torch.set_num_threads(self.num_threads)
         start = time.perf_counter()
         model = build_model(arch, self.num_classes, self.model_options)
-        shape = self.input_shape or get_space(arch.space).input_shape
+        shape = self.input_shape or _input_shape(arch, get_space(arch.space).input_shape)
         device = torch_device(self.device)
         timing = measure_latency(model, shape, batch_size=self.batch_size, device=device,
                                  warmup=self.warmup, repeats=self.repeats)
         metrics = {"latency_ms": timing["median_ms"], "neg_latency_ms": -timing["median_ms"],
                    "latency_min_ms": timing["min_ms"],
                    "throughput": 1e3 * self.batch_size / timing["median_ms"]}
-        info = {"device": str(device), "batch_size": self.batch_size, "repeats": self.repeats,
+        info = {"device": str(device), "batch_size": self.batch_size, "input_shape": shape, "repeats": self.repeats,
                 "threads": torch.get_num_threads() if device.type == "cpu" else None}
         return Result(metrics=metrics, cost_s=time.perf_counter() - start, info=info)
+
+
+def _input_shape(arch: Architecture, default: tuple[int, ...]) -> tuple[int, ...]:
+    """The space's input shape at the architecture's own input resolution
+    (an attribute of its input node, e.g. OFA MobileNetV3), if it has one."""
+    for node in arch.attrs or ():
+        if "resolution" in node:
+            r = int(node["resolution"])
+            return (default[0], r, r)
+    return tuple(default)
 
 
 def table_latency(arch: Architecture, device: str, table: str | None = None) -> float:
@@ -69,7 +79,8 @@ def table_latency(arch: Architecture, device: str, table: str | None = None) -> 
     ``1080ti_32``, ``gold_6226``) from the named table, or else from the first
     table of the arch's space that records latencies."""
     from ..benchmarks.base import load_benchmark
-    names = [table] if table else [n for n in BENCHMARKS.names() if BENCHMARKS.get(n).space == arch.space]
+    names = [table] if table else [n for n in BENCHMARKS.names()
+                                   if arch.space in getattr(BENCHMARKS.get(n), "spaces", (BENCHMARKS.get(n).space,))]
     for name in names:
         latencies = load_benchmark(name).query(arch).get("latency_ms")
         if latencies is None:
