@@ -111,3 +111,14 @@ def count_macs():
         return total
 
     return count
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small networks gain nothing from a second thread, and on a busy machine
+    OpenMP threads that spin-wait for each other make them many times slower."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -12,14 +12,7 @@ from flownas.predictors.metrics import kendall_tau
 from flownas.registry import PREDICTORS
 
 QUICK = {**DELEPredictor.quick_params, "epochs": 10, "pretrain_epochs": 3}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
