@@ -102,3 +102,12 @@ def test_bad_signals_are_explained(data):
         DELEPredictor(**QUICK).fit(cells, [1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="finetune must be one of"):
         DELEPredictor(finetune="encoder")
+
+
+def test_pretraining_is_reused_across_fine_tuning_seeds(data, pretrained):
+    pool, _, signals = data
+    again = DELEPredictor(seed=7, **QUICK).pretrain(pool, signals)          # another fine-tuning seed
+    assert again.pretrain_result_ is pretrained.pretrain_result_
+    other = DELEPredictor(seed=0, pretrain_seed=1, **QUICK).pretrain(pool, signals)
+    assert other.pretrain_result_ is not pretrained.pretrain_result_
+    assert not all(torch.equal(v, other.pretrained_state_[k]) for k, v in pretrained.pretrained_state_.items())

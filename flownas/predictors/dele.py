@@ -27,10 +27,18 @@ themselves are the pool); else ``signal_source="table"``: the low-fidelity
 table of the space (``flownas.evaluators.lowfidelity``; NB201: all 15,625
 cells with their 12-epoch accuracy, params and NASWOT), of which
 ``pool_size`` cells are drawn when set.
+
+Pre-training depends on the pool, its signals, the encoder and pre-training
+hyper-parameters and ``pretrain_seed``, not on ``seed`` (which seeds the
+fine-tuning): its result is kept per process for those inputs, so a search
+that refits its predictor every round with new seeds pre-trains once.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+from collections import OrderedDict
 from typing import Sequence
 
 import numpy as np
@@ -43,6 +51,14 @@ from .neural import NeuralPredictor, _calibration
 
 FINETUNE = ("all", "heads", "gate")
 GATES = ("arch", "uniform")
+# the hyper-parameters that shape pre-training (with the pool and its signals)
+PRETRAIN_PARAMS = ("dim", "layers", "heads", "dropout", "attn_dropout", "norm", "depth_embedding", "gate",
+                   "signals", "pretrain_epochs", "pretrain_batch_size", "pretrain_lr", "pretrain_seed",
+                   "weight_decay", "warmup", "grad_clip", "margin", "prune_ops")
+# pre-trained states by what decides them: refits (a search refits its
+# predictor after every round, with new seeds) reuse the pre-training
+_PRETRAINED: "OrderedDict[str, tuple]" = OrderedDict()
+_PRETRAINED_KEPT = 4
 
 
 @PREDICTORS.register("dele")
@@ -59,8 +75,8 @@ class DELEPredictor(NeuralPredictor):
                  attn_dropout: float = 0.0, norm: str = "batch", depth_embedding: bool = False,
                  signals: Sequence[str] | None = None, signal_source: str | None = "table",
                  dataset: str = "cifar10", pool_size: int | None = None, pretrain_epochs: int = 20,
-                 pretrain_batch_size: int = 128, pretrain_lr: float = 1e-3, gate: str = "arch",
-                 finetune: str = "all", **common):
+                 pretrain_batch_size: int = 128, pretrain_lr: float = 1e-3, pretrain_seed: int = 0,
+                 gate: str = "arch", finetune: str = "all", **common):
         self.dim, self.layers, self.heads = dim, layers, heads
         self.dropout, self.attn_dropout, self.norm, self.depth_embedding = dropout, attn_dropout, norm, depth_embedding
         # signals: one expert each; None = every signal of the pool (fit records the names here,
@@ -68,6 +84,7 @@ class DELEPredictor(NeuralPredictor):
         self.signals = None if signals is None else tuple(signals)
         self.signal_source, self.dataset, self.pool_size = signal_source, dataset, pool_size
         self.pretrain_epochs, self.pretrain_batch_size, self.pretrain_lr = pretrain_epochs, pretrain_batch_size, pretrain_lr
+        self.pretrain_seed = pretrain_seed
         self.gate, self.finetune = gate, finetune
         if gate not in GATES:
             raise ValueError(f"gate must be one of {', '.join(GATES)}, got {gate!r}")
@@ -125,17 +142,33 @@ class DELEPredictor(NeuralPredictor):
                     total = total + pairwise_hinge(scores[known, k], y[known, k], margin)
             return total
 
-        cfg = TrainConfig(epochs=self.pretrain_epochs, batch_size=self.pretrain_batch_size, lr=self.pretrain_lr,
-                          weight_decay=self.weight_decay, warmup=self.warmup, grad_clip=self.grad_clip)
-        seed = int(np.random.SeedSequence([self.seed, 1]).generate_state(1)[0])
-        torch.manual_seed(seed)
-        net = self.build_network(feat)
-        result = train_network(net, batch, targets, cfg, seed=seed, step_loss=expert_loss)
+        key = self._pretrain_key(archs, values)
+        if key not in _PRETRAINED:
+            cfg = TrainConfig(epochs=self.pretrain_epochs, batch_size=self.pretrain_batch_size,
+                              lr=self.pretrain_lr, weight_decay=self.weight_decay, warmup=self.warmup,
+                              grad_clip=self.grad_clip)
+            seed = int(np.random.SeedSequence([self.pretrain_seed, 1]).generate_state(1)[0])
+            torch.manual_seed(seed)
+            net = self.build_network(feat)
+            result = train_network(net, batch, targets, cfg, seed=seed, step_loss=expert_loss)
+            state = {k: v.clone() for k, v in net.state_dict().items()}
+            _PRETRAINED[key] = (feat, state, result)
+            while len(_PRETRAINED) > _PRETRAINED_KEPT:
+                _PRETRAINED.popitem(last=False)
+        feat, self.pretrained_state_, self.pretrain_result_ = _PRETRAINED[key]
         self.pretrain_space_, self.pretrain_featurizer_ = archs[0].space, feat
-        self.pretrained_state_ = {k: v.clone() for k, v in net.state_dict().items()}
-        self.pretrain_result_ = result
         self.pretrain_size_ = len(archs)
         return self
+
+    def _pretrain_key(self, archs: list[Architecture], values: np.ndarray) -> str:
+        """What decides the pre-trained state: the pool, its signals and the
+        pre-training hyper-parameters (not the fine-tuning ones, not ``seed``)."""
+        h = hashlib.sha256(json.dumps({k: getattr(self, k) for k in PRETRAIN_PARAMS},
+                                      sort_keys=True, default=list).encode())
+        for arch in archs:
+            h.update(arch.key.encode())
+        h.update(np.ascontiguousarray(values).tobytes())
+        return h.hexdigest()
 
     def _signal_names(self, signals: dict[str, Sequence]) -> tuple[str, ...]:
         if not signals:
@@ -157,7 +190,7 @@ class DELEPredictor(NeuralPredictor):
             raise ValueError(f"DELE found no low-fidelity signals for space {space!r} ({exc}); pass "
                              "fit(..., pool=(archs, signals)) or low_fidelity=...") from None
         if self.pool_size is not None and self.pool_size < len(archs):
-            pick = np.sort(np.random.default_rng(self.seed).choice(len(archs), self.pool_size, replace=False))
+            pick = np.sort(np.random.default_rng(self.pretrain_seed).choice(len(archs), self.pool_size, replace=False))
             archs = [archs[i] for i in pick]
             signals = {k: [v[i] for i in pick] for k, v in signals.items()}
         return archs, signals
