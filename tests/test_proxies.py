@@ -139,3 +139,22 @@ def test_ranks_agree_with_the_published_values():
         rho = spearmanr([o[metric] for o in ours], [r[field] for r in picks])[0]
         assert rho >= 0.9, (metric, rho)
     assert all(o["params"] == pytest.approx(r["params_m"] * 1e6, abs=1) for o, r in zip(ours, picks))
+
+
+@pytest.mark.parametrize("space, options", [
+    ("nb101", {"stem_channels": 8, "num_stacks": 1, "modules_per_stack": 1}),
+    ("darts", {"C": 4, "layers": 3}),
+])
+def test_other_cell_spaces(tiny_images, space, options):
+    from flownas.registry import get_space
+    arch = get_space(space).sample(np.random.default_rng(0))
+    m = ProxyEvaluator(tiny_images, model_options=options, batch_size=8, num_threads=1).evaluate(arch).metrics
+    assert all(math.isfinite(v) and v != FAILED for v in m.values())
+
+
+def test_grasp_without_second_derivatives_is_failed_not_fatal(tiny_images):
+    from flownas.registry import get_space
+    arch = get_space("mobilenet").sample(np.random.default_rng(0))      # hardswish: no double backward
+    with pytest.warns(UserWarning, match="grasp needs second derivatives"):
+        m = ProxyEvaluator(tiny_images, proxies=["grasp", "snip"], objective="snip", batch_size=4, num_threads=1).evaluate(arch).metrics
+    assert m["grasp"] == FAILED and m["snip"] > 0

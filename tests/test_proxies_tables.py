@@ -45,3 +45,17 @@ def test_bad_configuration_is_named():
         LowFidelityTable(signals=["params"])
     with pytest.raises(ConfigError, match="has no dataset 'svhn'"):
         LowFidelityTable(dataset="svhn")
+
+
+def test_nb101_signals_and_cost(nb101_table):
+    from flownas.evaluators.lowfidelity import table_pool
+    arch = nb101_table.archs()[0]
+    row = nb101_table.row(arch)
+    assert low_fidelity_signals(arch) == {"acc_4": row["val_acc_4"], "acc_12": row["val_acc_12"],
+                                          "acc_36": row["val_acc_36"], "params": row["params"]}
+    ev = LowFidelityTable("nb101", objective="acc_36")
+    r = ev.evaluate(arch.relabel(list(reversed(range(arch.num_nodes)))))
+    assert r.metrics["acc_36"] == row["val_acc_36"]
+    assert r.cost_s == pytest.approx(row["train_time_108_s"] * 36 / 108)
+    archs, signals = table_pool("nb101", signals=["acc_4"])
+    assert len(archs) == len(signals["acc_4"]) == 20001 and signals["acc_4"][0] == row["val_acc_4"]

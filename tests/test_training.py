@@ -7,6 +7,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -186,3 +187,11 @@ def test_unreadable_checkpoint_restarts_training(tiny_images, arch, reference, t
         r = ev.evaluate(arch)
     assert r.info["resumed_from_epoch"] == 0
     assert without_time(r.metrics) == without_time(reference.metrics)
+
+
+def test_trains_an_nb101_cell(tiny_images):
+    from flownas.registry import get_space
+    arch = get_space("nb101").sample(np.random.default_rng(0))
+    r = evaluator(tiny_images, epochs=1, model_options={"stem_channels": 8, "num_stacks": 1,
+                                                        "modules_per_stack": 1}).evaluate(arch)
+    assert math.isfinite(r.metrics["train_loss"]) and r.metrics["params"] > 0

@@ -46,6 +46,7 @@ class ProxyEvaluator(Evaluator):
                  model_options: Mapping[str, Any] | None = None, device: str = "cpu",
                  num_threads: int | None = None, val_fraction: float | None = None,
                  image_size: int | None = None):
+        self.dataset = str(dataset)
         self.proxies = check_proxy_names(proxies)
         if objective not in self.proxies + COUNTS:
             raise ConfigError(f"objective {objective!r} is not computed (choose from "
@@ -53,7 +54,6 @@ class ProxyEvaluator(Evaluator):
         if batch_size < 2:
             raise ConfigError(f"proxies need a batch of at least 2 images, got batch_size={batch_size}")
         self.objective = objective
-        self.dataset = str(dataset)
         self.batch_size = batch_size
         self.seed = seed
         self.model_options = dict(model_options or {})

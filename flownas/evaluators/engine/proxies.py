@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from typing import Callable, Iterable
 
 import numpy as np
@@ -125,9 +126,14 @@ def _batch_proxies(net, inputs, targets, wanted, loss_fn) -> dict[str, float]:
                                           for f, layer in zip(fisher, layers) if torch.is_tensor(f)))
             if "grasp" in wanted:
                 z = sum((g.detach() * g).sum() for _, g in pairs)
-                hg = torch.autograd.grad(z, [w for w, _ in pairs], allow_unused=True)
+                try:
+                    hg = torch.autograd.grad(z, [w for w, _ in pairs], allow_unused=True)
+                except RuntimeError as exc:   # an op without a second derivative (torch's hardsigmoid)
+                    warnings.warn(f"grasp needs second derivatives of every op ({exc}); scored {FAILED}")
+                    hg = None
                 with torch.no_grad():
-                    out["grasp"] = float(sum((-w * h).sum() for (w, _), h in zip(pairs, hg) if h is not None))
+                    out["grasp"] = math.nan if hg is None else float(
+                        sum((-w * h).sum() for (w, _), h in zip(pairs, hg) if h is not None))
     finally:
         for h in hooks:
             h.remove()
