@@ -37,6 +37,33 @@ def nb201_table():
     return load_benchmark("nb201")
 
 
+def write_tiny_images(path: Path, n_train: int = 96, n_val: int = 48, size: int = 16, classes: int = 10,
+                      seed: int = 0) -> Path:
+    """A small synthetic dataset in the cifar10-mini .npz layout: each class
+    has its own mean colour, so a network can learn it in an epoch or two."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    colours = rng.uniform(40, 215, size=(classes, 3))
+
+    def split(n):
+        y = np.arange(n) % classes
+        rng.shuffle(y)
+        x = colours[y][:, None, None, :] + rng.normal(0, 30, size=(n, size, size, 3))
+        return np.clip(x, 0, 255).astype(np.uint8), y.astype(np.int64)
+
+    x_train, y_train = split(n_train)
+    x_test, y_test = split(n_val)
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+             class_names=np.array([f"class{i}" for i in range(classes)]))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_images(tmp_path_factory) -> Path:
+    """Path of a 96/48-image, 16x16, 10-class synthetic .npz dataset."""
+    return write_tiny_images(tmp_path_factory.mktemp("images") / "tiny.npz")
+
+
 @pytest.fixture(scope="session")
 def ofa_table():
     require_data("ofa_mbv3/ofa_latency_help.jsonl.gz")

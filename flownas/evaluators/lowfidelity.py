@@ -1,0 +1,135 @@
+"""Cheap experts from the benchmark tables: low-fidelity signals of an
+architecture, as {signal: value}, for multi-fidelity search and DELE.
+
+* NB201 (table ``nb201``): ``acc_12`` (validation accuracy of the separate
+  12-epoch run on the chosen dataset), ``params`` (M) and ``naswot`` (NASWOT
+  score, missing for 341 cells);
+* NB101 (table ``nb101``, once installed): ``acc_4``, ``acc_12``, ``acc_36``
+  (CIFAR-10 validation accuracy of the 4/12/36-epoch runs) and ``params``.
+
+A signal the table lacks for an architecture is ``None``.
+"""
+from __future__ import annotations
+
+import functools
+import statistics
+from typing import Any, Iterable
+
+from ..arch import Architecture
+from ..errors import ConfigError
+from ..registry import EVALUATORS
+from .base import Evaluator, Result
+
+# space -> (table, {signal: field of the table record or a per-dataset mapping})
+SIGNALS: dict[str, tuple[str, dict[str, Any]]] = {
+    "nb201": ("nb201", {
+        "acc_12": {"cifar10": "c10_valid_val_acc_12", "cifar100": "c100_val_acc_12",
+                   "ImageNet16-120": "in16_val_acc_12"},
+        "params": "params_m_c10",
+        "naswot": "naswot_score",
+    }),
+    "nb101": ("nb101", {"acc_4": "val_acc_4", "acc_12": "val_acc_12", "acc_36": "val_acc_36", "params": "params"}),
+}
+# epochs of the run behind each accuracy signal (for the simulated cost)
+EPOCHS = {"acc_4": 4, "acc_12": 12, "acc_36": 36}
+
+
+def signal_names(space: str) -> tuple[str, ...]:
+    if space not in SIGNALS:
+        raise ConfigError(f"no low-fidelity table signals for space {space!r} (known: {', '.join(SIGNALS)})")
+    return tuple(SIGNALS[space][1])
+
+
+def check_signals(space: str, names: Iterable[str] | None) -> tuple[str, ...]:
+    """``names`` (default: all of the space's signals), checked against the space."""
+    known = signal_names(space)
+    names = known if names is None else tuple(names)
+    unknown = [s for s in names if s not in known]
+    if unknown:
+        raise ConfigError(f"unknown {space} signals {', '.join(unknown)} (known: {', '.join(known)})")
+    return names
+
+
+def _field(space: str, signal: str, dataset: str) -> str:
+    spec = SIGNALS[space][1][signal]
+    if isinstance(spec, str):
+        return spec
+    if dataset not in spec:
+        raise ConfigError(f"signal {signal!r} of {space} has no dataset {dataset!r} (known: {', '.join(spec)})")
+    return spec[dataset]
+
+
+def low_fidelity_signals(arch: Architecture, dataset: str = "cifar10",
+                         signals: Iterable[str] | None = None) -> dict[str, float | None]:
+    """The table's low-fidelity signals of ``arch`` (all of its space's by default)."""
+    from ..benchmarks.base import load_benchmark
+    names = check_signals(arch.space, signals)
+    record = load_benchmark(SIGNALS[arch.space][0]).query(arch)
+    out = {}
+    for name in names:
+        value = record.get(_field(arch.space, name, dataset))
+        out[name] = None if value is None else float(value)
+    return out
+
+
+def table_pool(space: str, dataset: str = "cifar10", signals: Iterable[str] | None = None,
+               ) -> tuple[list[Architecture], dict[str, list[float | None]]]:
+    """Every architecture of the space's table and its signals, in table order
+    (the unlabeled pool on which DELE pre-trains its experts)."""
+    from ..benchmarks.base import load_benchmark
+    names = check_signals(space, signals)
+    fields = {name: _field(space, name, dataset) for name in names}
+    bench = load_benchmark(SIGNALS[space][0])
+    archs = bench.archs()
+    row = getattr(bench, "row", bench.query)   # NB201: the main record, without the extras
+    records = [row(a) for a in archs]
+    return archs, {name: [r.get(f) for r in records] for name, f in fields.items()}
+
+
+@EVALUATORS.register("low_fidelity")
+class LowFidelityTable(Evaluator):
+    """Serves table signals as metrics; ``objective`` (default ``acc_12``) is
+    what a search maximises. ``cost_s`` simulates the training behind an
+    accuracy objective: NB201 uses the NATS 12-epoch training time of the
+    architecture where recorded (1,000 cells) and the median of those
+    elsewhere; NB101 scales its recorded 108-epoch time by epochs / 108.
+    ``fidelity`` is ignored (each signal has its own)."""
+
+    def __init__(self, space: str = "nb201", *, dataset: str = "cifar10", signals: Iterable[str] | None = None,
+                 objective: str = "acc_12"):
+        self.space = space
+        self.dataset = dataset
+        self.signals = check_signals(space, signals)
+        if objective not in self.signals:
+            raise ConfigError(f"objective {objective!r} is not among the signals {', '.join(self.signals)}")
+        for s in self.signals:
+            _field(space, s, dataset)   # fail now on a dataset the table lacks
+        self.objective = objective
+
+    def evaluate(self, arch: Architecture, fidelity: Any = None) -> Result:
+        if arch.space != self.space:
+            raise ConfigError(f"this LowFidelityTable serves space {self.space!r}, not {arch.space!r}")
+        metrics = low_fidelity_signals(arch, self.dataset, self.signals)
+        return Result(metrics=metrics, cost_s=self._cost(arch), info={"source": SIGNALS[self.space][0]})
+
+    def _cost(self, arch: Architecture) -> float:
+        epochs = EPOCHS.get(self.objective)
+        if epochs is None:
+            return 0.0
+        from ..benchmarks.base import load_benchmark
+        bench = load_benchmark(SIGNALS[self.space][0])
+        record = bench.query(arch)
+        if self.space == "nb101":
+            return float(record.get("train_time_108_s") or 0.0) * epochs / 108
+        nats = record.get("nats", {}).get(self.dataset, {}).get(str(epochs))
+        if nats is not None:
+            return float(nats["train_time_s"])
+        return _median_nats_time(self.dataset, str(epochs))
+
+
+@functools.lru_cache(maxsize=None)
+def _median_nats_time(dataset: str, hp: str) -> float:
+    from ..benchmarks.base import load_benchmark
+    nats = load_benchmark("nb201").extras()["nats"]
+    times = [r[dataset][hp]["train_time_s"] for r in nats.values() if dataset in r and hp in r[dataset]]
+    return float(statistics.median(times)) if times else 0.0

@@ -1,0 +1,321 @@
+"""``dele``: Dynamic Ensemble of Low-fidelity Experts (DELE, AAAI 2023,
+github.com/A-LinCui/DELE) on the flow-aware FlowerFormer encoder.
+
+One shared encoder embeds an architecture; one linear *expert* head per
+low-fidelity signal (12-epoch accuracy, params, NASWOT, zero-cost proxies...)
+scores it, and an architecture-conditioned *gate* (a linear layer and a
+softmax over the experts) mixes the expert scores into the prediction.
+
+Training has two steps, as in the paper:
+
+1. **pre-training** (``pretrain``): every expert learns to rank a large
+   unlabeled pool by its own signal (pairwise hinge on that signal's order,
+   pairs with a missing value left out; the expert losses are summed);
+2. **fine-tuning** (``fit``): the whole predictor (or, with ``finetune``,
+   only the heads or only the gate) learns the ranking of the few labelled
+   architectures from the pre-trained state (pairwise hinge on the ensemble
+   score), with model selection on a validation split when one is given.
+
+Unlike the official code (a separate encoder per expert and for the gate), the
+experts and the gate share one encoder: the experts become the multi-task
+pre-training of that encoder, and a FlowerFormer per expert would multiply the
+cost by the number of signals.
+
+Where the signals come from, in this order: ``fit(pool=(archs, signals))``; an
+earlier ``pretrain``; ``fit(low_fidelity=...)`` (the training architectures
+themselves are the pool); else ``signal_source="table"``: the low-fidelity
+table of the space (``flownas.evaluators.lowfidelity``; NB201: all 15,625
+cells with their 12-epoch accuracy, params and NASWOT), of which
+``pool_size`` cells are drawn when set.
+
+Pre-training depends on the pool, its signals, the encoder and pre-training
+hyper-parameters and ``pretrain_seed``, not on ``seed`` (which seeds the
+fine-tuning): its result is kept per process for those inputs, so a search
+that refits its predictor every round with new seeds pre-trains once.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections import OrderedDict
+from typing import Sequence
+
+import numpy as np
+
+from ..arch import Architecture
+from ..registry import PREDICTORS
+from .base import check_archs, check_targets
+from .features import GraphFeaturizer
+from .neural import NeuralPredictor, _calibration
+
+FINETUNE = ("all", "heads", "gate")
+GATES = ("arch", "uniform")
+# the hyper-parameters that shape pre-training (with the pool and its signals)
+PRETRAIN_PARAMS = ("dim", "layers", "heads", "dropout", "attn_dropout", "norm", "depth_embedding", "gate",
+                   "signals", "pretrain_epochs", "pretrain_batch_size", "pretrain_lr", "pretrain_seed",
+                   "weight_decay", "warmup", "grad_clip", "margin", "prune_ops")
+# pre-trained states by what decides them: refits (a search refits its
+# predictor after every round, with new seeds) reuse the pre-training
+_PRETRAINED: "OrderedDict[str, tuple]" = OrderedDict()
+_PRETRAINED_KEPT = 4
+
+
+@PREDICTORS.register("dele")
+class DELEPredictor(NeuralPredictor):
+    name = "dele"
+    # the fine-tuning step: FlowerFormer's own training hyper-parameters
+    defaults = {"epochs": 200, "batch_size": 32, "lr": 8e-4, "weight_decay": 6e-5, "loss": "hinge",
+                "margin": 0.1}
+    quick_params = {"epochs": 15, "batch_size": 64, "dim": 16, "layers": 1, "heads": 2, "lr": 3e-3,
+                    "pool_size": 400, "pretrain_epochs": 4}
+    permutation_invariant = True
+
+    def __init__(self, dim: int = 64, layers: int = 4, heads: int = 8, dropout: float = 0.0,
+                 attn_dropout: float = 0.0, norm: str = "batch", depth_embedding: bool = False,
+                 signals: Sequence[str] | None = None, signal_source: str | None = "table",
+                 dataset: str = "cifar10", pool_size: int | None = None, pretrain_epochs: int = 20,
+                 pretrain_batch_size: int = 128, pretrain_lr: float = 1e-3, pretrain_seed: int = 0,
+                 gate: str = "arch", finetune: str = "all", **common):
+        self.dim, self.layers, self.heads = dim, layers, heads
+        self.dropout, self.attn_dropout, self.norm, self.depth_embedding = dropout, attn_dropout, norm, depth_embedding
+        # signals: one expert each; None = every signal of the pool (fit records the names here,
+        # so that a saved predictor rebuilds the same experts)
+        self.signals = None if signals is None else tuple(signals)
+        self.signal_source, self.dataset, self.pool_size = signal_source, dataset, pool_size
+        self.pretrain_epochs, self.pretrain_batch_size, self.pretrain_lr = pretrain_epochs, pretrain_batch_size, pretrain_lr
+        self.pretrain_seed = pretrain_seed
+        self.gate, self.finetune = gate, finetune
+        if gate not in GATES:
+            raise ValueError(f"gate must be one of {', '.join(GATES)}, got {gate!r}")
+        if finetune not in FINETUNE:
+            raise ValueError(f"finetune must be one of {', '.join(FINETUNE)}, got {finetune!r}")
+        if signal_source not in (None, "table"):
+            raise ValueError(f"signal_source must be 'table' or None, got {signal_source!r}")
+        super().__init__(**common)
+
+    # -- the network -----------------------------------------------------------
+    def build_network(self, featurizer: GraphFeaturizer):
+        from .nn.flowerformer import FlowerFormerEncoder
+        if not self.signals:
+            raise ValueError("DELE has no experts yet: pre-train it on low-fidelity signals first")
+        enc = FlowerFormerEncoder(featurizer.num_ops + featurizer.num_attrs, self.dim, self.layers, self.heads,
+                                  self.dropout, self.attn_dropout, self.norm, self.depth_embedding)
+        return _network_class()(enc, len(self.signals), self.gate)
+
+    # -- step 1 ------------------------------------------------------------------
+    def pretrain(self, archs: Sequence[Architecture], signals: dict[str, Sequence[float | None]]) -> "DELEPredictor":
+        """Pre-train the encoder and one expert per signal on the pool ``archs``
+        (``signals``: name -> one value per architecture, None where missing)."""
+        import torch
+
+        from .nn.batch import GraphBatch
+        from .nn.train import TrainConfig, pairwise_hinge, train_network
+
+        archs = check_archs(archs)
+        names = self._signal_names(signals)
+        values = np.full((len(archs), len(names)), np.nan)
+        for k, name in enumerate(names):
+            column = list(signals[name])
+            if len(column) != len(archs):
+                raise ValueError(f"signal {name!r}: expected {len(archs)} values, one per architecture, "
+                                 f"got {len(column)}")
+            values[:, k] = [np.nan if v is None else float(v) for v in column]
+            if np.isinf(values[:, k]).any():
+                raise ValueError(f"signal {name!r} has infinite values")
+            if np.isfinite(values[:, k]).sum() < 2:
+                raise ValueError(f"signal {name!r} has fewer than 2 known values: nothing to rank")
+        self.signals = names
+        feat = GraphFeaturizer.for_archs(archs, prune_ops=self.prune_ops, fixed_size=self.fixed_size)
+        batch = GraphBatch.encode(archs, feat)
+        if not self.fixed_size:
+            batch = batch.trimmed()
+        targets = torch.as_tensor(values, dtype=torch.float32)
+        margin = self.margin
+
+        def expert_loss(net, b, y, generator):
+            scores = net.expert_scores(b)
+            total = scores.sum() * 0
+            for k in range(y.shape[1]):
+                known = ~torch.isnan(y[:, k])
+                if int(known.sum()) >= 2:
+                    total = total + pairwise_hinge(scores[known, k], y[known, k], margin)
+            return total
+
+        key = self._pretrain_key(archs, values)
+        if key not in _PRETRAINED:
+            cfg = TrainConfig(epochs=self.pretrain_epochs, batch_size=self.pretrain_batch_size,
+                              lr=self.pretrain_lr, weight_decay=self.weight_decay, warmup=self.warmup,
+                              grad_clip=self.grad_clip)
+            seed = int(np.random.SeedSequence([self.pretrain_seed, 1]).generate_state(1)[0])
+            torch.manual_seed(seed)
+            net = self.build_network(feat)
+            result = train_network(net, batch, targets, cfg, seed=seed, step_loss=expert_loss)
+            state = {k: v.clone() for k, v in net.state_dict().items()}
+            _PRETRAINED[key] = (feat, state, result)
+            while len(_PRETRAINED) > _PRETRAINED_KEPT:
+                _PRETRAINED.popitem(last=False)
+        feat, self.pretrained_state_, self.pretrain_result_ = _PRETRAINED[key]
+        self.pretrain_space_, self.pretrain_featurizer_ = archs[0].space, feat
+        self.pretrain_size_ = len(archs)
+        return self
+
+    def _pretrain_key(self, archs: list[Architecture], values: np.ndarray) -> str:
+        """What decides the pre-trained state: the pool, its signals and the
+        pre-training hyper-parameters (not the fine-tuning ones, not ``seed``)."""
+        h = hashlib.sha256(json.dumps({k: getattr(self, k) for k in PRETRAIN_PARAMS},
+                                      sort_keys=True, default=list).encode())
+        for arch in archs:
+            h.update(arch.key.encode())
+        h.update(np.ascontiguousarray(values).tobytes())
+        return h.hexdigest()
+
+    def _signal_names(self, signals: dict[str, Sequence]) -> tuple[str, ...]:
+        if not signals:
+            raise ValueError("DELE needs at least one low-fidelity signal to pre-train its experts")
+        if self.signals is None:
+            return tuple(sorted(signals))
+        missing = [s for s in self.signals if s not in signals]
+        if missing:
+            raise ValueError(f"DELE's experts need the signals {', '.join(missing)}, which were not given "
+                             f"(given: {', '.join(sorted(signals))})")
+        return self.signals
+
+    def _table_pool(self, space: str):
+        from ..errors import FlownasError
+        from ..evaluators.lowfidelity import table_pool
+        try:
+            archs, signals = table_pool(space, self.dataset, self.signals)
+        except FlownasError as exc:   # no signals for the space, or its table is not installed
+            raise ValueError(f"DELE found no low-fidelity signals for space {space!r} ({exc}); pass "
+                             "fit(..., pool=(archs, signals)) or low_fidelity=...") from None
+        if self.pool_size is not None and self.pool_size < len(archs):
+            pick = np.sort(np.random.default_rng(self.pretrain_seed).choice(len(archs), self.pool_size, replace=False))
+            archs = [archs[i] for i in pick]
+            signals = {k: [v[i] for i in pick] for k, v in signals.items()}
+        return archs, signals
+
+    # -- step 2 --------------------------------------------------------------------
+    def fit(self, archs: Sequence[Architecture], y: Sequence[float], *,
+            low_fidelity: dict[str, Sequence[float]] | None = None,
+            validation: tuple[Sequence[Architecture], Sequence[float]] | None = None,
+            pool: tuple[Sequence[Architecture], dict[str, Sequence[float | None]]] | None = None,
+            ) -> "DELEPredictor":
+        """Fine-tune on ``archs``/``y`` from the pre-trained state (pre-training
+        first where needed; see the module doc for where signals come from).
+        ``validation`` = (archs, targets) selects the epoch by Kendall tau."""
+        import torch
+
+        from .nn.batch import GraphBatch
+        from .nn.train import train_network
+
+        archs = check_archs(archs)
+        y = check_targets(y, len(archs))
+        if len(archs) < 2:
+            raise ValueError(f"need at least 2 architectures to learn from, got {len(archs)}")
+        space = archs[0].space
+        val = None
+        if validation is not None:
+            v_archs, v_y = validation
+            v_archs = check_archs(v_archs, space)
+            val = (v_archs, check_targets(v_y, len(v_archs), "validation targets"))
+        if pool is not None:
+            self.pretrain(*pool)
+        elif not hasattr(self, "pretrained_state_"):
+            if low_fidelity is not None:
+                self.pretrain(archs, low_fidelity)
+            elif self.signal_source == "table":
+                self.pretrain(*self._table_pool(space))
+            else:
+                raise ValueError("DELE needs low-fidelity signals: pass pool=(archs, signals) or "
+                                 "low_fidelity=..., or set signal_source='table'")
+        if self.pretrain_space_ != space:
+            raise ValueError(f"DELE was pre-trained on space {self.pretrain_space_!r}, not {space!r}")
+        feat = self.pretrain_featurizer_
+        batch = GraphBatch.encode(archs, feat)
+        if not self.fixed_size:
+            batch = batch.trimmed()
+        mean, std = float(y.mean()), float(y.std()) or 1.0
+        yt = torch.as_tensor((y - mean) / std, dtype=torch.float32)
+        val_batch = None if val is None else (GraphBatch.encode(val[0], feat), val[1])
+        cfg = self.train_config()
+        nets, lines, results = [], [], []
+        for seed in self.member_seeds():
+            torch.manual_seed(seed)
+            net = self.build_network(feat)
+            net.load_state_dict(self.pretrained_state_)
+            net.set_trainable(self.finetune)
+            results.append(train_network(net, batch, yt, cfg, seed=seed, val=val_batch))
+            nets.append(net)
+            lines.append(_calibration(self._scores(net, batch), yt.numpy()))
+        self.space_, self.featurizer_ = space, feat
+        self.networks_, self.calibration_ = nets, lines
+        self.y_mean_, self.y_std_ = mean, std
+        self.train_results_ = results
+        return self
+
+    # -- inspection ------------------------------------------------------------------
+    def expert_weights(self, archs: Sequence[Architecture]) -> np.ndarray:
+        """The gate's weights (n, experts) for ``archs``, averaged over the
+        ensemble members; columns in the order of ``signals``."""
+        import torch
+
+        from .nn.batch import GraphBatch
+        self._check_fitted()
+        archs = check_archs(archs, self.space_)
+        batch = GraphBatch.encode(archs, self.featurizer_)
+        with torch.no_grad():
+            weights = []
+            for net in self.networks_:
+                net.eval()
+                weights.append(net.weights(net.encoder.embed(batch)).double().numpy())
+        return np.mean(weights, axis=0)
+
+
+@functools.lru_cache(maxsize=None)
+def _network_class():
+    """The torch module, defined on first use (importing this file stays torch-free)."""
+    import torch
+    from torch import nn
+
+    class DELENetwork(nn.Module):
+        """Shared encoder, one linear expert per signal, a softmax gate."""
+
+        def __init__(self, encoder: nn.Module, experts: int, gate: str = "arch"):
+            super().__init__()
+            self.encoder = encoder
+            self.experts = nn.Linear(encoder.out_dim, experts)
+            if gate == "arch":
+                self.gate = nn.Linear(encoder.out_dim, experts)
+            else:   # one learned mixture for every architecture (the paper's ablation)
+                self.register_parameter("gate_logits", nn.Parameter(torch.zeros(experts)))
+                self.gate = None
+            self.frozen_encoder = False
+
+        def expert_scores(self, batch) -> torch.Tensor:
+            return self.experts(self.encoder.embed(batch))
+
+        def weights(self, embedding: torch.Tensor) -> torch.Tensor:
+            logits = self.gate(embedding) if self.gate is not None else self.gate_logits.expand(
+                embedding.shape[0], -1)
+            return torch.softmax(logits, dim=-1)
+
+        def forward(self, batch) -> torch.Tensor:
+            e = self.encoder.embed(batch)
+            return (self.weights(e) * self.experts(e)).sum(-1)
+
+        def set_trainable(self, part: str) -> None:
+            """Fine-tune "all", only the "heads" (experts + gate) or only the "gate"."""
+            for p in self.encoder.parameters():
+                p.requires_grad_(part == "all")
+            for p in self.experts.parameters():
+                p.requires_grad_(part in ("all", "heads"))
+            self.frozen_encoder = part != "all"
+
+        def train(self, mode: bool = True):
+            super().train(mode)
+            if self.frozen_encoder:   # a frozen encoder keeps its batch-norm statistics too
+                self.encoder.eval()
+            return self
+
+    return DELENetwork

@@ -1,0 +1,113 @@
+"""DELE beyond the shared predictor conformance suite: where its signals come
+from, what each fine-tuning mode trains, and that the experts carry signal."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from flownas.arch import Architecture
+from flownas.predictors.dele import DELEPredictor
+from flownas.predictors.metrics import kendall_tau
+from flownas.registry import PREDICTORS
+
+QUICK = {**DELEPredictor.quick_params, "epochs": 10, "pretrain_epochs": 3}
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+@pytest.fixture(scope="module")
+def data(nb201_table):
+    archs = nb201_table.archs()
+    perm = np.random.default_rng(0).permutation(len(archs))
+    pool = [archs[i] for i in perm[:400]]
+    y = np.array([nb201_table.row(a)["c10_valid_val_acc_200"] for a in pool])
+    noise = np.random.default_rng(1).normal(0, 0.5, len(pool))
+    signals = {"good": list(y + noise), "random": list(np.random.default_rng(2).normal(size=len(pool)))}
+    signals["good"][5] = None                                 # a missing value is allowed
+    return pool, y, signals
+
+
+@pytest.fixture(scope="module")
+def pretrained(data):
+    pool, _, signals = data
+    return DELEPredictor(seed=0, **QUICK).pretrain(pool, signals)
+
+
+def test_registered():
+    assert PREDICTORS.get("dele") is DELEPredictor
+
+
+def test_experts_learn_their_signals_and_help_with_few_labels(data, pretrained):
+    pool, y, _ = data
+    assert pretrained.signals == ("good", "random")
+    p = copy.deepcopy(pretrained).fit(pool[:20], y[:20])
+    assert kendall_tau(y[20:], p.predict(pool[20:])) > 0.6
+    w = p.expert_weights(pool[:5])
+    assert w.shape == (5, 2) and np.allclose(w.sum(1), 1)
+
+
+def test_fit_reuses_the_pretraining(data, pretrained):
+    pool, y, _ = data
+    p = copy.deepcopy(pretrained)
+    before = p.pretrain_result_
+    p.fit(pool[:30], y[:30])
+    assert p.pretrain_result_ is before
+
+
+@pytest.mark.parametrize("part", ["gate", "heads", "all"])
+def test_finetune_modes_train_what_they_say(data, pretrained, part):
+    pool, y, _ = data
+    p = copy.deepcopy(pretrained)
+    p.finetune = part
+    p.fit(pool[:30], y[:30])
+    state, start = p.networks_[0].state_dict(), p.pretrained_state_
+    changed = {k for k in state if not torch.equal(state[k], start[k])}
+    assert any(k.startswith("gate.") for k in changed)
+    assert any(k.startswith("experts.") for k in changed) == (part != "gate")
+    assert any(k.startswith("encoder.") for k in changed) == (part == "all")
+
+
+def test_uniform_gate_weighs_every_arch_alike(data):
+    pool, y, signals = data
+    p = DELEPredictor(seed=0, gate="uniform", **QUICK).fit(pool[:30], y[:30], pool=(pool, signals))
+    w = p.expert_weights(pool[:4])
+    assert np.allclose(w, w[0])
+
+
+def test_low_fidelity_of_the_training_archs_is_a_pool(data):
+    pool, y, signals = data
+    p = DELEPredictor(seed=0, **QUICK).fit(pool[:40], y[:40], low_fidelity={k: v[:40] for k, v in signals.items()})
+    assert p.pretrain_size_ == 40 and p.signals == ("good", "random")
+
+
+def test_table_signals_by_default(data):
+    pool, y, _ = data
+    p = DELEPredictor(seed=0, **{**QUICK, "pool_size": 100}).fit(pool[:30], y[:30])
+    assert p.signals == ("acc_12", "naswot", "params") and p.pretrain_size_ == 100
+
+
+def test_bad_signals_are_explained(data):
+    pool, y, signals = data
+    with pytest.raises(ValueError, match="expected 400 values"):
+        DELEPredictor(**QUICK).pretrain(pool, {"s": signals["good"][:-1]})
+    with pytest.raises(ValueError, match="fewer than 2 known values"):
+        DELEPredictor(**QUICK).pretrain(pool, {"s": [None] * len(pool)})
+    with pytest.raises(ValueError, match="need the signals acc_12"):
+        DELEPredictor(signals=["acc_12"], **QUICK).pretrain(pool, signals)
+    with pytest.raises(ValueError, match="DELE needs low-fidelity signals"):
+        DELEPredictor(signal_source=None, **QUICK).fit(pool[:10], y[:10])
+    cells = [Architecture.from_edges(("input", op, "output"), [(0, 1), (1, 2)], "custom")
+             for op in ("a", "b", "c")]
+    with pytest.raises(ValueError, match="no low-fidelity signals for space 'custom'.*pass fit"):
+        DELEPredictor(**QUICK).fit(cells, [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="finetune must be one of"):
+        DELEPredictor(finetune="encoder")
+
+
+def test_pretraining_is_reused_across_fine_tuning_seeds(data, pretrained):
+    pool, _, signals = data
+    again = DELEPredictor(seed=7, **QUICK).pretrain(pool, signals)          # another fine-tuning seed
+    assert again.pretrain_result_ is pretrained.pretrain_result_
+    other = DELEPredictor(seed=0, pretrain_seed=1, **QUICK).pretrain(pool, signals)
+    assert other.pretrain_result_ is not pretrained.pretrain_result_
+    assert not all(torch.equal(v, other.pretrained_state_[k]) for k, v in pretrained.pretrained_state_.items())
