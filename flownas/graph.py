@@ -423,10 +423,11 @@ def _tracer_class():
                 if kind == "call_method":
                     return getattr(a[0], target)(*a[1:], **kw)
                 if kind == "get_attr":
-                    obj = self.root
-                    for atom in target.split("."):
-                        obj = getattr(obj, atom)
-                    return obj
+                    self._raw_getattr = True
+                    try:
+                        return _attr_path(self.root, target)
+                    finally:
+                        self._raw_getattr = False
             except Exception as exc:  # noqa: BLE001 - any failure only loses the shape
                 self.meta_errors.append(f"{node.format_node()}: {type(exc).__name__}: {exc}")
             return None
@@ -436,6 +437,12 @@ def _tracer_class():
 
     _TRACER_CLASS = Tracer
     return Tracer
+
+
+def _attr_path(obj, dotted: str):
+    for atom in dotted.split("."):
+        obj = getattr(obj, atom)
+    return obj
 
 
 def _leaves(obj):
@@ -457,9 +464,11 @@ def _from_fx(graph, tracer, space: str) -> Architecture:
     index: dict[Any, int] = {}         # fx node -> operator node
     consts: dict[Any, Any] = {}        # fx node -> meta value of a constant (no input upstream)
     outputs: list[int] = []
+    inputs = len(tracer.example_metas)     # later placeholders are defaulted arguments
     for n in graph.nodes:
         meta = n.meta.get("flownas_meta")
-        if n.op == "placeholder":
+        if n.op == "placeholder" and inputs:
+            inputs -= 1
             index[n] = len(nodes)
             nodes.append(_Node("input", f"input {n.name!r}", attrs={"shape": _shape(meta)}))
             continue
