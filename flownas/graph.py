@@ -488,6 +488,8 @@ def _from_fx(graph, tracer, space: str) -> Architecture:
             op, attrs = _call(n, consts)
             source = f"{n.op} {n.target if isinstance(n.target, str) else getattr(n.target, '__name__', n.target)!s}" \
                      f" in {_scope_of(n)}"
+        if op in _RESHAPES:
+            attrs = {}                       # the output shape says it all
         attrs["shape"] = _shape(meta)
         index[n] = len(nodes)
         nodes.append(_Node(op, source, [index[x] for x in producers if x in index], attrs))
@@ -542,8 +544,6 @@ def _call(n, consts) -> tuple[str, dict[str, Any]]:
                     normalize_to_only_use_kwargs=True)
         except Exception:  # noqa: BLE001 - no schema: keep positional values
             normalized = None
-    if op in _RESHAPES:
-        return op, {}
     attrs: dict[str, Any] = {}
     if normalized is not None:
         items = normalized.kwargs.items()
