@@ -14,7 +14,8 @@ value and ``model_space.freeze(sample)`` builds that network. This adapter:
   plain scalars, e.g. the list of an ``InputChoice``, as JSON strings, so an
   Optuna sampler can use ``param_space()``); ``to_string`` is the sample as
   JSON, the text form to store: ``parse`` rebuilds the network from it;
-- ``to_model`` freezes the sample (a fresh copy: models never share weights).
+- ``to_model`` builds the sample's network (only the chosen modules, under
+  ``nni.nas.space.model_context``; a fresh copy: models never share weights).
 
 The sample is not part of the architecture (two samples may build one
 network), so the space remembers the sample of every architecture it has
@@ -70,6 +71,7 @@ def _nni():
     with _quiet():
         import nni.mutable
         import nni.nas.nn.pytorch  # noqa: F401 - registers the torch mutables
+        import nni.nas.space  # noqa: F401 - model_context
     return nni
 
 
@@ -100,7 +102,6 @@ class NNISpace(SearchSpace):
         self.name = name or type(self).name
         self.input_shape = tuple(int(s) for s in (input_shape or type(self).input_shape))
         self._space = None                    # the nni model space, built on first use
-        self._meta_space = None               # a meta-device copy to freeze for tracing
         self._params: dict[str, Any] = {}     # label -> nni mutable (the decisions)
         self._constraints: list[Any] = []
         self._samples: dict[str, dict] = {}   # arch.key -> its sample
@@ -132,25 +133,29 @@ class NNISpace(SearchSpace):
             self._space = space
         return self._space
 
-    def _frozen(self, sample: dict, *, for_tracing: bool = False):
-        """The network of ``sample``; for tracing, frozen from a meta-device copy."""
+    def _frozen(self, sample: dict):
+        """A new network for ``sample``, sharing no module with the space."""
         import torch
+        nni = _nni()
         space = self.model_space
         with _quiet():
-            if not for_tracing:
-                # freeze() may hand out the space's own candidate modules: copy
-                return copy.deepcopy(space.freeze(dict(sample)))
-            if self._meta_space is None:
-                self._meta_space = copy.deepcopy(space).to("meta")
-            with torch.device("meta"):
-                return self._meta_space.freeze(dict(sample))
+            if hasattr(space, "trace_args"):
+                # a ModelSpace records its init arguments: rebuilding it under the
+                # sample builds only the chosen modules (freeze() copies them all)
+                with nni.nas.space.model_context(dict(sample)):
+                    model = type(space)(*space.trace_args, **space.trace_kwargs)
+                shared = any(isinstance(a, torch.nn.Module)
+                             for a in (*space.trace_args, *space.trace_kwargs.values()))
+                return copy.deepcopy(model) if shared else model
+            # freeze() may hand out the space's own candidate modules: copy
+            return copy.deepcopy(space.freeze(dict(sample)))
 
     # -- samples <-> architectures -------------------------------------------------
     def _architecture(self, sample: dict) -> Architecture:
         text = _sample_json(sample)
         arch = self._archs.get(text)
         if arch is None:
-            model = self._frozen(sample, for_tracing=True)
+            model = self._frozen(sample)
             try:
                 arch = graph.from_module(model, self.input_shape, space=self.name, copy_module=False)
             except ArchitectureError as exc:
@@ -283,7 +288,7 @@ class NNISpace(SearchSpace):
     # -- pickling: the nni objects are rebuilt, the memory of samples is kept -----
     def __reduce__(self):
         state = dict(self.__dict__)
-        state["_meta_space"], state["_archs"] = None, {}
+        state["_archs"] = {}
         if not _is_instance_source(self._source):
             state["_space"], state["_params"], state["_constraints"] = None, {}, []
         # classes made by nni_space() cannot be found by import: rebuild as NNISpace

@@ -1,0 +1,248 @@
+"""The NNI adapter: NNI model spaces (hub spaces, the ResNet example, small
+spaces written here) sampled, frozen, traced and hashed through flownas."""
+import json
+import pickle
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from flownas import graph
+from flownas.arch import Architecture
+from flownas.errors import ArchitectureError, ConfigError, NotInSpaceError
+from flownas.registry import SPACES, get_space
+from flownas.spaces import nni_adapter
+from flownas.spaces.nni_adapter import NNISpace, nni_space
+# the shared conformance suite, run here on the NNI form of the ResNet example
+from test_spaces_conformance import (  # noqa: F401 - collected by pytest
+    test_foreign_architecture_is_rejected_naming_the_space, test_mutation_gives_a_different_member,
+    test_network_builds_and_runs_forward, test_params_round_trip, test_relabeled_members_stay_members,
+    test_samples_belong_to_the_space_and_are_seeded, test_text_forms_round_trip)
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+HUB = "nni.nas.hub.pytorch:"
+# the hub spaces, small enough to freeze and trace in about a second
+HUB_SPACES = {
+    "NasBench201": dict(stem_out_channels=4, num_modules_per_stack=1),
+    "NasBench101": dict(stem_out_channels=4, num_stacks=1, num_modules_per_stack=1),
+    "DARTS": dict(width=4, num_cells=3),
+    "ProxylessNAS": dict(num_labels=10, base_widths=(8, 8, 8, 8, 8, 8, 8, 8, 16)),
+    "MobileNetV3Space": dict(num_labels=10, base_widths=(8, 8, 8, 8, 8, 8, 8, 8, 16), width_multipliers=1.0),
+}
+
+
+@pytest.fixture(scope="session")
+def nni_import_warnings():
+    """Import nni once for the session, through the adapter, recording what leaks."""
+    fresh = "nni" not in sys.modules
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nni_adapter._nni()
+    return caught if fresh else None
+
+
+@pytest.fixture(scope="session")
+def nni(nni_import_warnings):
+    import nni
+    return nni
+
+
+@pytest.fixture(scope="session")
+def examples(nni):
+    sys.path.insert(0, str(EXAMPLES))
+    import resnet_nni
+    import resnet_space
+    return resnet_space, resnet_nni
+
+
+@pytest.fixture(scope="module")
+def space(examples):
+    """The conformance suite's subject: the ResNet example through the adapter."""
+    return nni_space("test-resnet-nni", examples[1].ResNetModelSpace, register=False)()
+
+
+# -- small model spaces written for these tests -----------------------------------------
+def _branches_space(nni):
+    from nni.nas.nn.pytorch import LayerChoice, ModelSpace
+    from torch import nn
+
+    def convs():
+        return {"conv3": nn.Conv2d(4, 4, 3, padding=1), "conv5": nn.Conv2d(4, 4, 5, padding=2)}
+
+    class Branches(ModelSpace):
+        """Two parallel branches, summed: swapping their choices gives the same network."""
+
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 4, 1)
+            self.left = LayerChoice(convs(), label="left")
+            self.right = LayerChoice(convs(), label="right")
+
+        def forward(self, x):
+            x = self.stem(x)
+            return self.left(x) + self.right(x)
+
+    return Branches
+
+
+class Gate(torch.nn.Module):
+    def forward(self, x):
+        return x if x.mean() > 0 else -x        # data-dependent: cannot be traced
+
+
+def _gated_space(nni):
+    from nni.nas.nn.pytorch import LayerChoice, ModelSpace
+    from torch import nn
+
+    class Gated(ModelSpace):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 4, 1), LayerChoice({"relu": nn.ReLU(), "gate": Gate()},
+                                                                      label="act"))
+
+        def forward(self, x):
+            return self.body(x)
+
+    return Gated
+
+
+# -- hub spaces ------------------------------------------------------------------------
+@pytest.mark.parametrize("hub", sorted(HUB_SPACES))
+def test_hub_space_round_trips(nni, hub):
+    space = NNISpace(HUB + hub, name=f"nni-{hub.lower()}", **HUB_SPACES[hub])
+    arch = space.sample(np.random.default_rng(0))
+    assert arch.space == space.name and arch.attrs and "conv2d" in arch.ops
+    # sample -> freeze -> trace -> hash, and back from the stored text
+    assert space.parse(space.to_string(arch)) == arch
+    assert space.from_params(space.to_params(arch)) == arch
+    choices = space.param_space()
+    assert all(value in choices[label] for label, value in space.to_params(arch).items())
+    # the trainable model is the traced network
+    model = space.to_model(arch)
+    assert graph.from_module(model, space.input_shape, space=space.name) == arch
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, *space.input_shape)).shape == (2, 10)
+
+
+def test_hub_sample_is_seeded_and_mutation_moves(nni):
+    space = NNISpace(HUB + "NasBench201", name="nni-nb201", **HUB_SPACES["NasBench201"])
+    a, b = (space.sample(np.random.default_rng(7)) for _ in range(2))
+    assert a == b and space.to_string(a) == space.to_string(b)
+    child = space.mutate(a, np.random.default_rng(1))
+    assert child != a and space.contains(child)
+
+
+def test_constraints_of_the_space_are_enforced(nni):
+    space = NNISpace(HUB + "NasBench101", name="nni-nb101", **HUB_SPACES["NasBench101"])
+    params = space.to_params(space.sample(np.random.default_rng(0)))
+    # every vertex takes every earlier vertex: more than the 9 edges NAS-Bench-101 allows
+    full = {label: json.dumps(list(range(int(label[len("cell/input"):]))))
+            for label in params if label.startswith("cell/input")}
+    with pytest.raises(NotInSpaceError, match="constraint"):
+        space.from_params({**params, **full, "cell/num_nodes": 7})
+
+
+# -- the ResNet example in both forms -----------------------------------------------------
+def test_both_forms_of_the_example_build_the_same_networks(space, examples):
+    plain = examples[0].ResNetSpace()
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        arch = space.sample(rng)
+        twin = plain.from_params(space.to_params(arch))
+        assert graph.from_module(plain.to_model(twin), space=space.name) == arch
+        assert plain.param_space() == space.param_space()
+
+
+# -- canonical graphs, errors ----------------------------------------------------------------
+def test_samples_building_the_same_network_hash_equal(nni):
+    space = NNISpace(_branches_space(nni), name="branches")
+    a = space.from_params({"left": "conv3", "right": "conv5"})
+    b = space.from_params({"left": "conv5", "right": "conv3"})
+    c = space.from_params({"left": "conv3", "right": "conv3"})
+    assert a == b and a.key == b.key and a != c
+    assert "left" not in json.dumps(a.to_dict()) and "right" not in json.dumps(a.to_dict())
+
+
+def test_untraceable_sample_names_the_module(nni):
+    space = NNISpace(_gated_space(nni), name="gated")
+    assert space.from_params({"act": "relu"}).ops[-2] == "relu"
+    with pytest.raises(ArchitectureError, match=r"gated.*'body\.1' \(Gate\).*control flow"):
+        space.from_params({"act": "gate"})
+
+
+def test_bad_samples_are_named(nni):
+    space = NNISpace(_branches_space(nni), name="branches")
+    with pytest.raises(NotInSpaceError, match="missing decisions right"):
+        space.from_params({"left": "conv3"})
+    with pytest.raises(NotInSpaceError, match="unknown decisions depth"):
+        space.from_params({"left": "conv3", "right": "conv3", "depth": 2})
+    with pytest.raises(NotInSpaceError, match="left"):
+        space.from_params({"left": "conv7", "right": "conv3"})
+
+
+def test_a_bare_graph_is_recovered_through_its_text_form(nni):
+    make = _branches_space(nni)
+    here, elsewhere = NNISpace(make, name="branches"), NNISpace(make, name="branches")
+    arch = here.sample(np.random.default_rng(0))
+    bare = Architecture.from_json(arch.to_json())
+    with pytest.raises(NotInSpaceError, match="to_string"):
+        elsewhere.validate(bare)
+    assert elsewhere.parse(here.to_string(arch)) == arch
+    assert elsewhere.contains(bare)
+
+
+def test_pickled_space_keeps_its_samples(nni, examples):
+    space = nni_space("test-resnet-pickle", examples[1].ResNetModelSpace, register=False)()
+    arch = space.sample(np.random.default_rng(2))
+    clone = pickle.loads(pickle.dumps(space))
+    assert clone.name == space.name and clone.to_string(arch) == space.to_string(arch)
+    assert isinstance(clone.to_model(arch), torch.nn.Module)
+
+
+def test_models_do_not_share_weights(nni):
+    space = NNISpace(_branches_space(nni), name="branches")
+    arch = space.sample(np.random.default_rng(0))
+    one, two = space.to_model(arch), space.to_model(arch)
+    assert all(p.data_ptr() != q.data_ptr() for p, q in zip(one.parameters(), two.parameters()))
+
+
+@pytest.mark.parametrize("source, message", [
+    (None, "needs a model space"),
+    ("nni.nas.hub.pytorch:no_such_space", "no attribute"),
+    (lambda: 42, "not an nni ModelSpace"),
+])
+def test_bad_model_spaces_are_config_errors(nni, source, message):
+    with pytest.raises(ConfigError, match=message):
+        NNISpace(source).param_space()
+
+
+# -- registration and imports -------------------------------------------------------------------
+def test_named_nni_space_is_registered(nni, examples, monkeypatch):
+    monkeypatch.setattr(SPACES, "_entries", dict(SPACES._entries))
+    nni_space("test-resnet-registered", examples[1].ResNetModelSpace)
+    space = get_space("test-resnet-registered")
+    assert space.sample(np.random.default_rng(0)).space == "test-resnet-registered"
+
+
+def test_nni_warnings_do_not_leak(nni_import_warnings, nni):
+    if nni_import_warnings is None:
+        pytest.skip("nni was imported before this module: its import warnings were not observable")
+    assert [str(w.message) for w in nni_import_warnings] == []
+    space = NNISpace(_branches_space(nni), name="branches")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        space.to_model(space.sample(np.random.default_rng(0)))
+    assert caught == []
+
+
+def test_flownas_and_space_discovery_do_not_import_nni():
+    code = ("import sys, flownas; from flownas.registry import SPACES; SPACES.names(); "
+            "import flownas.spaces.nni_adapter; print('nni' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout
+    assert out.strip() == "False"
