@@ -246,3 +246,21 @@ def test_flownas_and_space_discovery_do_not_import_nni():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1]).stdout
     assert out.strip() == "False"
+
+
+def test_operators_outside_the_vocabulary_must_be_declared(nni):
+    from nni.nas.nn.pytorch import LayerChoice, ModelSpace
+    from torch import nn
+
+    class Clamped(ModelSpace):
+        def __init__(self):
+            super().__init__()
+            self.conv = LayerChoice({"c1": nn.Conv2d(3, 4, 1), "c3": nn.Conv2d(3, 4, 3, padding=1)}, label="conv")
+
+        def forward(self, x):
+            return torch.clamp(self.conv(x), -1, 1)
+
+    with pytest.raises(ArchitectureError, match="operators clamp .*extra_ops"):
+        NNISpace(Clamped, name="clamped").sample(np.random.default_rng(0))
+    space = NNISpace(Clamped, name="clamped", extra_ops=("clamp",))
+    assert "clamp" in space.ops and "clamp" in space.sample(np.random.default_rng(0)).ops

@@ -88,9 +88,13 @@ class NNISpace(SearchSpace):
     max_tries = 100
 
     def __init__(self, model_space: Any = None, *, name: str | None = None,
-                 input_shape: tuple[int, ...] | None = None, **kwargs: Any):
+                 input_shape: tuple[int, ...] | None = None, extra_ops: tuple[str, ...] = (),
+                 **kwargs: Any):
         """``model_space``: an nni ``ModelSpace``, a class or factory making one
-        (called with ``kwargs``), or its import path ``"package.module:name"``."""
+        (called with ``kwargs``), or its import path ``"package.module:name"``.
+        ``extra_ops``: operator names beyond ``flownas.graph.OPS`` that its
+        networks use (a traced op outside the vocabulary is an error, so that
+        predictors can encode every member)."""
         source = model_space if model_space is not None else self.model_space_source
         if source is None:
             raise ConfigError("an NNI space needs a model space: an nni ModelSpace, its class or factory, "
@@ -100,6 +104,8 @@ class NNISpace(SearchSpace):
         self._source = source
         self._kwargs = {**self.model_space_kwargs, **kwargs}
         self.name = name or type(self).name
+        if extra_ops:
+            self.ops = tuple(self.ops) + tuple(op for op in extra_ops if op not in self.ops)
         self.input_shape = tuple(int(s) for s in (input_shape or type(self).input_shape))
         self._space = None                    # the nni model space, built on first use
         self._params: dict[str, Any] = {}     # label -> nni mutable (the decisions)
@@ -160,6 +166,11 @@ class NNISpace(SearchSpace):
                 arch = graph.from_module(model, self.input_shape, space=self.name, copy_module=False)
             except ArchitectureError as exc:
                 raise ArchitectureError(f"NNI space {self.name!r}, sample {text}: {exc}") from exc
+            unknown = sorted(set(arch.ops) - set(self.ops))
+            if unknown:
+                raise ArchitectureError(
+                    f"NNI space {self.name!r}, sample {text}: operators {', '.join(unknown)} are not in the "
+                    f"vocabulary (flownas.graph.OPS): declare them with extra_ops=")
             self._archs[text] = arch
             self._samples.setdefault(arch.key, dict(sample))
         return arch
@@ -303,10 +314,12 @@ def _rebuild(cls, state):
 
 
 def nni_space(name: str, model_space: Any, *, input_shape: tuple[int, ...] = (3, 32, 32),
-              register: bool = True, doc: str | None = None, **kwargs: Any) -> type[NNISpace]:
+              extra_ops: tuple[str, ...] = (), register: bool = True, doc: str | None = None,
+              **kwargs: Any) -> type[NNISpace]:
     """A search-space class named ``name`` for an NNI model space (its class,
     factory or ``"package.module:name"``, called with ``kwargs``), registered
-    in ``flownas.registry.SPACES`` unless ``register=False``.
+    in ``flownas.registry.SPACES`` unless ``register=False``. ``extra_ops``:
+    see ``NNISpace``.
 
     The class takes no arguments, so ``get_space(name)``, configs and
     ``flownas spaces`` can use it; point an entry point of the group
@@ -318,6 +331,7 @@ def nni_space(name: str, model_space: Any, *, input_shape: tuple[int, ...] = (3,
         "model_space_source": staticmethod(model_space) if _is_plain_function(model_space) else model_space,
         "model_space_kwargs": dict(kwargs),
         "input_shape": tuple(input_shape),
+        "ops": graph.OPS + tuple(op for op in extra_ops if op not in graph.OPS),
         "__doc__": summary,
         "__module__": __name__,
     })
