@@ -166,3 +166,50 @@ def test_installed_plugin_appears_in_flownas_spaces(tmp_path, monkeypatch, fresh
     assert main(["sample", "demo-cells", "-n", "2"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and Architecture.from_json(lines[0]).space == "demo-cells"
+
+
+# -- docs/custom_spaces.md, executed ------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _blocks(markdown: str):
+    """(language, code) of the fenced blocks, in order."""
+    lang, lines = None, []
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            if lang is None:
+                lang, lines = line[3:].strip(), []
+            else:
+                yield lang, "\n".join(lines)
+                lang = None
+        elif lang is not None:
+            lines.append(line)
+
+
+def test_the_custom_spaces_guide_runs(fresh_registry, tmp_path, monkeypatch, capsys):
+    import shlex
+    import warnings
+    monkeypatch.chdir(ROOT)
+    monkeypatch.syspath_prepend(str(ROOT))
+    namespace: dict = {"__name__": "guide"}
+    ran = {"python": 0, "bash": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")        # the guide imports nni itself
+        for lang, code in _blocks((ROOT / "docs" / "custom_spaces.md").read_text()):
+            if lang == "python":
+                exec(compile(code, "docs/custom_spaces.md", "exec"), namespace)
+            elif lang == "bash":
+                for line in code.splitlines():
+                    argv = shlex.split(line, comments=True)
+                    if not argv:
+                        continue
+                    assert argv[0] == "flownas", line
+                    argv = [str(tmp_path / a) if a.endswith(".png") else a for a in argv[1:]]
+                    assert main(argv) == 0, line
+            else:
+                continue
+            ran[lang] += 1
+    assert ran["python"] >= 5 and ran["bash"] >= 2
+    out = capsys.readouterr().out
+    assert "resnet-nni" in out and (tmp_path / "resnet.png").is_file()
+    assert namespace["tiny"].ops == ("input", "conv2d", "relu", "mean", "add", "mean", "linear", "output")
