@@ -16,7 +16,7 @@ from flownas.arch import Architecture
 from flownas.errors import ArchitectureError, ConfigError, NotInSpaceError
 from flownas.registry import SPACES, get_space
 from flownas.spaces import nni_adapter
-from flownas.spaces.nni_adapter import NNISpace, nni_space
+from flownas.spaces.nni_adapter import NNISpace, network_of, nni_space
 # the shared conformance suite, run here on the NNI form of the ResNet example
 from test_spaces_conformance import (  # noqa: F401 - collected by pytest
     test_foreign_architecture_is_rejected_naming_the_space, test_mutation_gives_a_different_member,
@@ -123,7 +123,7 @@ def test_hub_space_round_trips(nni, hub):
     assert all(value in choices[label] for label, value in space.to_params(arch).items())
     # the trainable model is the traced network
     model = space.to_model(arch)
-    assert graph.from_module(model, space.input_shape, space=space.name) == arch
+    assert graph.from_module(model, space.input_shape, space=space.name) == network_of(arch)
     model.eval()
     with torch.no_grad():
         assert model(torch.randn(2, *space.input_shape)).shape == (2, 10)
@@ -154,7 +154,7 @@ def test_both_forms_of_the_example_build_the_same_networks(space, examples):
     for _ in range(3):
         arch = space.sample(rng)
         twin = plain.from_params(space.to_params(arch))
-        assert graph.from_module(plain.to_model(twin), space=space.name) == arch
+        assert graph.from_module(plain.to_model(twin), space=space.name) == network_of(arch)
         assert plain.param_space() == space.param_space()
 
 
@@ -165,7 +165,8 @@ def test_samples_building_the_same_network_hash_equal(nni):
     b = space.from_params({"left": "conv5", "right": "conv3"})
     c = space.from_params({"left": "conv3", "right": "conv3"})
     assert a == b and a.key == b.key and a != c
-    assert "left" not in json.dumps(a.to_dict()) and "right" not in json.dumps(a.to_dict())
+    network = json.dumps(network_of(a).to_dict())     # module names are nowhere in the graph
+    assert "left" not in network and "right" not in network and "stem" not in network
 
 
 def test_untraceable_sample_names_the_module(nni):
@@ -185,23 +186,48 @@ def test_bad_samples_are_named(nni):
         space.from_params({"left": "conv7", "right": "conv3"})
 
 
-def test_a_bare_graph_is_recovered_through_its_text_form(nni):
-    make = _branches_space(nni)
-    here, elsewhere = NNISpace(make, name="branches"), NNISpace(make, name="branches")
-    arch = here.sample(np.random.default_rng(0))
-    bare = Architecture.from_json(arch.to_json())
-    with pytest.raises(NotInSpaceError, match="to_string"):
-        elsewhere.validate(bare)
-    assert elsewhere.parse(here.to_string(arch)) == arch
-    assert elsewhere.contains(bare)
+def test_an_architecture_carries_its_sample_to_any_process(nni, examples, monkeypatch):
+    here = nni_space("test-resnet-carried", examples[1].ResNetModelSpace, register=False)
+    arch = here().sample(np.random.default_rng(0))
+    text = here().to_string(arch)
+    stored = Architecture.from_json(arch.to_json())            # a ledger, a worker
+    # another process: no traced network remembered, a new instance (as get_space makes)
+    monkeypatch.setattr(nni_adapter, "_TRACED", type(nni_adapter._TRACED)())
+    monkeypatch.setattr(nni_adapter, "_FIRST_SAMPLE", type(nni_adapter._FIRST_SAMPLE)())
+    elsewhere = pickle.loads(pickle.dumps(here()))
+    assert elsewhere.to_string(stored) == text and elsewhere.contains(stored)
+    assert elsewhere.to_model(stored, num_classes=3).classifier.out_features == 3
 
 
-def test_pickled_space_keeps_its_samples(nni, examples):
+def test_graphs_without_or_with_a_wrong_sample_are_rejected(nni):
+    space = NNISpace(_branches_space(nni), name="branches")
+    arch = space.from_params({"left": "conv3", "right": "conv3"})
+    bare = arch.with_ops(arch.ops, [{k: v for k, v in a.items() if k != nni_adapter.SAMPLE_ATTR}
+                                    for a in arch.attrs])
+    with pytest.raises(NotInSpaceError, match="carries no NNI sample"):
+        space.validate(bare)
+    other = space.from_params({"left": "conv5", "right": "conv5"})
+    lying = arch.with_ops(arch.ops, [dict(a, nni_sample=space.to_string(other)) if op == "input" else a
+                                     for op, a in zip(arch.ops, arch.attrs)])
+    with pytest.raises(NotInSpaceError, match="not the network its sample builds"):
+        space.validate(lying)
+
+
+def test_pickled_space_still_builds(nni, examples):
     space = nni_space("test-resnet-pickle", examples[1].ResNetModelSpace, register=False)()
     arch = space.sample(np.random.default_rng(2))
     clone = pickle.loads(pickle.dumps(space))
     assert clone.name == space.name and clone.to_string(arch) == space.to_string(arch)
     assert isinstance(clone.to_model(arch), torch.nn.Module)
+
+
+def test_hub_options_reach_the_model_space(nni):
+    space = NNISpace(HUB + "NasBench201", name="nni-nb201", **HUB_SPACES["NasBench201"])
+    arch = space.sample(np.random.default_rng(0))
+    with torch.no_grad():
+        assert space.to_model(arch, num_classes=7).eval()(torch.randn(1, 3, 32, 32)).shape == (1, 7)
+    with pytest.raises(TypeError, match="no argument depth"):
+        space.to_model(arch, depth=3)
 
 
 def test_models_do_not_share_weights(nni):

@@ -6,21 +6,22 @@ of labelled decisions (``model_space.simplify()``); a *sample* gives each a
 value and ``model_space.freeze(sample)`` builds that network. This adapter:
 
 - samples and mutates through those decisions (seeded: numpy ``rng``);
-- builds the ``Architecture`` by tracing the frozen network with torch.fx
-  (``flownas.graph.from_module``): operator nodes with attributes, no module
-  names, so two samples that build the same network give equal, equal-hashing
-  architectures;
-- ``to_params``/``from_params`` are the sample itself (values that are not
-  plain scalars, e.g. the list of an ``InputChoice``, as JSON strings, so an
-  Optuna sampler can use ``param_space()``); ``to_string`` is the sample as
-  JSON, the text form to store: ``parse`` rebuilds the network from it;
-- ``to_model`` builds the sample's network (only the chosen modules, under
-  ``nni.nas.space.model_context``; a fresh copy: models never share weights).
-
-The sample is not part of the architecture (two samples may build one
-network), so the space remembers the sample of every architecture it has
-built; a bare graph from elsewhere is recovered through its text form
-(``space.parse(space.to_string(arch))``). Pickling the space keeps that memory.
+- builds the ``Architecture`` by tracing that network with torch.fx
+  (``flownas.graph.from_module``): operator nodes with attributes (op type,
+  kernel, stride, channels, groups, output shape ...), no module names;
+- the sample travels with the architecture, as the attribute ``nni_sample``
+  (JSON) of its input node, so any process rebuilds the network from the
+  architecture alone (a ledger, a Ray worker, ``get_space(arch.space)``);
+- two samples that build one network (a decision the network does not use,
+  two branches swapped) give one architecture: the space keeps, per network,
+  the first sample it met (in this process) and hands out that architecture
+  for both, so equal networks are equal, equal-hashing architectures;
+- ``to_params``/``from_params`` are the sample (values that are not plain
+  scalars, e.g. the list of an ``InputChoice``, as JSON strings, so an Optuna
+  sampler can use ``param_space()``); ``to_string`` is the sample as JSON;
+- ``to_model`` builds only the chosen modules (under NNI's
+  ``model_context``), a new network every call; its options are arguments of
+  the model space (``num_classes`` reaches NNI hub spaces as ``num_labels``).
 
 nni is imported only when a model space is first needed (its import takes
 seconds and warns about new torch versions; the warnings are silenced here).
@@ -35,10 +36,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import itertools
 import json
 import logging
 import warnings
+from collections import OrderedDict
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
@@ -50,6 +53,65 @@ from ..registry import SPACES
 from .base import SearchSpace
 
 _MAX_CHOICES = 4096      # a parameter with more combinations is not offered as categorical
+SAMPLE_ATTR = "nni_sample"   # attribute of the input node: the sample, as JSON
+_CACHE_SIZE = 4096
+
+# per space identity: sample JSON -> traced architecture, and network key ->
+# the first sample met that builds it (shared by the instances get_space makes)
+_TRACED: "OrderedDict[tuple, Architecture]" = OrderedDict()
+_FIRST_SAMPLE: "OrderedDict[tuple, str]" = OrderedDict()
+
+
+def _remember(cache: OrderedDict, key, value):
+    """``cache[key]``, set to ``value`` when absent; least recently used entries go."""
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    cache[key] = value
+    if len(cache) > _CACHE_SIZE * (16 if cache is _FIRST_SAMPLE else 1):
+        cache.popitem(last=False)
+    return value
+
+
+def _with_sample(network: Architecture, text: str) -> Architecture:
+    attrs = [dict(a) for a in network.attrs] if network.attrs else [{} for _ in network.ops]
+    attrs[network.ops.index("input")][SAMPLE_ATTR] = text
+    return network.with_ops(network.ops, attrs)
+
+
+def _carried_sample(arch: Architecture) -> str | None:
+    for op, attrs in zip(arch.ops, arch.attrs or ()):
+        if op == "input" and isinstance(attrs.get(SAMPLE_ATTR), str):
+            return attrs[SAMPLE_ATTR]
+    return None
+
+
+def network_of(arch: Architecture) -> Architecture:
+    """The network alone: ``arch`` without the NNI sample it carries."""
+    if _carried_sample(arch) is None:
+        return arch
+    return arch.with_ops(arch.ops, [{k: v for k, v in a.items() if k != SAMPLE_ATTR} for a in arch.attrs])
+
+
+def _network_key(arch: Architecture) -> str:
+    return network_of(arch).key
+
+
+def _model_options(cls, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``to_model`` options as arguments of the model space class."""
+    options = dict(options or {})
+    init = getattr(cls, "_init_wrapped", None) or cls.__init__
+    try:
+        params = inspect.signature(init).parameters
+    except (TypeError, ValueError):
+        return options
+    if "num_classes" in options and "num_classes" not in params and "num_labels" in params:
+        options["num_labels"] = options.pop("num_classes")     # the NNI hub's name for it
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    unknown = [k for k in options if k not in params and not takes_any]
+    if unknown:
+        raise TypeError(f"{cls.__name__} takes no argument {', '.join(unknown)}")
+    return options
 
 
 @contextlib.contextmanager
@@ -110,8 +172,9 @@ class NNISpace(SearchSpace):
         self._space = None                    # the nni model space, built on first use
         self._params: dict[str, Any] = {}     # label -> nni mutable (the decisions)
         self._constraints: list[Any] = []
-        self._samples: dict[str, dict] = {}   # arch.key -> its sample
-        self._archs: dict[str, Architecture] = {}   # sample JSON -> arch
+        # what makes two instances the same space (they share traced networks)
+        self._identity = (self.name, _describe(source) if not _is_instance_source(source) else id(source),
+                          _sample_json(self._kwargs), self.input_shape)
 
     # -- the nni model space -----------------------------------------------------
     @property
@@ -139,45 +202,81 @@ class NNISpace(SearchSpace):
             self._space = space
         return self._space
 
-    def _frozen(self, sample: dict):
-        """A new network for ``sample``, sharing no module with the space."""
+    def _build(self, sample: dict, options: Mapping[str, Any] | None = None):
+        """A new network for ``sample``, sharing no module with the space;
+        ``options`` are arguments of the model space (``to_model``)."""
         import torch
         nni = _nni()
         space = self.model_space
         with _quiet():
-            if hasattr(space, "trace_args"):
-                # a ModelSpace records its init arguments: rebuilding it under the
-                # sample builds only the chosen modules (freeze() copies them all)
-                with nni.nas.space.model_context(dict(sample)):
-                    model = type(space)(*space.trace_args, **space.trace_kwargs)
-                shared = any(isinstance(a, torch.nn.Module)
-                             for a in (*space.trace_args, *space.trace_kwargs.values()))
-                return copy.deepcopy(model) if shared else model
-            # freeze() may hand out the space's own candidate modules: copy
-            return copy.deepcopy(space.freeze(dict(sample)))
+            if not hasattr(space, "trace_args"):
+                if options:
+                    raise TypeError(f"NNI space {self.name!r}: options {', '.join(options)} need a "
+                                    "ModelSpace that records its arguments")
+                # freeze() may hand out the space's own candidate modules: copy
+                return copy.deepcopy(space.freeze(dict(sample)))
+            args, kwargs = space.trace_args, {**space.trace_kwargs, **_model_options(type(space), options)}
+            # rebuilding the space under the sample builds only the chosen modules
+            with nni.nas.space.model_context(dict(sample)):
+                model = type(space)(*args, **kwargs)
+            shared = any(isinstance(a, torch.nn.Module) for a in (*args, *kwargs.values()))
+            return copy.deepcopy(model) if shared else model
 
     # -- samples <-> architectures -------------------------------------------------
     def _architecture(self, sample: dict) -> Architecture:
+        """The traced network of ``sample``, carrying the sample of the first
+        sample this space met that builds the same network."""
         text = _sample_json(sample)
-        arch = self._archs.get(text)
+        arch = _TRACED.get((self._identity, text))
         if arch is None:
-            model = self._frozen(sample)
             try:
-                arch = graph.from_module(model, self.input_shape, space=self.name, copy_module=False)
+                network = graph.from_module(self._build(sample), self.input_shape, space=self.name,
+                                            copy_module=False)
             except ArchitectureError as exc:
                 raise ArchitectureError(f"NNI space {self.name!r}, sample {text}: {exc}") from exc
-            unknown = sorted(set(arch.ops) - set(self.ops))
+            unknown = sorted(set(network.ops) - set(self.ops))
             if unknown:
                 raise ArchitectureError(
                     f"NNI space {self.name!r}, sample {text}: operators {', '.join(unknown)} are not in the "
                     f"vocabulary (flownas.graph.OPS): declare them with extra_ops=")
-            self._archs[text] = arch
-            self._samples.setdefault(arch.key, dict(sample))
+            first = _remember(_FIRST_SAMPLE, (self._identity, network.key), text)
+            arch = _with_sample(network, first)
+            _remember(_TRACED, (self._identity, text), arch)
         return arch
 
     def _sample_of(self, arch: Architecture) -> dict:
-        self.validate(arch)
-        return dict(self._samples[arch.key])
+        """The sample ``arch`` carries, checked against the space and the graph."""
+        if not isinstance(arch, Architecture):
+            raise ArchitectureError(f"expected an Architecture, got {type(arch).__name__}")
+        if arch.space != self.name:
+            raise self._error(f"the architecture belongs to space {arch.space!r}")
+        text = _carried_sample(arch)
+        if text is None:
+            raise self._error(f"the graph carries no NNI sample (attribute {SAMPLE_ATTR!r} of its input "
+                              "node): only architectures built by the space do")
+        try:
+            sample = json.loads(text)
+        except json.JSONDecodeError:
+            raise self._error(f"the carried sample is not JSON: {text[:80]!r}") from None
+        why = self._mismatch(sample) or self._violation(sample)
+        if why is not None:
+            raise self._error(f"the carried sample is not one of this space: {why}")
+        built = self._architecture(sample)
+        if built != arch and _network_key(built) != _network_key(arch):
+            raise self._error("the graph is not the network its sample builds")
+        return sample
+
+    def _mismatch(self, sample: Any) -> str | None:
+        """Why ``sample`` does not name exactly the space's decisions, or None."""
+        self.model_space
+        if not isinstance(sample, Mapping):
+            return f"a sample is a mapping label -> value, got {type(sample).__name__}"
+        missing = [k for k in self._params if k not in sample]
+        unknown = [k for k in sample if k not in self._params]
+        if missing or unknown:
+            return "; ".join(([f"missing decisions {', '.join(missing)}"] if missing else [])
+                             + ([f"unknown decisions {', '.join(unknown)}"] if unknown else []))
+        return None
 
     def _violation(self, sample: dict) -> str | None:
         """Why ``sample`` is not in the space, or None."""
@@ -227,20 +326,13 @@ class NNISpace(SearchSpace):
                                 f"{self.max_tries} tries")
 
     def validate(self, arch: Architecture) -> None:
-        if not isinstance(arch, Architecture):
-            raise ArchitectureError(f"expected an Architecture, got {type(arch).__name__}")
-        if arch.space != self.name:
-            raise self._error(f"the architecture belongs to space {arch.space!r}")
-        if arch.key not in self._samples:
-            raise self._error(
-                "no sample of this space built this network here (an NNI network is rebuilt from "
-                "its sample: keep space.to_string(arch) and read it back with space.parse)")
+        self._sample_of(arch)
 
     def to_model(self, arch: Architecture, **options: Any):
-        if options:
-            raise TypeError(f"NNI networks take their options from the model space, not "
-                            f"to_model: {', '.join(options)}")
-        return self._frozen(self._sample_of(arch))
+        """The network of ``arch``; ``options`` are arguments of the model
+        space that override those the space was made with (``num_classes``
+        reaches NNI hub spaces as ``num_labels``)."""
+        return self._build(self._sample_of(arch), options)
 
     def param_space(self) -> dict[str, tuple]:
         self.model_space
@@ -251,17 +343,10 @@ class NNISpace(SearchSpace):
 
     def from_params(self, params: Mapping[str, Any]) -> Architecture:
         self.model_space
-        if not isinstance(params, Mapping):
-            raise ArchitectureError(f"NNI space {self.name!r}: a sample is a mapping label -> value, "
-                                    f"got {type(params).__name__}")
-        missing = [k for k in self._params if k not in params]
-        unknown = [k for k in params if k not in self._params]
-        if missing or unknown:
-            raise self._error("; ".join(
-                ([f"missing decisions {', '.join(missing)}"] if missing else [])
-                + ([f"unknown decisions {', '.join(unknown)}"] if unknown else [])))
-        sample = {k: _decode(self._params[k], params[k]) for k in self._params}
-        why = self._violation(sample)
+        why = self._mismatch(params)
+        if why is None:
+            sample = {k: _decode(self._params[k], params[k]) for k in self._params}
+            why = self._violation(sample)
         if why is not None:
             raise self._error(why)
         return self._architecture(sample)
@@ -286,7 +371,7 @@ class NNISpace(SearchSpace):
         if isinstance(record, dict) and record.get("format") == FORMAT:
             arch = Architecture.from_dict(record)
             arch = arch if arch.space else arch.with_space(self.name)
-            self.validate(arch)
+            self._sample_of(arch)
             return arch
         return self.from_params(record)
 
@@ -296,10 +381,9 @@ class NNISpace(SearchSpace):
     def enumerate(self) -> Iterator[Architecture]:
         raise NotImplementedError(f"NNI space {self.name!r} is not enumerated (sample or search it)")
 
-    # -- pickling: the nni objects are rebuilt, the memory of samples is kept -----
+    # -- pickling: the nni objects are rebuilt where they are needed --------------
     def __reduce__(self):
         state = dict(self.__dict__)
-        state["_archs"] = {}
         if not _is_instance_source(self._source):
             state["_space"], state["_params"], state["_constraints"] = None, {}, []
         # classes made by nni_space() cannot be found by import: rebuild as NNISpace
