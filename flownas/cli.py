@@ -18,7 +18,7 @@ from .errors import FlownasError
 # modules that add sub-commands: each has register(subparsers)
 COMMAND_MODULES: list[str] = ["flownas.cli_graph"]
 # modules that add `flownas bench <what>` commands: each has register_bench(subparsers)
-BENCH_MODULES: list[str] = []
+BENCH_MODULES: list[str] = ["flownas.predictors_cli"]
 
 
 def _cmd_spaces(args) -> int:

@@ -20,6 +20,10 @@ from ..errors import ArchitectureError
 
 class Predictor(abc.ABC):
     name: str = ""
+    #: hyper-parameters for a fast smoke run (tests, examples): seconds, not quality
+    quick_params: dict[str, Any] = {}
+    #: the same prediction for every numbering of an architecture (graph models)
+    permutation_invariant: bool = False
 
     @abc.abstractmethod
     def fit(self, archs: Sequence[Architecture], y: Sequence[float], *,
@@ -70,6 +74,11 @@ def check_archs(archs: Sequence[Architecture], space: str | None = None) -> list
 
 def check_targets(y: Sequence[float], n: int, what: str = "targets") -> np.ndarray:
     """Finite float targets, one per architecture."""
+    if not isinstance(y, np.ndarray):
+        y = list(y)
+        missing = [i for i, v in enumerate(y) if v is None]
+        if missing:
+            raise ValueError(f"{what} must be numbers: {len(missing)} are missing (None; first at index {missing[0]})")
     try:
         arr = np.asarray(y, dtype=np.float64)
     except (TypeError, ValueError):

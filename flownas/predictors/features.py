@@ -1,0 +1,276 @@
+"""Architectures -> padded dense arrays, the input of every graph predictor.
+
+``GraphFeaturizer`` turns a list of architectures of one space into numpy
+arrays of one shape (``GraphArrays``): op indices by the space's ``ops``
+vocabulary, adjacency, node mask, forward and backward topological generation
+of every node, reachability and optional numeric node attributes. It works
+per *structure* (same node count and edges, e.g. all 15,625 NB201 cells share
+one), so a whole table is encoded with a few numpy operations per structure;
+structures are cached across calls.
+
+``prune_ops`` (e.g. ``("none",)``) removes nodes whose op carries no signal
+(NB201's zero op) and then every node left off an input-to-output path, as the
+cell itself computes: the removed nodes become padding, and generations and
+reachability are those of the pruned graph. Without it the graph is encoded
+as given.
+
+Plain numpy: importing this module does not import torch.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..arch import Architecture
+from ..errors import ArchitectureError
+
+
+@dataclass
+class GraphArrays:
+    """A padded batch: ``B`` graphs of at most ``n`` nodes (numpy)."""
+    ops: np.ndarray          # (B, n) int64; padding = len(vocabulary)
+    adj: np.ndarray          # (B, n, n) bool; adj[b, i, j]: edge i -> j
+    mask: np.ndarray         # (B, n) bool; real (kept) nodes
+    depth: np.ndarray        # (B, n) int64; forward generation (longest path from a source), -1 on padding
+    rdepth: np.ndarray       # (B, n) int64; backward generation (longest path to a sink), -1 on padding
+    reach: np.ndarray        # (B, n, n) bool; a directed path i -> j (i != j)
+    attrs: np.ndarray | None = None  # (B, n, A) float32, standardized numeric node attributes
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+
+@dataclass
+class _Structure:
+    n: int
+    adj: np.ndarray
+    topo: tuple[int, ...]
+    preds: tuple[tuple[int, ...], ...]
+    succs: tuple[tuple[int, ...], ...]
+    depth: np.ndarray
+    rdepth: np.ndarray
+    reach: np.ndarray
+
+
+@functools.lru_cache(maxsize=65536)
+def _structure(n: int, edges: tuple[tuple[int, int], ...]) -> _Structure:
+    arch = Architecture.from_edges(("x",) * n, edges)
+    return _Structure(n, arch.adjacency.astype(bool), arch.topological_order(),
+                      tuple(arch.predecessors(i) for i in range(n)),
+                      tuple(arch.successors(i) for i in range(n)),
+                      arch.depths(), arch.reverse_depths(), arch.reachability())
+
+
+@dataclass
+class GraphFeaturizer:
+    """Encodes architectures by a fixed op vocabulary (see the module doc).
+
+    ``attr_keys``/``attr_mean``/``attr_std``: numeric node attributes to use
+    and how to standardize them (``fit_attrs`` learns them from training
+    architectures). ``max_nodes``: pad every batch to this many nodes (models
+    with a fixed input size need it); ``None`` pads to the largest graph.
+    """
+    ops: tuple[str, ...]
+    prune_ops: tuple[str, ...] = ()
+    attr_keys: tuple[str, ...] = ()
+    attr_mean: tuple[float, ...] = ()
+    attr_std: tuple[float, ...] = ()
+    max_nodes: int | None = None
+    _index: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        self.ops = tuple(self.ops)
+        self.prune_ops = tuple(self.prune_ops)
+        self.attr_keys = tuple(self.attr_keys)
+        self.attr_mean = tuple(float(v) for v in self.attr_mean)
+        self.attr_std = tuple(float(v) for v in self.attr_std)
+        if len(set(self.ops)) != len(self.ops):
+            raise ValueError(f"the op vocabulary has duplicates: {self.ops}")
+        self._index = {op: i for i, op in enumerate(self.ops)}
+
+    @property
+    def num_ops(self) -> int:
+        return len(self.ops)
+
+    @property
+    def num_attrs(self) -> int:
+        return len(self.attr_keys)
+
+    # -- construction ----------------------------------------------------
+    @classmethod
+    def for_archs(cls, archs: Sequence[Architecture], *, prune_ops: Sequence[str] = (),
+                  use_attrs: bool = True, fixed_size: bool = False) -> "GraphFeaturizer":
+        """A featurizer for the space of ``archs``: the space's registered
+        vocabulary (or, for an unregistered space, the ops seen), numeric
+        attributes seen in ``archs`` and, with ``fixed_size``, their largest
+        node count."""
+        vocab = space_vocabulary(archs[0].space) or tuple(sorted({op for a in archs for op in a.ops}))
+        feat = cls(vocab, prune_ops=tuple(p for p in prune_ops if p in vocab),
+                   max_nodes=max(a.num_nodes for a in archs) if fixed_size else None)
+        return feat.fit_attrs(archs) if use_attrs else feat
+
+    def fit_attrs(self, archs: Sequence[Architecture]) -> "GraphFeaturizer":
+        """Numeric attributes present in ``archs`` and their mean/std."""
+        values: dict[str, list[float]] = {}
+        for a in archs:
+            for node in a.attrs or ():
+                for k, v in node.items():
+                    if isinstance(v, (bool, int, float)):
+                        values.setdefault(k, []).append(float(v))
+        keys = tuple(sorted(values))
+        mean = tuple(float(np.mean(values[k])) for k in keys)
+        std = tuple(float(np.std(values[k])) or 1.0 for k in keys)
+        return GraphFeaturizer(self.ops, self.prune_ops, keys, mean, std, self.max_nodes)
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able; ``GraphFeaturizer(**config)`` rebuilds it."""
+        return {"ops": list(self.ops), "prune_ops": list(self.prune_ops), "attr_keys": list(self.attr_keys),
+                "attr_mean": list(self.attr_mean), "attr_std": list(self.attr_std), "max_nodes": self.max_nodes}
+
+    # -- encoding ----------------------------------------------------------
+    def __call__(self, archs: Sequence[Architecture]) -> GraphArrays:
+        archs = list(archs)
+        if not archs:
+            raise ValueError("no architectures to encode (an empty list)")
+        n_max = max(a.num_nodes for a in archs)
+        if self.max_nodes is not None:
+            if n_max > self.max_nodes:
+                big = next(a for a in archs if a.num_nodes > self.max_nodes)
+                raise ArchitectureError(f"this predictor takes graphs of at most {self.max_nodes} nodes, "
+                                        f"got one of {big.num_nodes}: {big!r}")
+            n_max = self.max_nodes
+        B, pad = len(archs), self.num_ops
+        out = GraphArrays(
+            ops=np.full((B, n_max), pad, dtype=np.int64),
+            adj=np.zeros((B, n_max, n_max), dtype=bool),
+            mask=np.zeros((B, n_max), dtype=bool),
+            depth=np.full((B, n_max), -1, dtype=np.int64),
+            rdepth=np.full((B, n_max), -1, dtype=np.int64),
+            reach=np.zeros((B, n_max, n_max), dtype=bool),
+            attrs=np.zeros((B, n_max, self.num_attrs), dtype=np.float32) if self.num_attrs else None,
+        )
+        groups: dict[tuple, list[int]] = {}
+        for i, a in enumerate(archs):
+            groups.setdefault((a.num_nodes, a.edges), []).append(i)
+        pruned = np.array([self._index[p] for p in self.prune_ops], dtype=np.int64)
+        for (n, edges), idx in groups.items():
+            st = _structure(n, edges)
+            ops = self._op_indices([archs[i] for i in idx])
+            idx = np.asarray(idx)
+            out.ops[idx, :n] = ops
+            if len(pruned) and np.isin(ops, pruned).any():
+                keep, adj, depth, rdepth, reach = _pruned(st, ~np.isin(ops, pruned))
+                out.ops[idx, :n] = np.where(keep, ops, pad)
+            else:
+                keep = np.ones((len(idx), n), dtype=bool)
+                adj, depth, rdepth, reach = st.adj, st.depth, st.rdepth, st.reach
+            out.mask[idx, :n] = keep
+            out.adj[idx, :n, :n] = adj
+            out.depth[idx, :n] = np.where(keep, depth, -1)
+            out.rdepth[idx, :n] = np.where(keep, rdepth, -1)
+            out.reach[idx, :n, :n] = reach
+        if self.num_attrs:
+            self._fill_attrs(archs, out)
+        return out
+
+    def _op_indices(self, archs: list[Architecture]) -> np.ndarray:
+        index = self._index
+        try:
+            return np.array([[index[op] for op in a.ops] for a in archs], dtype=np.int64)
+        except KeyError as exc:
+            raise ArchitectureError(f"op {exc.args[0]!r} is not in this predictor's vocabulary "
+                                    f"({', '.join(self.ops)})") from None
+
+    def _fill_attrs(self, archs: list[Architecture], out: GraphArrays) -> None:
+        mean, std = np.array(self.attr_mean), np.array(self.attr_std)
+        for b, a in enumerate(archs):
+            if not a.attrs:
+                continue
+            vals = np.array([[float(node.get(k, m)) if isinstance(node.get(k, m), (bool, int, float)) else m
+                              for k, m in zip(self.attr_keys, mean)] for node in a.attrs])
+            out.attrs[b, :a.num_nodes] = ((vals - mean) / std) * out.mask[b, :a.num_nodes, None]
+
+
+def _pruned(st: _Structure, alive: np.ndarray):
+    """Keep-mask, adjacency, generations and reachability of the graphs
+    ``alive`` (G, n) leaves of one structure: a node stays when it is alive
+    and on a source-to-sink path of alive nodes; sources and sinks stay."""
+    G, n = alive.shape
+    fwd = np.zeros((G, n), dtype=bool)
+    bwd = np.zeros((G, n), dtype=bool)
+    for v in st.topo:
+        p = list(st.preds[v])
+        fwd[:, v] = alive[:, v] & (fwd[:, p].any(1) if p else True)
+    for v in reversed(st.topo):
+        s = list(st.succs[v])
+        bwd[:, v] = alive[:, v] & (bwd[:, s].any(1) if s else True)
+    ends = np.array([not st.preds[v] or not st.succs[v] for v in range(n)])
+    keep = (fwd & bwd) | (ends & alive)
+    adj = st.adj[None] & keep[:, :, None] & keep[:, None, :]
+    depth = np.zeros((G, n), dtype=np.int64)
+    for v in st.topo:
+        for u in st.preds[v]:
+            depth[:, v] = np.where(adj[:, u, v], np.maximum(depth[:, v], depth[:, u] + 1), depth[:, v])
+    rdepth = np.zeros((G, n), dtype=np.int64)
+    reach = np.zeros((G, n, n), dtype=bool)
+    for v in reversed(st.topo):
+        for w in st.succs[v]:
+            e = adj[:, v, w]
+            rdepth[:, v] = np.where(e, np.maximum(rdepth[:, v], rdepth[:, w] + 1), rdepth[:, v])
+            reach[:, v] |= e[:, None] & reach[:, w]
+            reach[:, v, w] |= e
+    return keep, adj, depth, rdepth, reach
+
+
+def space_vocabulary(space: str) -> tuple[str, ...] | None:
+    """The registered space's op vocabulary, or None for an unregistered one."""
+    if not space:
+        return None
+    from ..registry import SPACES
+    if space not in SPACES:
+        return None
+    return tuple(SPACES.get(space).ops)
+
+
+def path_encoding(archs: Sequence[Architecture], paths: Mapping[tuple[str, ...], int] | None = None,
+                  max_paths: int = 4096) -> tuple[np.ndarray, dict[tuple[str, ...], int]]:
+    """BANANAS-style path encoding: one column per source-to-sink op sequence.
+
+    Returns (counts (B, P) float32, vocabulary). Without ``paths`` the
+    vocabulary is built from ``archs`` (the ``max_paths`` most frequent);
+    unseen paths at prediction time are dropped (no column to count them in).
+    """
+    per_arch = [_paths(a) for a in archs]
+    if paths is None:
+        freq: dict[tuple[str, ...], int] = {}
+        for ps in per_arch:
+            for p in ps:
+                freq[p] = freq.get(p, 0) + 1
+        top = sorted(freq, key=lambda p: (-freq[p], p))[:max_paths]
+        paths = {p: i for i, p in enumerate(sorted(top))}
+    out = np.zeros((len(archs), len(paths)), dtype=np.float32)
+    for b, ps in enumerate(per_arch):
+        for p in ps:
+            j = paths.get(p)
+            if j is not None:
+                out[b, j] += 1
+    return out, dict(paths)
+
+
+_MAX_PATHS_PER_ARCH = 100_000
+
+
+def _paths(arch: Architecture) -> list[tuple[str, ...]]:
+    """All source-to-sink op sequences of ``arch`` (the ends' ops included)."""
+    done: dict[int, list[tuple[str, ...]]] = {}
+    for v in reversed(arch.topological_order()):
+        succ = arch.successors(v)
+        tails = [t for s in succ for t in done[s]] if succ else [()]
+        if len(tails) > _MAX_PATHS_PER_ARCH:
+            raise ArchitectureError(f"more than {_MAX_PATHS_PER_ARCH} paths from node {v}: "
+                                    "the path encoding is unfit for graphs this dense")
+        done[v] = [(arch.ops[v],) + t for t in tails]
+    return [p for s in arch.sources() for p in done[s]]

@@ -1,0 +1,230 @@
+"""``NeuralPredictor``: everything the torch predictors share.
+
+A subclass says only which network to build (``build_network``) and its own
+hyper-parameters; this class does the rest: checks the input, encodes the
+graphs (``GraphFeaturizer`` -> ``GraphBatch``), standardizes the targets,
+trains ``ensemble`` members with different seeds through the one training loop
+(``nn/train.py``), maps each member's scores back to target units by a least
+squares line on the training set (ranking losses give scores of any scale),
+and averages the members (``predict(return_std=True)`` gives their spread).
+``save``/``load`` keep everything needed to predict exactly as before.
+
+Writing a new one (see ``flowerformer.py``)::
+
+    @PREDICTORS.register("mynet")
+    class MyNet(NeuralPredictor):
+        name = "mynet"
+        defaults = dict(epochs=100, loss="mse")       # overrides of the shared ones
+
+        def __init__(self, dim=64, **common):
+            self.dim = dim
+            super().__init__(**common)
+
+        def build_network(self, featurizer):
+            from .nn.mynet import MyEncoder            # torch only when used
+            from .nn.heads import GraphRegressor
+            return GraphRegressor(MyEncoder(featurizer.num_ops + featurizer.num_attrs, self.dim))
+
+Importing this module does not import torch.
+"""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from ..arch import Architecture
+from ..errors import FlownasError
+from .base import Predictor, check_archs, check_targets
+from .features import GraphFeaturizer
+
+FORMAT = "flownas.predictor"
+FORMAT_VERSION = 1
+
+#: hyper-parameters every neural predictor takes (training loop, ensemble,
+#: encoding, seed); a subclass changes their defaults through ``defaults``
+COMMON_DEFAULTS: dict[str, Any] = {
+    "epochs": 200, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-4,
+    "warmup": 0.05,          # share of the steps spent warming up
+    "loss": "hinge",         # mse | hinge | logistic | mse+hinge | mse+logistic
+    "margin": 0.1,           # ranking margin (temperature), standardized target units
+    "rank_weight": 1.0,      # weight of the ranking term of "mse+..."
+    "grad_clip": 1.0, "eval_every": 1,
+    "patience": None,        # early stopping (epochs) on the validation tau
+    "ensemble": 1,           # members trained with different seeds
+    "prune_ops": ("none",),  # ops whose nodes are removed with the dead paths they leave
+    "seed": 0,
+}
+
+
+class NotFittedError(FlownasError, RuntimeError):
+    """``predict`` or ``save`` before ``fit``."""
+
+
+class NeuralPredictor(Predictor):
+    """Shared machinery of the torch predictors (module doc)."""
+
+    #: subclass overrides of the shared hyper-parameters' defaults
+    defaults: ClassVar[dict[str, Any]] = {}
+    #: pad every graph to the largest training graph (networks with a fixed input size)
+    fixed_size: ClassVar[bool] = False
+
+    def __init__(self, **params):
+        unknown = sorted(set(params) - set(COMMON_DEFAULTS))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unknown hyper-parameters: {', '.join(unknown)} "
+                            f"(known: {', '.join(sorted(self._param_names()))})")
+        for k, v in {**COMMON_DEFAULTS, **self.defaults, **params}.items():
+            setattr(self, k, tuple(v) if k == "prune_ops" else v)
+        if int(self.ensemble) < 1:
+            raise ValueError(f"ensemble must be at least 1, got {self.ensemble}")
+        self.train_config()  # validates the training hyper-parameters now, not at fit
+
+    # -- what a subclass provides ------------------------------------------
+    def build_network(self, featurizer: GraphFeaturizer):
+        """A fresh ``nn.Module``: ``GraphBatch`` -> scores (B,)."""
+        raise NotImplementedError
+
+    def augment(self, batch, generator):
+        """Training-time augmentation of a minibatch (default: none)."""
+        return batch
+
+    # -- hyper-parameters ------------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        own = [p for p, v in inspect.signature(cls.__init__).parameters.items()
+               if p != "self" and v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)]
+        return own + [p for p in COMMON_DEFAULTS if p not in own]
+
+    def get_params(self) -> dict[str, Any]:
+        return {p: getattr(self, p) for p in self._param_names()}
+
+    def train_config(self):
+        from .nn.train import TrainConfig
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                           weight_decay=self.weight_decay, warmup=self.warmup, loss=self.loss,
+                           margin=self.margin, rank_weight=self.rank_weight, grad_clip=self.grad_clip,
+                           eval_every=self.eval_every, patience=self.patience)
+
+    def member_seeds(self) -> list[int]:
+        return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(self.seed).spawn(self.ensemble)]
+
+    # -- fit / predict -----------------------------------------------------------
+    def fit(self, archs: Sequence[Architecture], y: Sequence[float], *,
+            low_fidelity: dict[str, Sequence[float]] | None = None,
+            validation: tuple[Sequence[Architecture], Sequence[float]] | None = None) -> "NeuralPredictor":
+        """Train on ``archs``/``y``. ``validation`` = (archs, targets) selects
+        the epoch by Kendall tau (model selection); without it the last epoch
+        is kept. ``low_fidelity`` is not used by these predictors."""
+        import torch
+        from .nn.batch import GraphBatch
+        from .nn.train import train_network
+
+        archs = check_archs(archs)
+        y = check_targets(y, len(archs))
+        if len(archs) < 2:
+            raise ValueError(f"need at least 2 architectures to learn from, got {len(archs)}")
+        space = archs[0].space
+        val = None
+        if validation is not None:
+            v_archs, v_y = validation
+            v_archs = check_archs(v_archs, space)
+            val = (v_archs, check_targets(v_y, len(v_archs), "validation targets"))
+        feat = GraphFeaturizer.for_archs(archs, prune_ops=self.prune_ops, fixed_size=self.fixed_size)
+        batch = GraphBatch.encode(archs, feat)
+        if not self.fixed_size:
+            batch = batch.trimmed()
+        mean, std = float(y.mean()), float(y.std()) or 1.0
+        yt = torch.as_tensor((y - mean) / std, dtype=torch.float32)
+        val_batch = None if val is None else (GraphBatch.encode(val[0], feat), val[1])
+        cfg = self.train_config()
+        nets, lines, results = [], [], []
+        for seed in self.member_seeds():
+            torch.manual_seed(seed)
+            net = self.build_network(feat)
+            results.append(train_network(net, batch, yt, cfg, seed=seed, val=val_batch,
+                                         augment=self._augment_hook()))
+            nets.append(net)
+            lines.append(_calibration(self._scores(net, batch), yt.numpy()))
+        self.space_, self.featurizer_ = space, feat
+        self.networks_, self.calibration_ = nets, lines
+        self.y_mean_, self.y_std_ = mean, std
+        self.train_results_ = results
+        return self
+
+    def _augment_hook(self):
+        return None if type(self).augment is NeuralPredictor.augment else self.augment
+
+    @staticmethod
+    def _scores(net, batch) -> np.ndarray:
+        from .nn.train import predict_scores
+        return predict_scores(net, batch).double().numpy()
+
+    def predict(self, archs: Sequence[Architecture], *, return_std: bool = False):
+        from .nn.batch import GraphBatch
+        self._check_fitted()
+        archs = check_archs(archs, self.space_)
+        batch = GraphBatch.encode(archs, self.featurizer_)
+        preds = np.stack([(a * self._scores(net, batch) + b) * self.y_std_ + self.y_mean_
+                          for net, (a, b) in zip(self.networks_, self.calibration_)])
+        mean = preds.mean(0)
+        return (mean, preds.std(0)) if return_std else mean
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "networks_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit() first")
+
+    # -- persistence ---------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        import torch
+        self._check_fitted()
+        state = {
+            "format": FORMAT, "version": FORMAT_VERSION, "predictor": self.name,
+            "params": {k: list(v) if isinstance(v, tuple) else v for k, v in self.get_params().items()},
+            "space": self.space_, "featurizer": self.featurizer_.config(),
+            "y_mean": self.y_mean_, "y_std": self.y_std_,
+            "calibration": [list(c) for c in self.calibration_],
+            "networks": [net.state_dict() for net in self.networks_],
+        }
+        torch.save(state, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "NeuralPredictor":
+        import torch
+        try:
+            state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            raise FlownasError(f"{path}: not a saved flownas predictor ({exc})") from None
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise FlownasError(f"{path}: not a saved flownas predictor")
+        if state.get("version") != FORMAT_VERSION:
+            raise FlownasError(f"{path}: predictor file version {state.get('version')!r} is not supported "
+                               f"(this flownas reads {FORMAT_VERSION})")
+        if state["predictor"] != cls.name:
+            from ..registry import PREDICTORS
+            cls = PREDICTORS.get(state["predictor"])
+        obj = cls(**state["params"])
+        feat = GraphFeaturizer(**state["featurizer"])
+        nets = []
+        for sd in state["networks"]:
+            net = obj.build_network(feat)
+            net.load_state_dict(sd)
+            net.eval()
+            nets.append(net)
+        obj.space_, obj.featurizer_, obj.networks_ = state["space"], feat, nets
+        obj.calibration_ = [tuple(c) for c in state["calibration"]]
+        obj.y_mean_, obj.y_std_ = state["y_mean"], state["y_std"]
+        return obj
+
+
+def _calibration(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least squares ``y ~ a * score + b`` (a = 0 when the scores are constant)."""
+    s = scores - scores.mean()
+    var = float((s * s).sum())
+    a = float((s * (y - y.mean())).sum() / var) if var > 1e-12 else 0.0
+    return a, float(y.mean() - a * scores.mean())
+

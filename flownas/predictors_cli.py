@@ -1,0 +1,248 @@
+"""``flownas bench predictors``: train a predictor on a benchmark table under a
+fixed protocol, for several seeds, and write the figures as JSON.
+
+Protocols (``PROTOCOLS``; each seed draws its own permutation of the table with
+``numpy.random.default_rng(seed)``):
+
+* **A** (FlowerFormer / TA-GATES style): train = the first N of the
+  permutation, validation = the next 40 (model selection), test = all the
+  rest; the same target column on both sides.
+* **B** (NAR-Former / TNASP style): train = the first N, validation = the
+  next 200, test = every architecture of the table (training ones included);
+  train on the validation-accuracy column, test against the test column of the
+  same runs where the table has one (NB201), else the same column, which the
+  protocol string then says.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError
+
+VAL_SIZE = {"A": 40, "B": 200}
+
+# OpenMP threads that spin while they wait are many times slower on a busy
+# machine; this must be set before torch loads (the command imports it lazily)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Which table and columns a space's protocols use."""
+    table: str
+    train: str          # target of training and validation (both protocols)
+    test_b: str         # what protocol B tests against
+    note: str = ""
+
+
+TARGETS: dict[str, Targets] = {
+    "nb201": Targets("nb201", "c10_valid_val_acc_200", "c10_valid_test_acc_200"),
+    "nb101": Targets("nb101", "val_acc_108", "val_acc_108",
+                     "our NB101 table has no test accuracy: protocol B tests against val_acc_108 too"),
+    "nb301": Targets("nb301", "val_acc_surrogate", "val_acc_surrogate",
+                     "the NB301 table has only surrogate validation accuracy: protocol B tests against it too"),
+}
+
+
+def check_size(n_table: int, n_train: int, protocol: str) -> None:
+    if protocol not in VAL_SIZE:
+        raise ConfigError(f"unknown protocol {protocol!r} (A or B)")
+    n_val = VAL_SIZE[protocol]
+    need = n_train + n_val + (1 if protocol == "A" else 0)
+    if n_train < 2 or need > n_table:
+        raise ConfigError(f"--train-size {n_train} does not fit protocol {protocol} on a table of {n_table} "
+                          f"architectures (it needs 2 <= N and N + {n_val} validation"
+                          f"{' + at least 1 test' if protocol == 'A' else ''} <= {n_table})")
+
+
+def split(n_table: int, n_train: int, protocol: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, validation, test) indices of one seed's permutation."""
+    check_size(n_table, n_train, protocol)
+    n_val = VAL_SIZE[protocol]
+    perm = np.random.default_rng(seed).permutation(n_table)
+    train, val = perm[:n_train], perm[n_train:n_train + n_val]
+    test = perm[n_train + n_val:] if protocol == "A" else np.arange(n_table)
+    return train, val, test
+
+
+def load_targets(space: str) -> tuple[list, dict[str, np.ndarray], Targets]:
+    """The table's architectures (table order) and every column the protocols use."""
+    from .benchmarks.base import load_benchmark
+    from .registry import BENCHMARKS
+    spec = TARGETS.get(space)
+    if spec is None:
+        raise ConfigError(f"no benchmark protocol for space {space!r} (known: {', '.join(sorted(TARGETS))})")
+    if spec.table not in BENCHMARKS:
+        raise ConfigError(f"no benchmark table {spec.table!r} is registered for space {space!r}")
+    table = load_benchmark(spec.table)
+    archs = table.archs()
+    row = getattr(table, "row", table.query)
+    records = [row(a) for a in archs]
+    cols = {}
+    for c in {spec.train, spec.test_b}:
+        values = [r.get(c) for r in records]
+        if any(v is None for v in values):
+            raise ConfigError(f"table {spec.table!r} lacks column {c!r} for some architectures")
+        cols[c] = np.asarray(values, dtype=np.float64)
+    return archs, cols, spec
+
+
+def describe(space: str, protocol: str, n_train: int, n_table: int, spec: Targets) -> str:
+    n_val = VAL_SIZE[protocol]
+    if protocol == "A":
+        text = (f"A on {space}: per-seed permutation (numpy default_rng(seed)); train = first {n_train}, "
+                f"validation = next {n_val} (model selection), test = the remaining {n_table - n_train - n_val}; "
+                f"target {spec.train} on both sides")
+    else:
+        text = (f"B on {space}: per-seed permutation (numpy default_rng(seed)); train = first {n_train}, "
+                f"validation = next {n_val} (model selection), test = all {n_table} architectures; "
+                f"train on {spec.train}, test against {spec.test_b}")
+    return text + (f" ({spec.note})" if spec.note and protocol == "B" else "")
+
+
+def run(space: str, predictor: str, n_train: int, protocol: str, seeds: list[int],
+        params: dict[str, Any] | None = None, threads: int | None = None, log=print) -> dict[str, Any]:
+    """The benchmark itself: returns the JSON document (see the issue's keys)."""
+    import torch
+    from .predictors import metrics
+    from .registry import PREDICTORS
+    if threads:
+        torch.set_num_threads(threads)
+    params = dict(params or {})
+    cls = PREDICTORS.get(predictor)
+    cls(**params)  # bad hyper-parameters fail before the table loads
+    archs, cols, spec = load_targets(space)
+    check_size(len(archs), n_train, protocol)
+    protocol_text = describe(space, protocol, n_train, len(archs), spec)
+    log(f"protocol {protocol_text}")
+    log(f"predictor {predictor} {json.dumps(params, sort_keys=True)}; seeds {seeds}; "
+        f"torch threads {torch.get_num_threads()}")
+    y_train = cols[spec.train]
+    y_test = y_train if protocol == "A" else cols[spec.test_b]
+    per_seed = []
+    for seed in seeds:
+        tr, va, te = split(len(archs), n_train, protocol, seed)
+        model = cls(**{**params, "seed": seed})
+        fit_kwargs = {}
+        if _accepts_validation(model):
+            fit_kwargs["validation"] = ([archs[i] for i in va], y_train[va])
+        start = time.perf_counter()
+        model.fit([archs[i] for i in tr], y_train[tr], **fit_kwargs)
+        train_s = time.perf_counter() - start
+        test_archs = [archs[i] for i in te]
+        start = time.perf_counter()
+        pred = model.predict(test_archs)
+        predict_s = time.perf_counter() - start
+        m = metrics.summary(y_test[te], pred)
+        rec = {"seed": seed, **m, "train_seconds": train_s, "predict_seconds": predict_s,
+               "predict_archs_per_second": len(te) / predict_s,
+               "n_train": len(tr), "n_val": len(va), "n_test": len(te)}
+        results = getattr(model, "train_results_", None)
+        if results:
+            rec["best_epochs"] = [r.best_epoch for r in results]
+            rec["val_taus"] = [r.val_tau for r in results]
+        per_seed.append(rec)
+        log(f"seed {seed}: tau {m['kendall_tau']:.4f} spearman {m['spearman']:.4f} "
+            f"P@1% {m['precision_at_1pct']:.3f} P@5% {m['precision_at_5pct']:.3f} "
+            f"train {train_s:.1f}s predict {len(te) / predict_s:,.0f} archs/s")
+    taus = np.array([r["kendall_tau"] for r in per_seed])
+    doc = {
+        "kendall_tau": float(taus.mean()),
+        "kendall_tau_std": float(taus.std(ddof=1)) if len(taus) > 1 else 0.0,
+        "spearman": _mean(per_seed, "spearman"),
+        "precision_at_1pct": _mean(per_seed, "precision_at_1pct"),
+        "precision_at_5pct": _mean(per_seed, "precision_at_5pct"),
+        "train_seconds": _mean(per_seed, "train_seconds"),
+        "predict_archs_per_second": _mean(per_seed, "predict_archs_per_second"),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "per_seed": per_seed,
+        "protocol": (f"{protocol_text}; predictor {predictor} {json.dumps(params, sort_keys=True)}; "
+                     f"seeds {seeds}; torch threads {torch.get_num_threads()}; "
+                     f"flownas {_version()}, torch {torch.__version__}, {platform.machine()}; {date.today()}"),
+    }
+    log(f"kendall tau {doc['kendall_tau']:.4f} ± {doc['kendall_tau_std']:.4f} over {len(seeds)} seeds; "
+        f"train {doc['train_seconds']:.1f}s; predict {doc['predict_archs_per_second']:,.0f} archs/s; "
+        f"peak RSS {doc['peak_rss_mb']:.0f} MB")
+    return doc
+
+
+def _accepts_validation(model) -> bool:
+    import inspect
+    return "validation" in inspect.signature(model.fit).parameters
+
+
+def _mean(rows, key) -> float:
+    return float(np.mean([r[key] for r in rows]))
+
+
+def _version() -> str:
+    from . import __version__
+    return __version__
+
+
+def parse_seeds(text: str) -> list[int]:
+    """"5" -> [0, 1, 2, 3, 4]; "0,7,9" -> [0, 7, 9]."""
+    try:
+        if "," in text:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+        else:
+            seeds = list(range(int(text)))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be a count (5) or a list (0,1,2), got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("at least one seed")
+    return seeds
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """KEY=VALUE with a JSON value (a bare word is a string)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _cmd(args) -> int:
+    params = dict(args.param or [])
+    try:
+        doc = run(args.space, args.predictor, args.train_size, args.protocol, args.seeds, params, args.threads)
+    except TypeError as exc:   # unknown hyper-parameters
+        raise ConfigError(str(exc)) from None
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"wrote {path}")
+    return 0
+
+
+def register_bench(bench_subparsers) -> None:
+    p = bench_subparsers.add_parser(
+        "predictors", help="train and test a predictor on a benchmark table (protocol A or B)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--space", required=True, help="nb201, nb101, nb301, ...")
+    p.add_argument("--predictor", required=True, help="a registered predictor (flowerformer, mlp, gcn, gbt, ...)")
+    p.add_argument("--train-size", type=int, required=True, metavar="N")
+    p.add_argument("--protocol", choices=sorted(VAL_SIZE), default="A")
+    p.add_argument("--seeds", type=parse_seeds, default=parse_seeds("5"), metavar="S",
+                   help="a count (5 = seeds 0..4) or a comma list (default 5)")
+    p.add_argument("--param", type=parse_param, action="append", metavar="KEY=VALUE",
+                   help="a predictor hyper-parameter (JSON value), repeatable")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--json", metavar="OUT", help="write the figures here")
+    p.set_defaults(func=_cmd)
+

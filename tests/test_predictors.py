@@ -1,0 +1,166 @@
+"""The shared machinery of the predictors: metrics, graph encoding, the
+training loop and its losses."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from flownas.arch import Architecture
+from flownas.predictors import metrics
+from flownas.predictors.features import GraphFeaturizer, path_encoding
+from flownas.spaces.nb201 import NB201Space
+
+BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+
+
+# -- metrics -------------------------------------------------------------------
+def test_rank_metrics():
+    y = np.arange(10.0)
+    assert metrics.kendall_tau(y, y) == pytest.approx(1.0)
+    assert metrics.kendall_tau(y, -y) == pytest.approx(-1.0)
+    assert metrics.spearman(y, y ** 3) == pytest.approx(1.0)
+    assert metrics.kendall_tau(y, np.ones(10)) == 0.0
+
+
+def test_precision_at_k_counts_the_true_top_found():
+    y = np.arange(100.0)
+    assert metrics.precision_at_k(y, y, 0.05) == 1.0
+    pred = y.copy()
+    pred[[99, 0]] = pred[[0, 99]]           # the best is predicted worst
+    assert metrics.precision_at_k(y, pred, 0.05) == pytest.approx(4 / 5)
+    assert metrics.precision_at_k(y, -y, 0.01) == 0.0
+
+
+def test_relative_errors():
+    assert metrics.mape([1, 2, 4], [1.1, 2, 3]) == pytest.approx((10 + 0 + 25) / 3)
+    assert metrics.acc_within([1, 2, 4], [1.05, 2, 3], 0.1) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="undefined"):
+        metrics.mape([0, 1], [0, 1])
+    with pytest.raises(ValueError, match="differ in length"):
+        metrics.kendall_tau([1, 2, 3], [1, 2])
+    with pytest.raises(ValueError, match="finite"):
+        metrics.spearman([1, 2, np.nan], [1, 2, 3])
+
+
+# -- encoding ------------------------------------------------------------------
+def _cell(text):
+    return NB201Space().from_string(text)
+
+
+def test_featurizer_matches_the_architecture():
+    arch = _cell(BEST)
+    f = GraphFeaturizer(NB201Space.ops)
+    g = f([arch, arch.relabel([7, 6, 5, 4, 3, 2, 1, 0])])
+    assert g.ops.shape == (2, 8) and g.mask.all()
+    assert [f.ops[i] for i in g.ops[0]] == list(arch.ops)
+    np.testing.assert_array_equal(g.adj[0], arch.adjacency.astype(bool))
+    np.testing.assert_array_equal(g.depth[0], arch.depths())
+    np.testing.assert_array_equal(g.rdepth[0], arch.reverse_depths())
+    np.testing.assert_array_equal(g.reach[0], arch.reachability())
+    r = arch.relabel([7, 6, 5, 4, 3, 2, 1, 0])
+    np.testing.assert_array_equal(g.depth[1], r.depths())
+
+
+def test_pruning_removes_zero_ops_and_dead_paths():
+    f = GraphFeaturizer(NB201Space.ops, prune_ops=("none",))
+    # edge 1<-0 is none: edges 2<-1 and 3<-1 only see a zero input, so they go too
+    arch = _cell("|none~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|")
+    g = f([arch])
+    kept = [arch.ops[i] for i in np.flatnonzero(g.mask[0])]
+    assert kept == ["input", "nor_conv_3x3", "skip_connect", "nor_conv_1x1", "output"]
+    assert g.depth[0][g.mask[0]].tolist() == [0, 1, 1, 2, 3]
+    assert not g.adj[0][~g.mask[0]].any() and not g.reach[0][:, ~g.mask[0]].any()
+    # nothing reaches the output: only the input and output nodes stay, unconnected
+    empty = f([_cell("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")])
+    assert empty.mask[0].sum() == 2 and not empty.adj.any()
+
+
+def test_featurizer_rejects_unknown_ops_and_oversized_graphs():
+    f = GraphFeaturizer(("input", "a", "output"), max_nodes=3)
+    with pytest.raises(ValueError, match="not in this predictor's vocabulary"):
+        f([Architecture.from_edges(("input", "b", "output"), [(0, 1), (1, 2)])])
+    with pytest.raises(ValueError, match="at most 3 nodes"):
+        f([Architecture.from_edges(("input", "a", "a", "output"), [(0, 1), (1, 2), (2, 3)])])
+    with pytest.raises(ValueError, match="empty"):
+        f([])
+
+
+def test_numeric_attributes_are_standardized():
+    archs = [Architecture.from_edges(("input", "conv", "output"), [(0, 1), (1, 2)], "",
+                                     [{}, {"k": k, "name": "x"}, {}]) for k in (3, 5, 7)]
+    f = GraphFeaturizer.for_archs(archs)
+    assert f.attr_keys == ("k",) and f.ops == ("conv", "input", "output")
+    g = f(archs)
+    np.testing.assert_allclose(g.attrs[:, 1, 0], [-1.2247, 0, 1.2247], atol=1e-4)
+    assert GraphFeaturizer(**f.config()) == f
+
+
+def test_path_encoding_counts_every_path():
+    enc, vocab = path_encoding([_cell(BEST)])
+    assert enc.sum() == 4 and len(vocab) == 4      # NB201 cells: 4 input-to-output paths
+    assert ("input", "nor_conv_3x3", "nor_conv_3x3", "nor_conv_1x1", "output") in vocab
+    again, _ = path_encoding([_cell(BEST)], vocab)
+    np.testing.assert_array_equal(again, enc)
+
+
+def test_encoding_a_whole_table_is_vectorized(nb201_table):
+    import time
+    archs = nb201_table.archs()
+    f = GraphFeaturizer(NB201Space.ops, prune_ops=("none",))
+    start = time.process_time()
+    g = f(archs)
+    assert time.process_time() - start < 5      # a loop over nodes in Python takes far longer
+    assert g.ops.shape == (15625, 8)
+    assert np.bincount(g.mask.sum(1))[2] == 341  # cells whose output sees nothing
+
+
+# -- batches, losses and the loop ------------------------------------------------
+def test_relabeled_batch_is_the_same_graphs():
+    from flownas.predictors.nn.batch import GraphBatch
+    f = GraphFeaturizer(NB201Space.ops)
+    b = GraphBatch.encode([_cell(BEST)], f)
+    perm = torch.tensor([[7, 6, 5, 4, 3, 2, 1, 0]])
+    r = b.relabeled(perm)
+    assert r.ops[0].tolist() == b.ops[0].flip(0).tolist()
+    assert torch.equal(r.adj[0], b.adj[0].flip(0).flip(1))
+    assert torch.equal(r.reach[0], b.reach[0].flip(0).flip(1))
+
+
+def test_pairwise_losses():
+    from flownas.predictors.nn.train import pairwise_hinge, pairwise_logistic
+    y = torch.tensor([0.0, 1.0, 2.0])
+    assert pairwise_hinge(y, y, margin=0.5).item() == 0.0
+    assert pairwise_hinge(-y, y, margin=0.0).item() == pytest.approx((1 + 2 + 1) / 3)
+    assert pairwise_logistic(y * 10, y).item() < pairwise_logistic(-y, y).item()
+    assert pairwise_hinge(y, torch.ones(3)).item() == 0.0    # no ordered pair
+
+
+def test_warmup_cosine_schedule():
+    from flownas.predictors.nn.train import warmup_cosine
+    f = [warmup_cosine(s, 100, 10) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert f[10] == pytest.approx(1.0) and f[-1] < 0.01
+    assert all(a >= b for a, b in zip(f[10:], f[11:]))
+
+
+def test_model_selection_keeps_a_real_copy_of_the_best_weights():
+    """The official FlowerFormer code kept references to the live weights;
+    the loop must restore the best epoch's weights, not the last."""
+    from flownas.predictors.nn.batch import GraphBatch
+    from flownas.predictors.nn.heads import GraphRegressor
+    from flownas.predictors.nn.mlp import MLPEncoder
+    from flownas.predictors.nn.train import TrainConfig, predict_scores, train_network
+    rng = np.random.default_rng(0)
+    space = NB201Space()
+    archs = [space.sample(rng) for _ in range(64)]
+    f = GraphFeaturizer(NB201Space.ops, max_nodes=8)
+    batch = GraphBatch.encode(archs, f)
+    y = torch.randn(64)
+    torch.manual_seed(0)
+    net = GraphRegressor(MLPEncoder(7, 8, 32, 2))
+    val_y = rng.normal(size=64)
+    result = train_network(net, batch, y, TrainConfig(epochs=8, batch_size=16), val=(batch, val_y))
+    tau_at_best = [h["val_tau"] for h in result.history if h["epoch"] == result.best_epoch][0]
+    assert tau_at_best == result.val_tau == max(h["val_tau"] for h in result.history)
+    assert metrics.kendall_tau(val_y, predict_scores(net, batch).numpy()) == pytest.approx(result.val_tau)
