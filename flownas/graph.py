@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import heapq
 import importlib
 import inspect
 import json
@@ -171,42 +170,36 @@ def _is_identity(node: _Node) -> bool:
 def _topological(nodes: list[_Node]) -> list[int]:
     """A topological order (creation order where possible); a cycle raises,
     naming its nodes by where they came from."""
-    indeg = [0] * len(nodes)
-    succs: list[list[int]] = [[] for _ in nodes]
-    for i, node in enumerate(nodes):
-        for j in set(node.inputs):
-            indeg[i] += 1
-            succs[j].append(i)
-    ready = [i for i, d in enumerate(indeg) if d == 0]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        i = heapq.heappop(ready)
-        order.append(i)
-        for k in succs[i]:
-            indeg[k] -= 1
-            if indeg[k] == 0:
-                heapq.heappush(ready, k)
-    if len(order) < len(nodes):
-        raise ArchitectureError("the network graph has a cycle: " + _cycle(nodes, set(order)))
-    return order
+    edges = {(j, i) for i, node in enumerate(nodes) for j in node.inputs}
+    try:
+        return list(Architecture.from_edges([n.op for n in nodes], edges).topological_order())
+    except ArchitectureError:
+        raise ArchitectureError("the network graph has a cycle: " + _cycle(nodes)) from None
 
 
-def _cycle(nodes: list[_Node], done: set[int]) -> str:
-    """One cycle among the nodes left over by the topological sort."""
-    v = next(i for i in range(len(nodes)) if i not in done)
-    seen: list[int] = []
-    while v not in seen:                  # every left-over node has a left-over input
-        seen.append(v)
-        v = next(j for j in nodes[v].inputs if j not in done)
-    cycle = seen[seen.index(v):] + [v]
-    return " <- ".join(f"{nodes[i].source} ({nodes[i].op})" for i in cycle)
-
-
-def _dims(d) -> list[int] | None:
-    if d is None:
-        return None
-    return list(d) if isinstance(d, (list, tuple)) else [d]
+def _cycle(nodes: list[_Node]) -> str:
+    """One cycle, found by a depth-first walk along the inputs."""
+    state = [0] * len(nodes)                  # 0 new, 1 on the current path, 2 done
+    for start in range(len(nodes)):
+        if state[start]:
+            continue
+        path, stack = [], [(start, iter(nodes[start].inputs))]
+        while stack:
+            v, inputs = stack[-1]
+            if state[v] == 0:
+                state[v] = 1
+                path.append(v)
+            u = next(inputs, None)
+            if u is None:
+                state[v] = 2
+                path.pop()
+                stack.pop()
+            elif state[u] == 1:
+                cycle = path[path.index(u):] + [u]
+                return " <- ".join(f"{nodes[i].source} ({nodes[i].op})" for i in cycle)
+            elif state[u] == 0:
+                stack.append((u, iter(nodes[u].inputs)))
+    return "?"
 
 
 def _canon(v: Any) -> Any:
