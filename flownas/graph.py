@@ -40,7 +40,7 @@ import os
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from .arch import Architecture
 from .errors import ArchitectureError, ConfigError, DataError
@@ -330,14 +330,10 @@ def _defaulted_args(model, n_inputs: int) -> dict[str, Any] | None:
     return concrete or None
 
 
-_TRACER_CLASS = None
-
-
+@functools.lru_cache(maxsize=None)
 def _tracer_class():
-    """fx Tracer whose proxies carry meta tensors: shapes are concrete."""
-    global _TRACER_CLASS
-    if _TRACER_CLASS is not None:
-        return _TRACER_CLASS
+    """fx Tracer whose proxies carry meta tensors: shapes are concrete
+    (made on first use: importing this module does not import torch)."""
     import torch
     from torch import fx
 
@@ -428,7 +424,6 @@ def _tracer_class():
     def _has_none_meta(args, kwargs):
         return any(isinstance(x, ShapeProxy) and x.meta is None for x in _leaves((args, kwargs)))
 
-    _TRACER_CLASS = Tracer
     return Tracer
 
 
@@ -450,7 +445,6 @@ def _leaves(obj):
 
 
 def _from_fx(graph, tracer, space: str) -> Architecture:
-    import torch
     from torch import fx
 
     nodes: list[_Node] = []

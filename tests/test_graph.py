@@ -1,5 +1,4 @@
 """flownas.graph: torch modules and ONNX files as canonical operator graphs."""
-import io
 import json
 import textwrap
 import warnings

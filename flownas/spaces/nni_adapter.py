@@ -42,7 +42,7 @@ import json
 import logging
 import warnings
 from collections import OrderedDict
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
