@@ -202,6 +202,12 @@ def _cycle(nodes: list[_Node]) -> str:
     return "?"
 
 
+def _dims(d) -> list[int] | None:
+    if d is None:
+        return None
+    return list(d) if isinstance(d, (list, tuple)) else [d]
+
+
 def _canon(v: Any) -> Any:
     """A JSON value for an attribute; equal tuples collapse ((3, 3) is 3)."""
     import torch
