@@ -16,7 +16,8 @@ import hashlib
 import json
 import math
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -395,6 +396,8 @@ class Architecture:
 
 # -- helpers --------------------------------------------------------------
 def _freeze_value(v, where):
+    if type(v) in (str, int, bool) or v is None:   # the common case, first
+        return v
     if isinstance(v, float) and not math.isfinite(v):
         raise ArchitectureError(f"{where} must be finite, got {v!r}")
     if isinstance(v, _Scalar):

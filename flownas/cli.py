@@ -52,7 +52,8 @@ def _cmd_lookup(args) -> int:
     arch = space.parse(args.arch)
     table = args.table
     if table is None:
-        tables = [n for n in BENCHMARKS.names() if BENCHMARKS.get(n).space == space.name]
+        tables = [n for n in BENCHMARKS.names()
+                  if space.name in getattr(BENCHMARKS.get(n), "spaces", (BENCHMARKS.get(n).space,))]
         if not tables:
             raise FlownasError(f"no benchmark table for space {space.name!r}")
         table = tables[0]

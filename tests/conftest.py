@@ -35,3 +35,52 @@ def nb201_table():
     require_data("nasbench201/nb201_all.jsonl.gz")
     from flownas.benchmarks import load_benchmark
     return load_benchmark("nb201")
+
+
+@pytest.fixture(scope="session")
+def ofa_table():
+    require_data("ofa_mbv3/ofa_latency_help.jsonl.gz")
+    from flownas.benchmarks import load_benchmark
+    return load_benchmark("ofa")
+
+
+@pytest.fixture(scope="session")
+def fbnet_table():
+    require_data("fbnet_hwnasbench/fbnet_latency_help.jsonl.gz")
+    from flownas.benchmarks import load_benchmark
+    return load_benchmark("fbnet")
+
+
+@pytest.fixture(scope="session")
+def transnas_table():
+    require_data("transnasbench101/tnb101_zc_subset.jsonl.gz")
+    from flownas.benchmarks import load_benchmark
+    return load_benchmark("transnas")
+
+
+@pytest.fixture(scope="session")
+def count_macs():
+    """Multiply-accumulates of a network's convolutions and linear layers for one input."""
+    import torch
+    from torch import nn
+
+    def count(model, input_shape) -> int:
+        total = 0
+
+        def hook(module, _inputs, output):
+            nonlocal total
+            if isinstance(module, nn.Conv2d):
+                k = module.kernel_size[0] * module.kernel_size[1]
+                total += output[0].numel() * module.in_channels // module.groups * k
+            else:
+                total += module.in_features * module.out_features
+
+        handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        model.eval()
+        with torch.no_grad():
+            model(torch.randn(1, *input_shape))
+        for h in handles:
+            h.remove()
+        return total
+
+    return count

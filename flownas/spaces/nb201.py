@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from typing import Any, Iterator, Mapping
+from typing import Any, ClassVar, Iterator, Mapping
 
 import numpy as np
 
@@ -39,27 +39,31 @@ _TEMPLATE_EDGES: tuple[tuple[int, int], ...] = tuple(sorted(
 
 
 @functools.lru_cache(maxsize=None)
-def _template() -> Architecture:
-    cell = Architecture.from_edges(("input",) + ("none",) * 6 + ("output",), _TEMPLATE_EDGES, "nb201")
+def _template(space: str = "nb201") -> Architecture:
+    cell = Architecture.from_edges(("input",) + ("none",) * 6 + ("output",), _TEMPLATE_EDGES, space)
     cell.topological_order(), cell.depths(), cell.reachability()  # cached, shared by copies
     return cell
 
 
-@SPACES.register("nb201")
-class NB201Space(SearchSpace):
-    name = "nb201"
-    ops = ("input",) + EDGE_OPS + ("output",)
-    num_classes_of = {"cifar10": 10, "cifar100": 100, "ImageNet16-120": 120}
+class EdgeCellSpace(SearchSpace):
+    """NB201's cell topology (4 nodes, one op on each of the 6 edges, each edge
+    op a node) over a vocabulary ``edge_ops_vocab``: the machinery that nb201
+    and TransNAS-Bench-101's micro space share. Subclasses add the text form
+    and the network."""
+
+    edge_ops_vocab: ClassVar[tuple[str, ...]]
+    cell_name: ClassVar[str]          # how messages name the cell, e.g. "NB201"
 
     # -- conversions -----------------------------------------------------
     def from_edge_ops(self, edge_ops) -> Architecture:
         edge_ops = tuple(edge_ops)
         if len(edge_ops) != 6:
-            raise ArchitectureError(f"NB201 cells have 6 edge ops, got {len(edge_ops)}")
+            raise ArchitectureError(f"{self.cell_name} cells have 6 edge ops, got {len(edge_ops)}")
         for op in edge_ops:
-            if op not in EDGE_OPS:
-                raise ArchitectureError(f"unknown NB201 op {op!r} (known: {', '.join(EDGE_OPS)})")
-        return _template().with_ops(("input",) + edge_ops + ("output",))
+            if op not in self.edge_ops_vocab:
+                raise ArchitectureError(
+                    f"unknown {self.cell_name} op {op!r} (known: {', '.join(self.edge_ops_vocab)})")
+        return _template(self.name).with_ops(("input",) + edge_ops + ("output",))
 
     def edge_ops(self, arch: Architecture) -> tuple[str, ...]:
         """The six edge ops in NB201 string order, whatever the node numbering."""
@@ -83,16 +87,61 @@ class NB201Space(SearchSpace):
             (e31,) = [v for v in arch.successors(e10) if arch.successors(v) == (out,)]
             (e32,) = arch.successors(e20)
         except ValueError:
-            raise self._error("the graph is not the NB201 cell (input -> 6 edge ops -> output)") from None
+            raise self._not_the_cell() from None
         roles = [e10, e20, e21, e30, e31, e32]
         relabeled = sorted((self._pos(roles, inp, out, i), self._pos(roles, inp, out, j)) for i, j in arch.edges)
         if tuple(relabeled) != _TEMPLATE_EDGES:
-            raise self._error("the graph is not the NB201 cell (input -> 6 edge ops -> output)")
+            raise self._not_the_cell()
         return roles
+
+    def _not_the_cell(self):
+        return self._error(f"the graph is not the {self.cell_name} cell (input -> 6 edge ops -> output)")
 
     @staticmethod
     def _pos(roles, inp, out, v) -> int:
         return _INPUT if v == inp else _OUTPUT if v == out else 1 + roles.index(v)
+
+    # -- the interface ---------------------------------------------------
+    def sample(self, rng: np.random.Generator) -> Architecture:
+        vocab = self.edge_ops_vocab
+        return self.from_edge_ops(vocab[i] for i in rng.integers(0, len(vocab), 6))
+
+    def mutate(self, arch: Architecture, rng: np.random.Generator) -> Architecture:
+        ops = list(self.edge_ops(arch))
+        k = int(rng.integers(6))
+        ops[k] = rng.choice([o for o in self.edge_ops_vocab if o != ops[k]])
+        return self.from_edge_ops(ops)
+
+    def validate(self, arch: Architecture) -> None:
+        self.edge_ops(arch)
+
+    def enumerate(self) -> Iterator[Architecture]:
+        for ops in itertools.product(self.edge_ops_vocab, repeat=6):
+            yield self.from_edge_ops(ops)
+
+    def size(self) -> int:
+        return len(self.edge_ops_vocab) ** 6
+
+    def param_space(self) -> dict[str, tuple]:
+        return {name: self.edge_ops_vocab for name in EDGE_NAMES}
+
+    def to_params(self, arch: Architecture) -> dict[str, Any]:
+        return dict(zip(EDGE_NAMES, self.edge_ops(arch)))
+
+    def from_params(self, params: Mapping[str, Any]) -> Architecture:
+        missing = [n for n in EDGE_NAMES if n not in params]
+        if missing:
+            raise ArchitectureError(f"{self.cell_name} parameters lack {', '.join(missing)}")
+        return self.from_edge_ops(params[n] for n in EDGE_NAMES)
+
+
+@SPACES.register("nb201")
+class NB201Space(EdgeCellSpace):
+    name = "nb201"
+    ops = ("input",) + EDGE_OPS + ("output",)
+    edge_ops_vocab = EDGE_OPS
+    cell_name = "NB201"
+    num_classes_of = {"cifar10": 10, "cifar100": 100, "ImageNet16-120": 120}
 
     def to_string(self, arch: Architecture) -> str:
         ops = self.edge_ops(arch)
@@ -121,38 +170,6 @@ class NB201Space(SearchSpace):
         except ValueError as exc:
             raise ArchitectureError(f"not an NB201 string ({exc}): {text!r}") from None
         return self.from_edge_ops(ops)
-
-    # -- the interface ---------------------------------------------------
-    def sample(self, rng: np.random.Generator) -> Architecture:
-        return self.from_edge_ops(EDGE_OPS[i] for i in rng.integers(0, len(EDGE_OPS), 6))
-
-    def mutate(self, arch: Architecture, rng: np.random.Generator) -> Architecture:
-        ops = list(self.edge_ops(arch))
-        k = int(rng.integers(6))
-        ops[k] = rng.choice([o for o in EDGE_OPS if o != ops[k]])
-        return self.from_edge_ops(ops)
-
-    def validate(self, arch: Architecture) -> None:
-        self.edge_ops(arch)
-
-    def enumerate(self) -> Iterator[Architecture]:
-        for ops in itertools.product(EDGE_OPS, repeat=6):
-            yield self.from_edge_ops(ops)
-
-    def size(self) -> int:
-        return len(EDGE_OPS) ** 6
-
-    def param_space(self) -> dict[str, tuple]:
-        return {name: EDGE_OPS for name in EDGE_NAMES}
-
-    def to_params(self, arch: Architecture) -> dict[str, Any]:
-        return dict(zip(EDGE_NAMES, self.edge_ops(arch)))
-
-    def from_params(self, params: Mapping[str, Any]) -> Architecture:
-        missing = [n for n in EDGE_NAMES if n not in params]
-        if missing:
-            raise ArchitectureError(f"NB201 parameters lack {', '.join(missing)}")
-        return self.from_edge_ops(params[n] for n in EDGE_NAMES)
 
     def to_model(self, arch: Architecture, num_classes: int = 10, C: int = 16, N: int = 5, **options):
         from .networks.nb201 import NB201Network
