@@ -520,9 +520,13 @@ def _other_value(mutable, current, rng: np.random.Generator, state: np.random.Ra
 
 
 def _describe(source) -> str:
+    """``package.module:Name`` of a class or factory (its import path)."""
     if isinstance(source, str):
         return source
-    return getattr(source, "__qualname__", None) or type(source).__name__
+    name = getattr(source, "__qualname__", None)
+    if name is None:
+        return type(source).__name__
+    return f"{getattr(source, '__module__', '?')}:{name}"
 
 
 def _is_plain_function(obj) -> bool:
