@@ -267,8 +267,11 @@ def test_nni_warnings_do_not_leak(nni_import_warnings, nni):
 
 
 def test_flownas_and_space_discovery_do_not_import_nni():
+    # also listing a registered NNI space (flownas spaces makes one and asks its size)
     code = ("import sys, flownas; from flownas.registry import SPACES; SPACES.names(); "
-            "import flownas.spaces.nni_adapter; print('nni' in sys.modules)")
+            "from flownas.spaces.nni_adapter import nni_space; "
+            "space = nni_space('hub-nb201', 'nni.nas.hub.pytorch:NasBench201')(); space.size(); "
+            "print('nni' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1]).stdout
     assert out.strip() == "False"

@@ -161,9 +161,7 @@ class NNISpace(SearchSpace):
         if source is None:
             raise ConfigError("an NNI space needs a model space: an nni ModelSpace, its class or factory, "
                               "or 'package.module:name'")
-        if isinstance(source, str):
-            source = graph.import_object(source)
-        self._source = source
+        self._source = source                 # an import path is imported on first use
         self._kwargs = {**self.model_space_kwargs, **kwargs}
         self.name = name or type(self).name
         if extra_ops:
@@ -181,7 +179,7 @@ class NNISpace(SearchSpace):
     def model_space(self):
         if self._space is None:
             nni = _nni()
-            src = self._source
+            src = graph.import_object(self._source) if isinstance(self._source, str) else self._source
             with _quiet():
                 space = src if isinstance(src, nni.mutable.Mutable) else None
                 if space is None:
