@@ -84,3 +84,28 @@ def count_macs():
         return total
 
     return count
+
+
+@pytest.fixture(scope="session")
+def nb101_table():
+    require_data("nasbench101/nb101_subset20k.jsonl.gz", "nasbench101/nb101_zc_subset.jsonl.gz")
+    from flownas.benchmarks import load_benchmark
+    return load_benchmark("nb101")
+
+
+@pytest.fixture(scope="session")
+def nb301_table():
+    require_data("nasbench301_darts/nb301_zc_subset.jsonl.gz")
+    from flownas.benchmarks import load_benchmark
+    return load_benchmark("nb301")
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """One torch thread for a module's small networks: on a busy machine OpenMP
+    threads that spin-wait for each other make them many times slower."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
