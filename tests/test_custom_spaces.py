@@ -186,7 +186,7 @@ def _blocks(markdown: str):
             lines.append(line)
 
 
-def test_the_custom_spaces_guide_runs(fresh_registry, tmp_path, monkeypatch, capsys):
+def test_the_custom_spaces_guide_runs(nni_import_warnings, fresh_registry, tmp_path, monkeypatch, capsys):
     import shlex
     import warnings
     monkeypatch.chdir(ROOT)

@@ -36,16 +36,6 @@ HUB_SPACES = {
 
 
 @pytest.fixture(scope="session")
-def nni_import_warnings():
-    """Import nni once for the session, through the adapter, recording what leaks."""
-    fresh = "nni" not in sys.modules
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        nni_adapter._nni()
-    return caught if fresh else None
-
-
-@pytest.fixture(scope="session")
 def nni(nni_import_warnings):
     import nni
     return nni
