@@ -51,9 +51,11 @@ TARGETS: dict[str, Targets] = {
     "nb101": Targets("nb101", "val_acc_108", "val_acc_108",
                      "our NB101 table has no test accuracy: protocol B tests against val_acc_108 too"),
     "nb301": Targets("nb301", "val_acc_surrogate", "val_acc_surrogate",
-                     "the NB301 table has only surrogate validation accuracy: protocol B tests against it too"),
+                     "the NB301 table has only the surrogate's validation accuracy: protocol B tests against it too"),
+    "transnas": Targets("transnas", "val_metric", "val_metric",
+                        "TransNAS micro cells of one task; the table has only validation metrics: "
+                        "protocol B tests against them too"),
 }
-
 
 def check_size(n_table: int, n_train: int, protocol: str) -> None:
     if protocol not in VAL_SIZE:
@@ -76,7 +78,7 @@ def split(n_table: int, n_train: int, protocol: str, seed: int) -> tuple[np.ndar
     return train, val, test
 
 
-def load_targets(space: str) -> tuple[list, dict[str, np.ndarray], Targets]:
+def load_targets(space: str, task: str = "class_scene") -> tuple[list, dict[str, np.ndarray], Targets]:
     """The table's architectures (table order) and every column the protocols use."""
     from .benchmarks.base import load_benchmark
     from .registry import BENCHMARKS
@@ -86,6 +88,9 @@ def load_targets(space: str) -> tuple[list, dict[str, np.ndarray], Targets]:
     if spec.table not in BENCHMARKS:
         raise ConfigError(f"no benchmark table {spec.table!r} is registered for space {space!r}")
     table = load_benchmark(spec.table)
+    if space == "transnas":
+        archs, y = table.archs_and_targets(task, "micro", spec.train)
+        return archs, {spec.train: y}, spec
     archs = table.archs()
     row = getattr(table, "row", table.query)
     records = [row(a) for a in archs]
@@ -112,7 +117,8 @@ def describe(space: str, protocol: str, n_train: int, n_table: int, spec: Target
 
 
 def run(space: str, predictor: str, n_train: int, protocol: str, seeds: list[int],
-        params: dict[str, Any] | None = None, threads: int | None = None, log=print) -> dict[str, Any]:
+        params: dict[str, Any] | None = None, threads: int | None = None, task: str = "class_scene",
+        log=print) -> dict[str, Any]:
     """The benchmark itself: returns the JSON document (see the issue's keys)."""
     import torch
     from .predictors import metrics
@@ -122,9 +128,10 @@ def run(space: str, predictor: str, n_train: int, protocol: str, seeds: list[int
     params = dict(params or {})
     cls = PREDICTORS.get(predictor)
     cls(**params)  # bad hyper-parameters fail before the table loads
-    archs, cols, spec = load_targets(space)
+    archs, cols, spec = load_targets(space, task)
     check_size(len(archs), n_train, protocol)
-    protocol_text = describe(space, protocol, n_train, len(archs), spec)
+    protocol_text = describe(space if space != "transnas" else f"transnas micro, task {task}",
+                             protocol, n_train, len(archs), spec)
     log(f"protocol {protocol_text}")
     log(f"predictor {predictor} {json.dumps(params, sort_keys=True)}; seeds {seeds}; "
         f"torch threads {torch.get_num_threads()}")
@@ -219,7 +226,8 @@ def parse_param(text: str) -> tuple[str, Any]:
 def _cmd(args) -> int:
     params = dict(args.param or [])
     try:
-        doc = run(args.space, args.predictor, args.train_size, args.protocol, args.seeds, params, args.threads)
+        doc = run(args.space, args.predictor, args.train_size, args.protocol, args.seeds, params, args.threads,
+                  args.task)
     except TypeError as exc:   # unknown hyper-parameters
         raise ConfigError(str(exc)) from None
     if args.json:
@@ -234,7 +242,7 @@ def register_bench(bench_subparsers) -> None:
     p = bench_subparsers.add_parser(
         "predictors", help="train and test a predictor on a benchmark table (protocol A or B)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--space", required=True, help="nb201, nb101, nb301, ...")
+    p.add_argument("--space", required=True, choices=sorted(TARGETS))
     p.add_argument("--predictor", required=True, help="a registered predictor (flowerformer, mlp, gcn, gbt, ...)")
     p.add_argument("--train-size", type=int, required=True, metavar="N")
     p.add_argument("--protocol", choices=sorted(VAL_SIZE), default="A")
@@ -242,6 +250,7 @@ def register_bench(bench_subparsers) -> None:
                    help="a count (5 = seeds 0..4) or a comma list (default 5)")
     p.add_argument("--param", type=parse_param, action="append", metavar="KEY=VALUE",
                    help="a predictor hyper-parameter (JSON value), repeatable")
+    p.add_argument("--task", default="class_scene", help="TransNAS task (default class_scene)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--json", metavar="OUT", help="write the figures here")
     p.set_defaults(func=_cmd)

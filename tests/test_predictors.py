@@ -76,6 +76,23 @@ def test_pruning_removes_zero_ops_and_dead_paths():
     assert empty.mask[0].sum() == 2 and not empty.adj.any()
 
 
+def test_contraction_joins_the_neighbours_of_identity_nodes():
+    f = GraphFeaturizer(NB201Space.ops, prune_ops=("none",), contract_ops=("skip_connect",))
+    best = _cell(BEST)
+    g = f([best])
+    assert g.mask[0].sum() == 7 and g.adj[0, 0, 7]          # input -> skip -> output became input -> output
+    np.testing.assert_array_equal(g.reach[0][np.ix_(g.mask[0], g.mask[0])],
+                                  Architecture.from_edges(["x"] * 8, zip(*np.nonzero(g.adj[0]))).reachability()
+                                  [np.ix_(g.mask[0], g.mask[0])])
+    # output = skip(x) + skip(skip(x)) is 2x, not x: the skip whose
+    # predecessor already feeds its successor stays
+    twice = _cell("|skip_connect~0|+|none~0|none~1|+|skip_connect~0|skip_connect~1|none~2|")
+    g = f([twice])
+    assert np.flatnonzero(g.mask[0]).tolist() == [0, 5, 7]
+    assert g.adj[0, 0, 5] and g.adj[0, 5, 7] and g.adj[0, 0, 7] and g.adj[0].sum() == 3
+    assert g.depth[0, [0, 5, 7]].tolist() == [0, 1, 2] and g.rdepth[0, [0, 5, 7]].tolist() == [2, 1, 0]
+
+
 def test_featurizer_rejects_unknown_ops_and_oversized_graphs():
     f = GraphFeaturizer(("input", "a", "output"), max_nodes=3)
     with pytest.raises(ValueError, match="not in this predictor's vocabulary"):
@@ -164,3 +181,90 @@ def test_model_selection_keeps_a_real_copy_of_the_best_weights():
     tau_at_best = [h["val_tau"] for h in result.history if h["epoch"] == result.best_epoch][0]
     assert tau_at_best == result.val_tau == max(h["val_tau"] for h in result.history)
     assert metrics.kendall_tau(val_y, predict_scores(net, batch).numpy()) == pytest.approx(result.val_tau)
+
+
+# -- FlowerFormer's pieces ----------------------------------------------------------
+def test_flow_pass_is_a_gru_cell_along_the_flow():
+    """On a chain every node has one predecessor (attention weight 1): the pass
+    must equal GRUCell applied node after node, hidden = the predecessor's state."""
+    from flownas.predictors.nn.flowerformer import FlowPass, Schedule
+    torch.manual_seed(0)
+    fp = FlowPass(8)
+    adj = torch.zeros(1, 3, 3, dtype=torch.bool)
+    adj[0, 0, 1] = adj[0, 1, 2] = True
+    x = torch.randn(1, 3, 8)
+    h = fp(x, Schedule(adj.transpose(1, 2), torch.tensor([[0, 1, 2]])))
+    h0 = fp.gru(x[0, :1])
+    h1 = fp.gru(x[0, 1:2], h0)
+    h2 = fp.gru(x[0, 2:], h1)
+    torch.testing.assert_close(h[0], torch.cat([h0, h1, h2]))
+
+
+def test_flow_pass_attends_over_all_predecessors():
+    from flownas.predictors.nn.flowerformer import FlowPass, Schedule
+    torch.manual_seed(0)
+    fp = FlowPass(4)
+    adj = torch.zeros(1, 3, 3, dtype=torch.bool)
+    adj[0, 0, 2] = adj[0, 1, 2] = True          # 0 -> 2 <- 1
+    x = torch.randn(1, 3, 4)
+    h = fp(x, Schedule(adj.transpose(1, 2), torch.tensor([[0, 0, 1]])))
+    h0, h1 = fp.gru(x[0, :1]), fp.gru(x[0, 1:2])
+    w = torch.softmax(torch.cat([fp.score(h0), fp.score(h1)]).squeeze(-1), 0)
+    torch.testing.assert_close(h[0, 2:], fp.gru(x[0, 2:], w[0] * h0 + w[1] * h1))
+
+
+def test_compacted_batches_score_the_same():
+    from flownas.predictors.nn.batch import GraphBatch
+    from flownas.predictors.nn.flowerformer import FlowerFormerEncoder
+    from flownas.predictors.nn.heads import GraphRegressor
+    from flownas.predictors.nn.train import predict_scores
+    rng = np.random.default_rng(0)
+    archs = [NB201Space().sample(rng) for _ in range(50)]
+    batch = GraphBatch.encode(archs, GraphFeaturizer(NB201Space.ops, prune_ops=("none",)))
+    assert batch.compacted().num_nodes <= batch.num_nodes
+    torch.manual_seed(0)
+    net = GraphRegressor(FlowerFormerEncoder(7, 16, 2, 2))
+    torch.testing.assert_close(predict_scores(net, batch, chunk=16, compact=True), predict_scores(net, batch))
+
+
+def test_a_stacked_ensemble_trains_like_separate_networks():
+    """Members trained at once (vmap over stacked weights) end where separately
+    trained ones do (LayerNorm: the same arithmetic; BatchNorm: next test)."""
+    from flownas.predictors.nn.batch import GraphBatch
+    from flownas.predictors.nn.flowerformer import FlowerFormerEncoder
+    from flownas.predictors.nn.heads import GraphRegressor
+    from flownas.predictors.nn.train import TrainConfig, predict_scores, train_networks
+    rng = np.random.default_rng(0)
+    archs = [NB201Space().sample(rng) for _ in range(48)]
+    batch = GraphBatch.encode(archs, GraphFeaturizer(NB201Space.ops, prune_ops=("none",)))
+    y = torch.randn(48)
+    cfg = TrainConfig(epochs=4, batch_size=16, loss="mse")
+    runs = {}
+    for stacked in (False, True):
+        nets = []
+        for seed in (1, 2):
+            torch.manual_seed(seed)
+            nets.append(GraphRegressor(FlowerFormerEncoder(7, 16, 1, 2, norm="layer")))
+        results = train_networks(nets, batch, y, cfg, stacked=stacked)
+        runs[stacked] = ([predict_scores(n, batch) for n in nets], [[h["loss"] for h in r.history] for r in results])
+    for a, b in zip(runs[True][0], runs[False][0]):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(runs[True][1], runs[False][1], rtol=1e-4)
+    assert not torch.allclose(runs[True][0][0], runs[True][0][1])
+
+
+def test_a_stacked_ensemble_keeps_batchnorm_statistics_per_member():
+    from flownas.predictors.nn.batch import GraphBatch
+    from flownas.predictors.nn.flowerformer import FlowerFormerEncoder
+    from flownas.predictors.nn.heads import GraphRegressor
+    from flownas.predictors.nn.train import TrainConfig, train_networks
+    rng = np.random.default_rng(0)
+    batch = GraphBatch.encode([NB201Space().sample(rng) for _ in range(32)], GraphFeaturizer(NB201Space.ops))
+    nets = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        nets.append(GraphRegressor(FlowerFormerEncoder(7, 8, 1, 2, norm="batch")))
+    train_networks(nets, batch, torch.randn(32), TrainConfig(epochs=2, batch_size=16), stacked=True)
+    means = [n.encoder.input_norm.bn.running_mean for n in nets]
+    assert all(m.abs().sum() > 0 for m in means) and not torch.allclose(means[0], means[1])
+    assert all(int(n.encoder.input_norm.bn.num_batches_tracked) == 4 for n in nets)

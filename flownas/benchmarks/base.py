@@ -14,10 +14,10 @@ import gzip
 import json
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 from ..arch import Architecture
-from ..errors import DataError, NotInTableError
+from ..errors import ArchitectureError, DataError, NotInTableError
 
 DATA_ENV = "FLOWNAS_DATA"
 
@@ -108,6 +108,14 @@ class Benchmark(abc.ABC):
 
     def _missing(self, arch: Architecture, shown: str) -> NotInTableError:
         return NotInTableError(f"{self.name} table has no record of {shown}")
+
+    def _key_of(self, to_key: Callable[[Architecture], Any], arch: Architecture) -> Any:
+        """``to_key(arch)`` (the space's string, fingerprint ...); an architecture
+        the space rejects is simply not in the table."""
+        try:
+            return to_key(arch)
+        except ArchitectureError as exc:
+            raise self._missing(arch, f"{arch!r}: {exc}") from None
 
 
 @functools.lru_cache(maxsize=None)

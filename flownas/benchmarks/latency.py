@@ -7,7 +7,7 @@ import abc
 from typing import Any, ClassVar
 
 from ..arch import Architecture
-from ..errors import ArchitectureError, DataError, FlownasError, UnknownNameError
+from ..errors import DataError, FlownasError, UnknownNameError
 from ..spaces.base import SearchSpace
 from .base import Benchmark, read_jsonl_gz, table_path
 
@@ -41,10 +41,7 @@ class LatencyTable(Benchmark):
 
     def query(self, arch: Architecture) -> dict[str, Any]:
         """The table's record plus ``arch``, the architecture's normalized string."""
-        try:
-            key = self._space.to_string(arch)
-        except ArchitectureError as exc:
-            raise self._missing(arch, f"{arch!r}: {exc}") from None
+        key = self._key_of(self._space.to_string, arch)
         try:
             return {**self._rows[key], "arch": key}
         except KeyError:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..arch import Architecture
-from ..errors import ArchitectureError
 from ..registry import BENCHMARKS
 from ..spaces.nb101 import NB101Space
 from .base import Benchmark, read_jsonl_gz, table_path
@@ -29,10 +28,7 @@ class NB101Table(Benchmark):
         self._zero_cost: dict[str, dict[str, Any]] | None = None
 
     def _key(self, arch: Architecture) -> str:
-        try:
-            return self._space.fingerprint(arch)
-        except ArchitectureError as exc:
-            raise self._missing(arch, f"{arch!r}: {exc}") from None
+        return self._key_of(self._space.fingerprint, arch)
 
     def row(self, arch: Architecture) -> dict[str, Any]:
         """The 20k table's record (accuracies, params, time), no zero-cost section."""

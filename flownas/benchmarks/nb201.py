@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..arch import Architecture
-from ..errors import ArchitectureError
 from ..registry import BENCHMARKS
 from ..spaces.nb201 import NB201Space
 from .base import Benchmark, read_jsonl_gz, table_path
@@ -37,10 +36,7 @@ class NB201Table(Benchmark):
         self._extras: dict[str, dict[str, Any]] | None = None
 
     def _key(self, arch: Architecture) -> str:
-        try:
-            return self._space.to_string(arch)
-        except ArchitectureError as exc:
-            raise self._missing(arch, f"{arch!r}: {exc}") from None
+        return self._key_of(self._space.to_string, arch)
 
     def row(self, arch: Architecture) -> dict[str, Any]:
         """The main table's record (accuracies, params, NASWOT), no extras."""

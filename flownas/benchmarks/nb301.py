@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..arch import Architecture
-from ..errors import ArchitectureError
 from ..registry import BENCHMARKS
 from ..spaces.darts import DartsSpace
 from .base import Benchmark, read_jsonl_gz, table_path
@@ -34,10 +33,7 @@ class NB301Table(Benchmark):
             self._rows[arch.key] = row
 
     def query(self, arch: Architecture) -> dict[str, Any]:
-        try:
-            self._space.validate(arch)
-        except ArchitectureError as exc:
-            raise self._missing(arch, f"{arch!r}: {exc}") from None
+        self._key_of(self._space.validate, arch)
         try:
             return dict(self._rows[arch.key])
         except KeyError:

@@ -61,10 +61,7 @@ class TransNASTable(Benchmark):
         if kind is None:
             raise NotInTableError(f"transnas table holds architectures of spaces {', '.join(self.spaces)}, "
                                   f"not {getattr(arch, 'space', arch)!r}")
-        try:
-            return kind, self._spaces[kind].to_string(arch)
-        except ArchitectureError as exc:
-            raise self._missing(arch, f"{arch!r}: {exc}") from None
+        return kind, self._key_of(self._spaces[kind].to_string, arch)
 
     def query(self, arch: Architecture) -> dict[str, Any]:
         """``{"arch", "space", "tasks": {task: {"metric", "val_metric", "flops_m", "params_m", "zc_*"}}}``;

@@ -10,9 +10,12 @@ structures are cached across calls.
 
 ``prune_ops`` (e.g. ``("none",)``) removes nodes whose op carries no signal
 (NB201's zero op) and then every node left off an input-to-output path, as the
-cell itself computes: the removed nodes become padding, and generations and
-reachability are those of the pruned graph. Without it the graph is encoded
-as given.
+cell itself computes. ``contract_ops`` (e.g. ``("skip_connect",)``) removes
+nodes whose op is the identity and joins their predecessors to their
+successors: the same function, one node fewer. Removed nodes become padding;
+generations and reachability are those of the reduced graph, so networks that
+compute the same function (NATS-Bench's "unique string" classes) get (nearly)
+the same encoding. Without either option the graph is encoded as given.
 
 Plain numpy: importing this module does not import torch.
 """
@@ -75,6 +78,7 @@ class GraphFeaturizer:
     """
     ops: tuple[str, ...]
     prune_ops: tuple[str, ...] = ()
+    contract_ops: tuple[str, ...] = ()
     attr_keys: tuple[str, ...] = ()
     attr_mean: tuple[float, ...] = ()
     attr_std: tuple[float, ...] = ()
@@ -84,6 +88,7 @@ class GraphFeaturizer:
     def __post_init__(self):
         self.ops = tuple(self.ops)
         self.prune_ops = tuple(self.prune_ops)
+        self.contract_ops = tuple(self.contract_ops)
         self.attr_keys = tuple(self.attr_keys)
         self.attr_mean = tuple(float(v) for v in self.attr_mean)
         self.attr_std = tuple(float(v) for v in self.attr_std)
@@ -102,13 +107,15 @@ class GraphFeaturizer:
     # -- construction ----------------------------------------------------
     @classmethod
     def for_archs(cls, archs: Sequence[Architecture], *, prune_ops: Sequence[str] = (),
-                  use_attrs: bool = True, fixed_size: bool = False) -> "GraphFeaturizer":
+                  contract_ops: Sequence[str] = (), use_attrs: bool = True,
+                  fixed_size: bool = False) -> "GraphFeaturizer":
         """A featurizer for the space of ``archs``: the space's registered
         vocabulary (or, for an unregistered space, the ops seen), numeric
         attributes seen in ``archs`` and, with ``fixed_size``, their largest
         node count."""
         vocab = space_vocabulary(archs[0].space) or tuple(sorted({op for a in archs for op in a.ops}))
         feat = cls(vocab, prune_ops=tuple(p for p in prune_ops if p in vocab),
+                   contract_ops=tuple(p for p in contract_ops if p in vocab),
                    max_nodes=max(a.num_nodes for a in archs) if fixed_size else None)
         return feat.fit_attrs(archs) if use_attrs else feat
 
@@ -123,11 +130,12 @@ class GraphFeaturizer:
         keys = tuple(sorted(values))
         mean = tuple(float(np.mean(values[k])) for k in keys)
         std = tuple(float(np.std(values[k])) or 1.0 for k in keys)
-        return GraphFeaturizer(self.ops, self.prune_ops, keys, mean, std, self.max_nodes)
+        return GraphFeaturizer(self.ops, self.prune_ops, self.contract_ops, keys, mean, std, self.max_nodes)
 
     def config(self) -> dict[str, Any]:
         """JSON-able; ``GraphFeaturizer(**config)`` rebuilds it."""
-        return {"ops": list(self.ops), "prune_ops": list(self.prune_ops), "attr_keys": list(self.attr_keys),
+        return {"ops": list(self.ops), "prune_ops": list(self.prune_ops), "contract_ops": list(self.contract_ops),
+                "attr_keys": list(self.attr_keys),
                 "attr_mean": list(self.attr_mean), "attr_std": list(self.attr_std), "max_nodes": self.max_nodes}
 
     # -- encoding ----------------------------------------------------------
@@ -156,13 +164,15 @@ class GraphFeaturizer:
         for i, a in enumerate(archs):
             groups.setdefault((a.num_nodes, a.edges), []).append(i)
         pruned = np.array([self._index[p] for p in self.prune_ops], dtype=np.int64)
+        contracted = np.array([self._index[p] for p in self.contract_ops], dtype=np.int64)
         for (n, edges), idx in groups.items():
             st = _structure(n, edges)
             ops = self._op_indices([archs[i] for i in idx])
             idx = np.asarray(idx)
             out.ops[idx, :n] = ops
-            if len(pruned) and np.isin(ops, pruned).any():
-                keep, adj, depth, rdepth, reach = _pruned(st, ~np.isin(ops, pruned))
+            zero, ident = np.isin(ops, pruned), np.isin(ops, contracted)
+            if zero.any() or ident.any():
+                keep, adj, depth, rdepth, reach = _reduced(st, ~zero, ident)
                 out.ops[idx, :n] = np.where(keep, ops, pad)
             else:
                 keep = np.ones((len(idx), n), dtype=bool)
@@ -194,10 +204,11 @@ class GraphFeaturizer:
             out.attrs[b, :a.num_nodes] = ((vals - mean) / std) * out.mask[b, :a.num_nodes, None]
 
 
-def _pruned(st: _Structure, alive: np.ndarray):
-    """Keep-mask, adjacency, generations and reachability of the graphs
-    ``alive`` (G, n) leaves of one structure: a node stays when it is alive
-    and on a source-to-sink path of alive nodes; sources and sinks stay."""
+def _reduced(st: _Structure, alive: np.ndarray, identity: np.ndarray):
+    """Keep-mask, adjacency, generations and reachability of the graphs of one
+    structure once their dead nodes (``alive`` False, and every node then off
+    a source-to-sink path; sources and sinks stay) are pruned and their
+    ``identity`` nodes contracted. ``alive``/``identity``: (G, n) bool."""
     G, n = alive.shape
     fwd = np.zeros((G, n), dtype=bool)
     bwd = np.zeros((G, n), dtype=bool)
@@ -210,19 +221,50 @@ def _pruned(st: _Structure, alive: np.ndarray):
     ends = np.array([not st.preds[v] or not st.succs[v] for v in range(n)])
     keep = (fwd & bwd) | (ends & alive)
     adj = st.adj[None] & keep[:, :, None] & keep[:, None, :]
+    for v in st.topo:   # in topological order, so the new edges only skip nodes already visited
+        c = identity[:, v] & keep[:, v] & ~ends[v]
+        if c.any():
+            joined = adj[:, :, v, None] & adj[:, None, v, :]          # predecessors x successors
+            # not where a predecessor already feeds a successor: x + x is not x
+            c &= ~(joined & adj).any((1, 2))
+            joined = joined[c]
+            adj[c] |= joined
+            adj[c, v, :] = False
+            adj[c, :, v] = False
+            keep[c, v] = False
+    # generations and reachability of the reduced graphs (the structure's
+    # topological order still holds: edges only ever skip ahead)
     depth = np.zeros((G, n), dtype=np.int64)
     for v in st.topo:
-        for u in st.preds[v]:
-            depth[:, v] = np.where(adj[:, u, v], np.maximum(depth[:, v], depth[:, u] + 1), depth[:, v])
+        depth[:, v] = np.where(adj[:, :, v], depth + 1, 0).max(1)
     rdepth = np.zeros((G, n), dtype=np.int64)
     reach = np.zeros((G, n, n), dtype=bool)
     for v in reversed(st.topo):
-        for w in st.succs[v]:
-            e = adj[:, v, w]
-            rdepth[:, v] = np.where(e, np.maximum(rdepth[:, v], rdepth[:, w] + 1), rdepth[:, v])
-            reach[:, v] |= e[:, None] & reach[:, w]
-            reach[:, v, w] |= e
+        e = adj[:, v, :]
+        rdepth[:, v] = np.where(e, rdepth + 1, 0).max(1)
+        reach[:, v] = e | (e[:, :, None] & reach).any(1)
     return keep, adj, depth, rdepth, reach
+
+
+#: ops that compute zero or the identity, per space: what ``"auto"`` means
+#: for ``prune_ops``/``contract_ops``. A space may instead declare class
+#: attributes ``zero_ops``/``identity_ops``. (DARTS' skip_connect is no
+#: identity in reduction cells, so only the NB201-like cells contract by default.)
+ZERO_OPS: dict[str, tuple[str, ...]] = {"nb201": ("none",), "transnas_micro": ("none",)}
+IDENTITY_OPS: dict[str, tuple[str, ...]] = {"nb201": ("skip_connect",), "transnas_micro": ("skip_connect",)}
+
+
+def resolve_ops(value: str | Sequence[str], space: str, kind: str) -> tuple[str, ...]:
+    """``prune_ops``/``contract_ops`` of a predictor for ``space``: ``"auto"``
+    means the space's zero (``kind="zero"``) or identity ops; a list is taken as is."""
+    if isinstance(value, str):
+        if value != "auto":
+            raise ValueError(f"expected a list of ops or 'auto', got {value!r}")
+        table, attr = (ZERO_OPS, "zero_ops") if kind == "zero" else (IDENTITY_OPS, "identity_ops")
+        from ..registry import SPACES
+        declared = getattr(SPACES.get(space), attr, None) if space and space in SPACES else None
+        return tuple(declared) if declared is not None else table.get(space, ())
+    return tuple(value)
 
 
 def space_vocabulary(space: str) -> tuple[str, ...] | None:
@@ -236,20 +278,27 @@ def space_vocabulary(space: str) -> tuple[str, ...] | None:
 
 
 def path_encoding(archs: Sequence[Architecture], paths: Mapping[tuple[str, ...], int] | None = None,
-                  max_paths: int = 4096) -> tuple[np.ndarray, dict[tuple[str, ...], int]]:
+                  max_paths: int = 4096, skip_ops: Sequence[str] = (), identity_ops: Sequence[str] = (),
+                  min_archs: int = 1) -> tuple[np.ndarray, dict[tuple[str, ...], int]]:
     """BANANAS-style path encoding: one column per source-to-sink op sequence.
 
     Returns (counts (B, P) float32, vocabulary). Without ``paths`` the
-    vocabulary is built from ``archs`` (the ``max_paths`` most frequent);
-    unseen paths at prediction time are dropped (no column to count them in).
+    vocabulary is built from ``archs``: the ``max_paths`` most frequent of
+    the paths found in at least ``min_archs`` of them; other paths at
+    prediction time are dropped (no column to count them in).
+    Paths through a ``skip_ops`` node (a zero op) carry nothing and are left
+    out; ``identity_ops`` are dropped from the op sequences (x -> skip -> conv
+    is x -> conv).
     """
-    per_arch = [_paths(a) for a in archs]
+    skip, ident = set(skip_ops), set(identity_ops)
+    per_arch = [[tuple(o for o in p if o not in ident) if ident else p
+                 for p in _paths(a) if not skip.intersection(p)] for a in archs]
     if paths is None:
         freq: dict[tuple[str, ...], int] = {}
         for ps in per_arch:
-            for p in ps:
+            for p in set(ps):
                 freq[p] = freq.get(p, 0) + 1
-        top = sorted(freq, key=lambda p: (-freq[p], p))[:max_paths]
+        top = sorted((p for p in freq if freq[p] >= min_archs), key=lambda p: (-freq[p], p))[:max_paths]
         paths = {p: i for i, p in enumerate(sorted(top))}
     out = np.zeros((len(archs), len(paths)), dtype=np.float32)
     for b, ps in enumerate(per_arch):

@@ -38,7 +38,7 @@ import numpy as np
 from ..arch import Architecture
 from ..errors import FlownasError
 from .base import Predictor, check_archs, check_targets
-from .features import GraphFeaturizer
+from .features import GraphFeaturizer, resolve_ops
 
 FORMAT = "flownas.predictor"
 FORMAT_VERSION = 1
@@ -54,7 +54,8 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "grad_clip": 1.0, "eval_every": 1,
     "patience": None,        # early stopping (epochs) on the validation tau
     "ensemble": 1,           # members trained with different seeds
-    "prune_ops": ("none",),  # ops whose nodes are removed with the dead paths they leave
+    "prune_ops": "auto",     # zero ops: their nodes go, with the dead paths they leave ("auto": the space's)
+    "contract_ops": "auto",  # identity ops: their nodes go, predecessors joined to successors
     "seed": 0,
 }
 
@@ -70,6 +71,9 @@ class NeuralPredictor(Predictor):
     defaults: ClassVar[dict[str, Any]] = {}
     #: pad every graph to the largest training graph (networks with a fixed input size)
     fixed_size: ClassVar[bool] = False
+    #: train the ensemble members at once as one vmapped network (nn/train.py);
+    #: needs a network that ``torch.func.vmap`` can batch
+    stacked_ensemble: ClassVar[bool] = False
 
     def __init__(self, **params):
         unknown = sorted(set(params) - set(COMMON_DEFAULTS))
@@ -77,7 +81,7 @@ class NeuralPredictor(Predictor):
             raise TypeError(f"{type(self).__name__} got unknown hyper-parameters: {', '.join(unknown)} "
                             f"(known: {', '.join(sorted(self._param_names()))})")
         for k, v in {**COMMON_DEFAULTS, **self.defaults, **params}.items():
-            setattr(self, k, tuple(v) if k == "prune_ops" else v)
+            setattr(self, k, tuple(v) if k in ("prune_ops", "contract_ops") and not isinstance(v, str) else v)
         if int(self.ensemble) < 1:
             raise ValueError(f"ensemble must be at least 1, got {self.ensemble}")
         self.train_config()  # validates the training hyper-parameters now, not at fit
@@ -120,7 +124,7 @@ class NeuralPredictor(Predictor):
         is kept. ``low_fidelity`` is not used by these predictors."""
         import torch
         from .nn.batch import GraphBatch
-        from .nn.train import train_network
+        from .nn.train import train_networks
 
         archs = check_archs(archs)
         y = check_targets(y, len(archs))
@@ -132,22 +136,22 @@ class NeuralPredictor(Predictor):
             v_archs, v_y = validation
             v_archs = check_archs(v_archs, space)
             val = (v_archs, check_targets(v_y, len(v_archs), "validation targets"))
-        feat = GraphFeaturizer.for_archs(archs, prune_ops=self.prune_ops, fixed_size=self.fixed_size)
+        feat = GraphFeaturizer.for_archs(archs, prune_ops=resolve_ops(self.prune_ops, space, "zero"),
+                                         contract_ops=resolve_ops(self.contract_ops, space, "identity"),
+                                         fixed_size=self.fixed_size)
         batch = GraphBatch.encode(archs, feat)
         if not self.fixed_size:
             batch = batch.trimmed()
         mean, std = float(y.mean()), float(y.std()) or 1.0
         yt = torch.as_tensor((y - mean) / std, dtype=torch.float32)
         val_batch = None if val is None else (GraphBatch.encode(val[0], feat), val[1])
-        cfg = self.train_config()
-        nets, lines, results = [], [], []
-        for seed in self.member_seeds():
+        nets = []
+        for seed in self.member_seeds():   # each member its own initialization
             torch.manual_seed(seed)
-            net = self.build_network(feat)
-            results.append(train_network(net, batch, yt, cfg, seed=seed, val=val_batch,
-                                         augment=self._augment_hook()))
-            nets.append(net)
-            lines.append(_calibration(self._scores(net, batch), yt.numpy()))
+            nets.append(self.build_network(feat))
+        results = train_networks(nets, batch, yt, self.train_config(), seed=self.seed, val=val_batch,
+                                 augment=self._augment_hook(), stacked=self.stacked_ensemble)
+        lines = [_calibration(self._scores(net, batch), yt.numpy()) for net in nets]
         self.space_, self.featurizer_ = space, feat
         self.networks_, self.calibration_ = nets, lines
         self.y_mean_, self.y_std_ = mean, std
@@ -157,10 +161,9 @@ class NeuralPredictor(Predictor):
     def _augment_hook(self):
         return None if type(self).augment is NeuralPredictor.augment else self.augment
 
-    @staticmethod
-    def _scores(net, batch) -> np.ndarray:
+    def _scores(self, net, batch) -> np.ndarray:
         from .nn.train import predict_scores
-        return predict_scores(net, batch).double().numpy()
+        return predict_scores(net, batch, compact=self.permutation_invariant).double().numpy()
 
     def predict(self, archs: Sequence[Architecture], *, return_std: bool = False):
         from .nn.batch import GraphBatch

@@ -56,6 +56,12 @@ class GraphBatch:
                           mask=self.mask[:, cols], depth=self.depth[:, cols], rdepth=self.rdepth[:, cols],
                           reach=self.reach[:, cols][:, :, cols])
 
+    def compacted(self) -> "GraphBatch":
+        """Each graph renumbered with its real nodes first, then trimmed to
+        the largest one (for networks that ignore node numbering)."""
+        perm = torch.argsort((~self.mask).to(torch.int8), dim=1, stable=True)
+        return self.relabeled(perm).trimmed()
+
     def relabeled(self, perm: torch.Tensor) -> "GraphBatch":
         """Every graph with its node columns reordered by ``perm`` (B, n): the
         same graphs, renumbered (isomorphic-relabeling augmentation)."""

@@ -104,7 +104,7 @@ class FlowPass(nn.Module):
         gi = F.linear(x.reshape(B * n, d), self.gru.weight_ih, self.gru.bias_ih)  # input side, once
         h = x.new_zeros(B * n, d)
         for step, (idx, graph, senders) in enumerate(schedule.steps):
-            gi_r, gi_z, gi_n = gi[idx].chunk(3, dim=-1)
+            gi_k = gi[idx]
             if step == 0:  # sources (sinks backward): no neighbours, the hidden state is 0
                 msg = None
                 gh = self.gru.bias_hh.expand(len(idx), 3 * d)
@@ -114,10 +114,9 @@ class FlowPass(nn.Module):
                 att = torch.softmax(logits, dim=-1).nan_to_num(0.0)          # no neighbours: no message
                 msg = torch.bmm(att.unsqueeze(1), hb).squeeze(1)
                 gh = F.linear(msg, self.gru.weight_hh, self.gru.bias_hh)
-            gh_r, gh_z, gh_n = gh.chunk(3, dim=-1)
-            r = torch.sigmoid(gi_r + gh_r)
-            z = torch.sigmoid(gi_z + gh_z)
-            new = torch.tanh(gi_n + r * gh_n)
+            # GRU cell (PyTorch's gate order r, z, n): r and z in one sigmoid
+            r, z = torch.sigmoid(gi_k[:, :2 * d] + gh[:, :2 * d]).chunk(2, dim=-1)
+            new = torch.tanh(torch.addcmul(gi_k[:, 2 * d:], r, gh[:, 2 * d:]))
             new = new - z * new if msg is None else torch.lerp(new, msg, z)   # (1 - z) * new + z * msg
             h = h.index_copy(0, idx, new)
         return h.view(B, n, d)
@@ -155,8 +154,12 @@ class FlowAttention(nn.Module):
         B, n, d = h.shape
         q, k = self.qk(h).view(B, n, 2, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         v = self.v(h).view(B, n, self.heads, d // self.heads).transpose(1, 2)
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=flow_mask.unsqueeze(1),
-                                           dropout_p=self.dropout if self.training else 0.0)
+        # plain ops rather than scaled_dot_product_attention: graphs are tiny, and
+        # these batch under torch.func.vmap (ensembles train as one network)
+        logits = torch.matmul(q, k.transpose(-1, -2)) * (d // self.heads) ** -0.5
+        att = torch.softmax(logits.masked_fill(~flow_mask.unsqueeze(1), float("-inf")), dim=-1)
+        att = F.dropout(att, self.dropout, self.training)
+        o = torch.matmul(att, v)
         return self.out(o.transpose(1, 2).reshape(B, n, d))
 
 

@@ -112,42 +112,147 @@ def warmup_cosine(step: int, total: int, warmup_steps: int) -> float:
 
 # -- the loop ----------------------------------------------------------------
 @torch.no_grad()
-def predict_scores(net: torch.nn.Module, batch: GraphBatch, chunk: int = 4096) -> torch.Tensor:
-    """Scores of a whole batch in eval mode, ``chunk`` graphs at a time."""
+def predict_scores(net: torch.nn.Module, batch: GraphBatch, chunk: int = 2048,
+                   compact: bool = False) -> torch.Tensor:
+    """Scores of a whole batch in eval mode, ``chunk`` graphs at a time.
+
+    ``compact`` (only for networks that ignore node numbering): chunks of
+    graphs of similar size, each renumbered real-nodes-first and trimmed, so
+    no work is spent on padding.
+    """
     was_training = net.training
     net.eval()
-    out = torch.cat([net(batch[i:i + chunk]) for i in range(0, len(batch), chunk)])
+    order = torch.argsort(batch.mask.sum(1), stable=True) if compact else None
+    if order is not None:
+        batch = batch[order]
+    parts = []
+    for i in range(0, len(batch), chunk):
+        part = batch[i:i + chunk]
+        parts.append(net(part.compacted() if compact else part))
+    out = torch.cat(parts)
+    if order is not None:
+        out = torch.empty_like(out).index_copy_(0, order, out)
     net.train(was_training)
     return out
 
 
-def train_network(net: torch.nn.Module, train: GraphBatch, y: torch.Tensor, cfg: TrainConfig, *,
-                  seed: int = 0, val: tuple[GraphBatch, np.ndarray] | None = None,
-                  augment: Callable[[GraphBatch, torch.Generator], GraphBatch] | None = None,
-                  step_loss: Callable | None = None) -> TrainResult:
-    """Train ``net`` in place (see the module doc); returns what happened."""
+class _Plain:
+    """One network under its own optimizer."""
+
+    def __init__(self, net: torch.nn.Module, cfg: TrainConfig, schedule: Callable[[int], float]):
+        self.net, self.cfg, self.members = net, cfg, 1
+        self.opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, schedule)
+
+    def step(self, loss_of: Callable[[torch.Tensor], torch.Tensor], batch: GraphBatch) -> list[float]:
+        self.net.train()
+        loss = loss_of(self.net)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        return [float(loss.detach())]
+
+    def scores(self, batch: GraphBatch) -> torch.Tensor:
+        return predict_scores(self.net, batch).unsqueeze(0)
+
+    def snapshot(self, member: int) -> dict:
+        return copy.deepcopy(self.net.state_dict())   # a real copy, not references
+
+    def finish(self, states: list[dict | None]) -> None:
+        if states[0] is not None:
+            self.net.load_state_dict(states[0])
+        self.net.eval()
+
+
+class _Stacked:
+    """k networks of one architecture trained as one: their weights stacked
+    along a new first dimension, the forward pass ``torch.func.vmap``-ed over
+    it, so every operation runs once for all members (per-op overhead
+    dominates these small networks on a CPU). AdamW is elementwise, so one
+    optimizer over the stacks is k optimizers; gradients are clipped per member."""
+
+    def __init__(self, nets: list[torch.nn.Module], cfg: TrainConfig, schedule: Callable[[int], float]):
+        from torch.func import stack_module_state
+        self.nets, self.cfg, self.members = nets, cfg, len(nets)
+        self.params, self.buffers = stack_module_state(nets)
+        self.base = copy.deepcopy(nets[0]).to("meta")
+        self.opt = torch.optim.AdamW(list(self.params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                     foreach=True)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, schedule)
+
+    def _forward(self, batch: GraphBatch) -> torch.Tensor:
+        from torch.func import functional_call, vmap
+
+        def one(params, buffers):
+            return functional_call(self.base, (params, buffers), (batch,))
+        return vmap(one, randomness="different")(self.params, self.buffers)
+
+    def step(self, loss_of_scores: Callable[[torch.Tensor], torch.Tensor], batch: GraphBatch) -> list[float]:
+        self.base.train()
+        scores = self._forward(batch)                              # (k, B)
+        losses = torch.stack([loss_of_scores(s) for s in scores])
+        self.opt.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        if self.cfg.grad_clip:
+            grads = [p.grad for p in self.params.values() if p.grad is not None]
+            norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+            factor = (self.cfg.grad_clip / (norms + 1e-6)).clamp(max=1.0)
+            for g in grads:
+                g.mul_(factor.view((-1,) + (1,) * (g.dim() - 1)))
+        self.opt.step()
+        self.sched.step()
+        return losses.detach().tolist()
+
+    @torch.no_grad()
+    def scores(self, batch: GraphBatch) -> torch.Tensor:
+        self.base.eval()
+        return torch.cat([self._forward(batch[i:i + 2048]) for i in range(0, len(batch), 2048)], dim=1)
+
+    def snapshot(self, member: int) -> dict:
+        stacks = {**self.params, **self.buffers}
+        return {k: stacks[k][member].detach().clone() for k in self.nets[0].state_dict()}
+
+    def finish(self, states: list[dict | None]) -> None:
+        for m, (net, state) in enumerate(zip(self.nets, states)):
+            net.load_state_dict(state if state is not None else self.snapshot(m))
+            net.eval()
+
+
+def train_networks(nets: list[torch.nn.Module], train: GraphBatch, y: torch.Tensor, cfg: TrainConfig, *,
+                   seed: int = 0, val: tuple[GraphBatch, np.ndarray] | None = None,
+                   augment: Callable[[GraphBatch, torch.Generator], GraphBatch] | None = None,
+                   step_loss: Callable | None = None, stacked: bool = False) -> list[TrainResult]:
+    """Train ``nets`` in place on the same minibatches (see the module doc).
+
+    ``stacked``: train them at once as one vmapped network (they must share
+    one architecture and be ``torch.func``-friendly); not with ``step_loss``,
+    which needs a network. Each member keeps its own best epoch on ``val``.
+    """
     if len(train) != len(y):
         raise ValueError(f"{len(train)} graphs but {len(y)} targets")
+    if stacked and step_loss is not None:
+        raise ValueError("a step_loss needs one network at a time: train with stacked=False")
     gen = torch.Generator().manual_seed(seed)
     n = len(train)
     bs = min(cfg.batch_size, n)
-    steps_per_epoch = math.ceil(n / bs)
-    total = cfg.epochs * steps_per_epoch
+    total = cfg.epochs * math.ceil(n / bs)
     warm = max(1, int(round(cfg.warmup * total)))
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, warm))
+    schedule = lambda s: warmup_cosine(s, total, warm)  # noqa: E731
     loss_fn = make_loss(cfg)
-    if step_loss is None:
-        def step_loss(net_, batch_, y_, gen_):
-            return loss_fn(net_(batch_), y_)
-
-    best_tau, best_state, best_epoch, since_best = -math.inf, None, cfg.epochs, 0
-    history = []
-    net.train()
+    if stacked and len(nets) > 1:
+        runners = [_Stacked(nets, cfg, schedule)]
+    else:
+        runners = [_Plain(net, cfg, schedule) for net in nets]
+    k = len(nets)
+    best_tau, best_epoch, states = [-math.inf] * k, [cfg.epochs] * k, [None] * k
+    since_best, history = [0] * k, [[] for _ in range(k)]
     epoch = 0
     for epoch in range(1, cfg.epochs + 1):
         order = torch.randperm(n, generator=gen)
-        running = 0.0
+        running: list[float] = []
         for start in range(0, n, bs):
             idx = order[start:start + bs]
             if len(idx) < 2:  # a ranking loss needs a pair; fold a lone leftover into the next epoch
@@ -155,29 +260,43 @@ def train_network(net: torch.nn.Module, train: GraphBatch, y: torch.Tensor, cfg:
             batch = train[idx]
             if augment is not None:
                 batch = augment(batch, gen)
-            loss = step_loss(net, batch, y[idx], gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-            opt.step()
-            sched.step()
-            running += float(loss.detach()) * len(idx)
-        record = {"epoch": epoch, "loss": running / n}
+            y_b = y[idx]
+            losses = []
+            for runner in runners:
+                if isinstance(runner, _Stacked):
+                    losses += runner.step(lambda s: loss_fn(s, y_b), batch)
+                elif step_loss is not None:
+                    losses += runner.step(lambda net: step_loss(net, batch, y_b, gen), batch)
+                else:
+                    losses += runner.step(lambda net: loss_fn(net(batch), y_b), batch)
+            running = [r + v * len(idx) for r, v in zip(running or [0.0] * k, losses)]
+        records = [{"epoch": epoch, "loss": v / n} for v in running or [0.0] * k]
         if val is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
-            tau = kendall_tau(val[1], predict_scores(net, val[0]).numpy())
-            record["val_tau"] = tau
-            if tau > best_tau:
-                best_tau, best_epoch, since_best = tau, epoch, 0
-                best_state = copy.deepcopy(net.state_dict())  # a real copy, not references
-            else:
-                since_best += cfg.eval_every
-                if cfg.patience is not None and since_best >= cfg.patience:
-                    history.append(record)
-                    break
-        history.append(record)
-    if best_state is not None:
-        net.load_state_dict(best_state)
-    net.eval()
-    return TrainResult(best_epoch=best_epoch if val is not None else epoch,
-                       val_tau=None if val is None else best_tau, epochs_run=epoch, history=history)
+            scores = torch.cat([runner.scores(val[0]) for runner in runners])
+            for m in range(k):
+                tau = kendall_tau(val[1], scores[m].numpy())
+                records[m]["val_tau"] = tau
+                if tau > best_tau[m]:
+                    best_tau[m], best_epoch[m], since_best[m] = tau, epoch, 0
+                    runner = runners[0] if len(runners) == 1 else runners[m]
+                    states[m] = runner.snapshot(m if len(runners) == 1 else 0)
+                else:
+                    since_best[m] += cfg.eval_every
+        for m in range(k):
+            history[m].append(records[m])
+        if cfg.patience is not None and val is not None and min(since_best) >= cfg.patience:
+            break
+    if len(runners) == 1:
+        runners[0].finish(states)
+    else:
+        for runner, state in zip(runners, states):
+            runner.finish([state])
+    return [TrainResult(best_epoch=best_epoch[m] if val is not None else epoch,
+                        val_tau=None if val is None else best_tau[m], epochs_run=epoch, history=history[m])
+            for m in range(k)]
+
+
+def train_network(net: torch.nn.Module, train: GraphBatch, y: torch.Tensor, cfg: TrainConfig,
+                  **kwargs) -> TrainResult:
+    """``train_networks`` for one network."""
+    return train_networks([net], train, y, cfg, **kwargs)[0]
