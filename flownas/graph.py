@@ -650,15 +650,14 @@ def from_onnx(model_or_path, *, space: str = "") -> Architecture:
         if vi.name not in init:
             producer[vi.name] = len(nodes)
             nodes.append(_Node("input", f"input {vi.name!r}", attrs={"shape": shapes.get(vi.name, [])[1:] or None}))
-    # ONNX nodes must be listed in topological order; a reference to a later
-    # output is a cycle (or a broken file), reported by name
+    # node k is nodes[len(inputs) + k], in any order the file lists them (a
+    # cycle is reported by node name); constants are attributes, not inputs
     for k, node in enumerate(g.node):
         for out in node.output:
             producer.setdefault(out, len(nodes) + k)
-    ops_start = len(nodes)
     for k, node in enumerate(g.node):
-        if node.op_type == "Constant":
-            nodes.append(_Node("identity", f"ONNX node {node.name or k!r} (Constant)"))
+        if node.op_type == "Constant":     # computed from no input: dropped with the dead nodes
+            nodes.append(_Node("constant", f"ONNX node {node.name or str(k)!r} (Constant)"))
             continue
         inputs = [producer[x] for x in node.input if x and x in producer and x not in init]
         attrs = _onnx_attrs(node, init, const_values)
@@ -668,9 +667,6 @@ def from_onnx(model_or_path, *, space: str = "") -> Architecture:
         out = node.output[0] if node.output else ""
         attrs["shape"] = shapes.get(out, [])[1:] or None
         nodes.append(_Node(op, f"ONNX node {node.name or str(k)!r} ({node.op_type})", inputs, attrs))
-    const_nodes = {ops_start + k for k, node in enumerate(g.node) if node.op_type == "Constant"}
-    for node in nodes:
-        node.inputs = [j for j in node.inputs if j not in const_nodes]
     outputs = [producer[o.name] for o in g.output if o.name in producer]
     if not outputs:
         raise ArchitectureError("the ONNX graph has no output computed by its nodes")
