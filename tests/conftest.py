@@ -136,3 +136,18 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def nni_import_warnings():
+    """nni, imported once per session through the NNI adapter (seconds). The
+    warnings that leaked out of that import, or None when something imported
+    nni before (then they could not be observed)."""
+    import sys
+    import warnings
+    from flownas.spaces import nni_adapter
+    fresh = "nni" not in sys.modules
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nni_adapter._nni()
+    return list(caught) if fresh else None

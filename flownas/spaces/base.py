@@ -16,8 +16,28 @@ class SearchSpace(abc.ABC):
     """A set of architectures: sample, mutate, check, build.
 
     ``ops`` is the operation vocabulary in a fixed order (predictors one-hot
-    encode by it); ``input_op``/``output_op`` name the single input and
-    output nodes of cell spaces (None for spaces without them).
+    encode by it): every node of every member has one of these ops.
+    ``input_op``/``output_op`` name the single input and output nodes
+    (None for spaces without them); ``input_shape`` is one input of the
+    networks without the batch dimension.
+
+    Writing your own: subclass, set ``name`` and ``ops``, implement the seven
+    abstract methods (the optional ones have working defaults), register it
+    with ``@SPACES.register("my-space")`` (or an entry point of the group
+    ``flownas.spaces``, for a pip-installed plug-in), and run
+    ``tests/test_spaces_conformance.py``: it checks every registered space.
+    Rules every space keeps (the suite checks them):
+
+    - an architecture's identity is its labelled graph: equal (isomorphic)
+      graphs are the same member, whatever their node numbering, so
+      ``validate``, ``to_params`` and ``to_string`` must not depend on it;
+    - all randomness comes from the ``rng`` argument (seeded runs repeat);
+    - ``from_params(to_params(a)) == a`` and ``parse(to_string(a)) == a``;
+    - the class must be constructible without arguments (``get_space(name)``).
+
+    Examples: ``flownas/spaces/nb201.py``, ``examples/resnet_space.py``;
+    ``flownas.spaces.custom.cell_space`` declares cell spaces without code and
+    ``flownas.spaces.nni_adapter`` takes NNI model spaces (docs/custom_spaces.md).
     """
 
     name: ClassVar[str]
@@ -29,31 +49,47 @@ class SearchSpace(abc.ABC):
     # -- required --------------------------------------------------------
     @abc.abstractmethod
     def sample(self, rng: np.random.Generator) -> Architecture:
-        """A random member of the space (uniform where the space says so)."""
+        """A random member of the space (uniform where the space says so),
+        drawn with ``rng`` only. Its ``space`` is ``self.name``."""
 
     @abc.abstractmethod
     def mutate(self, arch: Architecture, rng: np.random.Generator) -> Architecture:
-        """A random neighbour: a member of the space that differs from ``arch``."""
+        """A random neighbour: a member of the space that differs from ``arch``
+        (``!=``), usually by one decision; drawn with ``rng`` only."""
 
     @abc.abstractmethod
     def validate(self, arch: Architecture) -> None:
-        """Raise ``NotInSpaceError`` naming the broken rule, else return None."""
+        """Raise ``NotInSpaceError`` naming the broken rule, else return None.
+
+        Check the space name and op vocabulary first (``check_common`` does,
+        plus single input/output nodes); never rely on the node numbering."""
 
     @abc.abstractmethod
     def to_model(self, arch: Architecture, **options: Any):
-        """A real, trainable ``torch.nn.Module`` for ``arch``."""
+        """A real, trainable ``torch.nn.Module`` for ``arch``: a new module on
+        every call (no weights shared between calls). ``options`` are network
+        settings such as ``num_classes``; raise ``TypeError`` for unknown ones.
+        Import torch inside (or from ``spaces/networks/``) so that importing
+        the space stays cheap."""
 
     @abc.abstractmethod
     def param_space(self) -> dict[str, tuple]:
-        """Categorical parameters (name -> choices) for Optuna-style samplers."""
+        """Categorical parameters (name -> choices) for Optuna-style samplers.
+
+        Choices are JSON scalars (None, bool, int, float, str), as Optuna's
+        categorical distributions require; every member is reachable by some
+        assignment (several assignments may give one member)."""
 
     @abc.abstractmethod
     def to_params(self, arch: Architecture) -> dict[str, Any]:
-        """``arch`` as values of ``param_space()``."""
+        """``arch`` as values of ``param_space()`` (one value per parameter,
+        each among its choices), the same for every numbering of ``arch``."""
 
     @abc.abstractmethod
     def from_params(self, params: Mapping[str, Any]) -> Architecture:
-        """The architecture of those parameter values; raises if they are invalid."""
+        """The architecture of those parameter values; raises
+        ``ArchitectureError`` (``NotInSpaceError`` for a broken rule) naming
+        the bad or missing parameter."""
 
     # -- optional --------------------------------------------------------
     def contains(self, arch: Architecture) -> bool:
@@ -64,11 +100,12 @@ class SearchSpace(abc.ABC):
         return True
 
     def normalize(self, arch: Architecture) -> Architecture:
-        """The form the space stores (e.g. NB101 prunes dead vertices)."""
+        """The form the space stores (e.g. NB101 prunes dead vertices);
+        ``sample``, ``mutate`` and ``from_params`` return normalized members."""
         return arch
 
     def enumerate(self) -> Iterator[Architecture]:
-        """Every member, once; only for finite spaces."""
+        """Every member, once (no two equal); only for finite spaces."""
         raise NotImplementedError(f"space {self.name!r} cannot be enumerated")
 
     def size(self) -> int | None:
@@ -76,7 +113,8 @@ class SearchSpace(abc.ABC):
         return None
 
     def to_string(self, arch: Architecture) -> str:
-        """The space's native text form (NB201 string, genotype, ...)."""
+        """The space's native text form (NB201 string, genotype, ...): the same
+        for every numbering of ``arch``, and ``parse`` reads it back."""
         return arch.to_json()
 
     def from_string(self, text: str) -> Architecture:

@@ -1,0 +1,215 @@
+"""Plain-Python spaces: the declarative cell space (flownas.spaces.custom), the
+hand-written example (examples/resnet_space.py), and plug-ins found through the
+entry-point group ``flownas.spaces``."""
+import pickle
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from flownas.arch import Architecture
+from flownas.cli import main
+from flownas.errors import ArchitectureError, ConfigError, NotInSpaceError
+from flownas.registry import SPACES, get_space
+from flownas.spaces.custom import CellSpace, cell_space
+# the shared conformance suite, run here on spaces registered only for the tests
+from test_spaces_conformance import (  # noqa: F401 - collected by pytest
+    test_enumeration_matches_size_when_finite, test_foreign_architecture_is_rejected_naming_the_space,
+    test_mutation_gives_a_different_member, test_network_builds_and_runs_forward, test_params_round_trip,
+    test_relabeled_members_stay_members, test_samples_belong_to_the_space_and_are_seeded,
+    test_text_forms_round_trip)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from resnet_space import ResNetSpace  # noqa: E402
+
+
+def no_more_than_two_pools(arch):
+    if arch.ops.count("maxpool3x3") > 2:
+        return "more than two max-pools"
+    return None
+
+
+TinyCells = cell_space("test-tiny-cells", ("conv3x3", "conv1x1", "maxpool3x3"), num_nodes=3, max_edges=6,
+                       rules=(no_more_than_two_pools,), channels=8, stacks=2, register=False)
+FixedCells = cell_space("test-fixed-cells", ("conv3x3", "identity"), num_nodes=2, prune=False,
+                        max_inputs=2, channels=4, stacks=1, register=False)
+
+
+@pytest.fixture(scope="module", params=[TinyCells, FixedCells, ResNetSpace], ids=lambda c: c.name)
+def space(request):
+    return request.param()
+
+
+# -- the declarative cell space ---------------------------------------------------------
+def test_declared_space_knows_its_size_and_members():
+    space = TinyCells()
+    members = list(space.enumerate())
+    assert len(members) == space.size() == len(set(members))
+    assert all(m.num_edges <= 6 and m.ops.count("maxpool3x3") <= 2 for m in members)
+    assert max(m.num_nodes for m in members) == 5 and min(m.num_nodes for m in members) == 3
+
+
+def test_dead_nodes_are_pruned_and_strings_are_canonical():
+    space = TinyCells()
+    # node 2 feeds nothing and node 3 gets no input: both are off every path
+    arch = space.from_string("conv3x3,conv1x1,maxpool3x3|0-1,0-2,1-4")
+    assert arch.ops == ("input", "conv3x3", "output")
+    assert space.to_string(arch) == "conv3x3,conv3x3,conv3x3|0-1,1-4"
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("conv3x3,conv3x3,conv3x3|0-2,2-3", "not reachable"),
+    ("maxpool3x3,maxpool3x3,maxpool3x3|0-1,1-2,2-3,3-4", "more than two max-pools"),
+    ("conv3x3,conv3x3,conv3x3|0-1,0-2,0-3,1-4,2-4,3-4,0-4", "7 edges, at most 6"),
+])
+def test_rules_are_named_when_broken(text, reason):
+    with pytest.raises(NotInSpaceError, match=reason):
+        TinyCells().from_string(text)
+
+
+def test_a_cycle_is_an_error_naming_its_nodes():
+    with pytest.raises(ArchitectureError, match="cycle"):
+        TinyCells().from_string("conv3x3,conv1x1,conv3x3|0-1,1-2,2-1,2-4")
+
+
+def test_unpruned_space_needs_every_node_and_caps_inputs():
+    space = FixedCells()
+    assert space.size() == len(list(space.enumerate()))
+    assert all(m.num_nodes == 4 for m in space.enumerate())
+    with pytest.raises(NotInSpaceError, match="at most 2"):
+        space.from_string("conv3x3,identity|0-1,0-2,1-2,0-3,2-3,1-3")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(ops=()), "at least one operation"),
+    (dict(ops=("conv3x3", "conv3x3")), "twice"),
+    (dict(ops=("input", "conv3x3")), "ends"),
+    (dict(num_nodes=0), "positive integer"),
+    (dict(rules=(lambda a, b: None,)), "function of one architecture"),
+])
+def test_bad_declarations_are_config_errors(kwargs, message):
+    spec = dict(name="bad", ops=("conv3x3",), num_nodes=2, register=False) | kwargs
+    with pytest.raises(ConfigError, match=message):
+        cell_space(**spec)
+
+
+def test_unknown_operation_needs_a_builder():
+    Custom = cell_space("test-custom-op", ("gelu_block",), num_nodes=1, register=False, channels=4, stacks=1)
+    arch = Custom().sample(np.random.default_rng(0))
+    with pytest.raises(ConfigError, match="gelu_block"):
+        Custom().to_model(arch)
+    WithBuilder = cell_space("test-custom-op", ("gelu_block",), num_nodes=1, register=False, channels=4,
+                             stacks=1, builders={"gelu_block": lambda c: torch.nn.Sequential(
+                                 torch.nn.Conv2d(c, c, 1), torch.nn.GELU())})
+    model = WithBuilder().to_model(arch)
+    assert model(torch.randn(1, 3, 8, 8)).shape == (1, 10)
+
+
+def test_declared_space_pickles_for_workers():
+    space = TinyCells()
+    arch = space.sample(np.random.default_rng(3))
+    clone = pickle.loads(pickle.dumps(space))
+    assert isinstance(clone, CellSpace) and clone.name == space.name
+    assert clone.to_string(arch) == space.to_string(arch)
+
+
+def test_empty_cell_space_cannot_be_instantiated():
+    with pytest.raises(ConfigError, match="cell_space"):
+        CellSpace()
+
+
+# -- the hand-written example --------------------------------------------------------------
+def test_resnet_example_decodes_its_chain():
+    space = ResNetSpace()
+    arch = space.from_string("2x16k3-1x48k5-2x64k3-max")
+    assert arch.ops.count("block_k3") == 4 and arch.ops[-2:] == ("pool_max", "output")
+    bad = arch.with_ops(arch.ops, [dict(a, width=999) if "width" in a and a.get("stride") == 2 else a
+                                   for a in arch.attrs])
+    with pytest.raises(NotInSpaceError, match="width 999"):
+        space.validate(bad)
+
+
+# -- registration: by name, and through an installed plug-in ---------------------------------
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    """SPACES as if nothing had been discovered yet; restored afterwards."""
+    monkeypatch.setattr(SPACES, "_entries", dict(SPACES._entries))
+    monkeypatch.setattr(SPACES, "_discovered", False)
+    return SPACES
+
+
+def test_registered_declaration_is_found_by_name(fresh_registry):
+    cell_space("test-registered-cells", ("conv3x3",), num_nodes=2)
+    assert "test-registered-cells" in fresh_registry.names()
+    assert get_space("test-registered-cells").sample(np.random.default_rng(0)).space == "test-registered-cells"
+
+
+def test_installed_plugin_appears_in_flownas_spaces(tmp_path, monkeypatch, fresh_registry, capsys):
+    # a real installed distribution: a module plus its .dist-info with an entry point
+    (tmp_path / "flownas_demo_plugin.py").write_text(textwrap.dedent("""
+        from flownas.spaces.custom import cell_space
+        DemoCells = cell_space("demo-cells", ("conv3x3", "avgpool3x3"), num_nodes=2,
+                               register=False, doc="demo plug-in cells")
+    """))
+    info = tmp_path / "flownas_demo_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: flownas-demo-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[flownas.spaces]\ndemo-cells = flownas_demo_plugin:DemoCells\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    assert main(["spaces", "demo*"]) == 0
+    out = capsys.readouterr().out
+    assert "demo-cells" in out and "demo plug-in cells" in out
+    assert main(["sample", "demo-cells", "-n", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and Architecture.from_json(lines[0]).space == "demo-cells"
+
+
+# -- docs/custom_spaces.md, executed ------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _blocks(markdown: str):
+    """(language, code) of the fenced blocks, in order."""
+    lang, lines = None, []
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            if lang is None:
+                lang, lines = line[3:].strip(), []
+            else:
+                yield lang, "\n".join(lines)
+                lang = None
+        elif lang is not None:
+            lines.append(line)
+
+
+def test_the_custom_spaces_guide_runs(nni_import_warnings, fresh_registry, tmp_path, monkeypatch, capsys):
+    import shlex
+    import warnings
+    monkeypatch.chdir(ROOT)
+    monkeypatch.syspath_prepend(str(ROOT))
+    namespace: dict = {"__name__": "guide"}
+    ran = {"python": 0, "bash": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")        # the guide imports nni itself
+        for lang, code in _blocks((ROOT / "docs" / "custom_spaces.md").read_text()):
+            if lang == "python":
+                exec(compile(code, "docs/custom_spaces.md", "exec"), namespace)
+            elif lang == "bash":
+                for line in code.splitlines():
+                    argv = shlex.split(line, comments=True)
+                    if not argv:
+                        continue
+                    assert argv[0] == "flownas", line
+                    argv = [str(tmp_path / a) if a.endswith(".png") else a for a in argv[1:]]
+                    assert main(argv) == 0, line
+            else:
+                continue
+            ran[lang] += 1
+    assert ran["python"] >= 5 and ran["bash"] >= 2
+    out = capsys.readouterr().out
+    assert "resnet-nni" in out and (tmp_path / "resnet.png").is_file()
+    assert namespace["tiny"].ops == ("input", "conv2d", "relu", "mean", "add", "mean", "linear", "output")
