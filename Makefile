@@ -32,7 +32,7 @@ search: install
 	$(VENV)/bin/flownas search $(SEARCH_CONFIG) --out $(SEARCH_OUT)
 
 test: install
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
