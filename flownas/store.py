@@ -6,7 +6,7 @@ A search is an Optuna study; each candidate is a trial. The trial is created
 (``info``: predicted score, ...), and is finished when the outcome arrives:
 COMPLETE with the objective as its value, or FAIL; the ``result`` attribute
 holds every metric, the cost, the wall time and the completion number
-``done``. A search killed at any point is rebuilt from these records (see
+``done``; ``failures`` lists the worker deaths after which it was retried. A search killed at any point is rebuilt from these records (see
 ``flownas.search.loop``), and ``optuna.load_study`` or optuna-dashboard open
 the same storage.
 
@@ -43,6 +43,7 @@ class Record:
     done: int | None = None          # completion order, from 0
     error: str | None = None
     restarts: int = 0
+    failures: list[str] = field(default_factory=list)   # worker deaths before the outcome (retried)
     trial_state: str = "RUNNING"     # the Optuna trial's state as stored
 
     @property
@@ -174,6 +175,12 @@ class Ledger:
         record.restarts += 1
         self.storage.set_trial_user_attr(record.trial_id, "restarts", record.restarts)
 
+    def note_failure(self, record: Record, error: str) -> None:
+        """Note that the worker running a candidate died (the candidate runs again):
+        the trial's ``failures`` attribute lists every such death."""
+        record.failures.append(error)
+        self.storage.set_trial_user_attr(record.trial_id, "failures", list(record.failures))
+
     def finish(self, record: Record) -> None:
         """Write ``record``'s outcome: the ``result`` attribute, then the trial state."""
         result = {"done": record.done, "value": record.value, "metrics": _jsonable(record.metrics), "cost_s": record.cost_s,
@@ -206,6 +213,7 @@ class Ledger:
                 continue   # a trial someone added by hand
             rec = Record(seq=int(attrs["seq"]), trial_id=t._trial_id, arch=Architecture.from_dict(attrs["arch"]),
                          info=dict(attrs.get("info") or {}), restarts=int(attrs.get("restarts", 0)),
+                         failures=list(attrs.get("failures") or []),
                          trial_state=t.state.name)
             result = attrs.get("result")
             if result is not None:

@@ -5,7 +5,7 @@ It is shaped like ``concurrent.futures``: ``submit`` returns a
 of the given futures is done, so the search loop keeps ``workers``
 evaluations in flight and dispatches the next candidate as soon as one
 finishes. An executor retries or reports; it never records: the loop writes
-every outcome to the ledger.
+every outcome, and every retry reported through ``on_retry``, to the ledger.
 """
 from __future__ import annotations
 
@@ -38,6 +38,9 @@ class Executor(abc.ABC):
     """Runs functions asynchronously on ``workers`` slots."""
 
     workers: int = 1
+    # on_retry(future, error): the function of ``future`` runs again because its
+    # worker died; called in the thread that calls ``wait`` (the loop records it)
+    on_retry: Callable[[cf.Future, str], None] | None = None
 
     @abc.abstractmethod
     def submit(self, fn: Callable[..., Any], /, *args: Any,

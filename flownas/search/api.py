@@ -19,7 +19,7 @@ from ..runtime.base import Executor
 from ..spaces.base import SearchSpace
 from ..store import Ledger, storage_url
 from .base import Strategy
-from .config import SearchConfig
+from .config import EXECUTOR_FLAGS, SearchConfig
 from .loop import Callback, SearchLoop, SearchResult
 
 RUN_FILE = "run.json"
@@ -157,7 +157,7 @@ def resume_run(run_dir: Path, given: SearchConfig | None, flags: dict[str, Any])
     if given is not None:
         config = replace(config, budget=given.budget, executor=given.executor)
     config = config.with_flags(budget=flags.get("budget"), executor=flags.get("executor"),
-                               workers=flags.get("workers"))
+                               **{flag: flags.get(flag) for flag in EXECUTOR_FLAGS})
     ledger.update_meta(config=config.to_dict())
     return run, ledger, config
 

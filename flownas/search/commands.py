@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 SEARCH_FLAGS = ("space", "dataset", "strategy", "predictor", "budget", "seed", "storage", "out", "executor",
-                "workers")
+                "workers", "ray_address", "num_gpus", "num_cpus")
 
 
 def _positive_int(text: str) -> int:
@@ -19,6 +19,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _resource(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
     return value
 
 
@@ -34,8 +44,12 @@ def _add_search_flags(p: argparse.ArgumentParser, *, run_flags: bool = True) -> 
     if run_flags:
         p.add_argument("--storage", help="ledger: SQLAlchemy URL or SQLite file (default RUN_DIR/ledger.db)")
         p.add_argument("--out", help="run directory (default runs/NAME)")
-        p.add_argument("--executor", help="local (default), inline, process, or a registered one")
+        p.add_argument("--executor", help="local (default), inline, process, ray, or a registered one")
         p.add_argument("--workers", type=_positive_int, help="evaluations in flight (default 1)")
+        p.add_argument("--ray-address", help="ray executor: the cluster (auto, HOST:PORT or ray://HOST:PORT; "
+                                             "default: start Ray on this machine)")
+        p.add_argument("--num-gpus", type=_resource, help="ray executor: GPUs per evaluation (fractions allowed)")
+        p.add_argument("--num-cpus", type=_resource, help="ray executor: CPUs per evaluation (default 1)")
 
 
 def register(subparsers) -> None:
@@ -159,6 +173,14 @@ def _print_summary(run, records, files, result=None) -> None:
     table.add_row("cost", f"{cost / 3600:.1f} h of training (simulated for tables)")
     if result is not None:
         table.add_row("wall time", f"{result.wall_s:.1f} s")
+        executor = name(config["executor"])
+        line = f"{result.workers} ({executor})"
+        if result.utilization is not None and result.busy_s > 0:
+            line += f", busy evaluating {result.utilization:.0%} of the wall time"
+        table.add_row("workers", line)
+    deaths = sum(len(r.failures) for r in records)
+    if deaths:
+        table.add_row("worker deaths", f"{deaths} (the candidates ran again; see the trials' failures)")
     table.add_row("files", ", ".join(sorted(p.name for p in files.values())) or "-")
     Console().print(table)
 

@@ -11,7 +11,7 @@ predictor, executor), each either as a plain name or as a mapping with a
     predictor: {name: flowerformer}
     budget: 150               # or {evaluations: 150, cost_s: 4.0e6}
     seed: 0
-    executor: {name: local, workers: 1}
+    executor: {name: local, workers: 1}   # or {name: ray, workers: 8, address: auto, num_gpus: 0.5}
     storage: null             # default: SQLite file ledger.db in the run directory
     out: runs/nb201-cifar10-predictor
 
@@ -34,6 +34,8 @@ KEYS = ("name", "space", "dataset", "evaluator", "strategy", "predictor", "budge
         "storage", "out")
 DEFAULTS = {"space": "nb201", "strategy": "predictor", "budget": 100, "seed": 0, "executor": "local"}
 DEFAULT_DATASET = "cifar10"   # of the default (tabular) evaluator
+# command-line flags that set a parameter of the executor
+EXECUTOR_FLAGS = {"workers": "workers", "ray_address": "address", "num_gpus": "num_gpus", "num_cpus": "num_cpus"}
 # keys the loop fills itself, never taken from a configuration
 _INJECTED = {"space": ("self",), "strategy": ("self", "space", "seed"), "predictor": ("self", "seed"),
              "evaluator": ("self",), "executor": ("self",)}
@@ -121,9 +123,10 @@ class SearchConfig:
             changes["dataset"] = self.dataset or DEFAULT_DATASET
         if flags.get("executor") is not None and flags["executor"] != self.executor.name:
             changes["executor"] = Component(flags["executor"])
-        if flags.get("workers") is not None:
+        executor_params = {param: flags[flag] for flag, param in EXECUTOR_FLAGS.items() if flags.get(flag) is not None}
+        if executor_params:
             executor = changes.get("executor", self.executor)
-            changes["executor"] = Component(executor.name, {**executor.params, "workers": flags["workers"]})
+            changes["executor"] = Component(executor.name, {**executor.params, **executor_params})
         if flags.get("budget") is not None:
             changes["budget"] = replace(self.budget, evaluations=flags["budget"])
         for key in ("dataset", "seed", "storage", "out", "name"):

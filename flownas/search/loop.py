@@ -57,10 +57,17 @@ class SearchResult:
     replayed: int                    # outcomes served from the ledger
     warm_started: bool
     wall_s: float
+    workers: int = 1
+    busy_s: float = 0.0              # evaluation time of the candidates run (not replayed) by this run
 
     @property
     def failures(self) -> int:
         return sum(r.state == "failed" for r in self.records)
+
+    @property
+    def utilization(self) -> float | None:
+        """Share of the workers' time spent evaluating: busy / (workers x wall time)."""
+        return self.busy_s / (self.workers * self.wall_s) if self.wall_s > 0 else None
 
 
 class SearchAborted(FlownasError):
@@ -105,7 +112,9 @@ class SearchLoop:
         self.cost_s = 0.0
         self.replayed = 0
         self.warm_started = False
+        self.busy_s = 0.0
         self.started = time.perf_counter()
+        self.executor.on_retry = self._retried
 
     # -- the loop ----------------------------------------------------------
     def run(self) -> SearchResult:
@@ -132,7 +141,7 @@ class SearchLoop:
         finally:
             self.executor.shutdown(cancel=True)
         return SearchResult(list(self.finished), self.best, stopped, self.replayed, self.warm_started,
-                            time.perf_counter() - self.started)
+                            time.perf_counter() - self.started, self.executor.workers, self.busy_s)
 
     def _budget_left(self) -> bool:
         b = self.budget
@@ -185,8 +194,15 @@ class SearchLoop:
         flight = self._inflight.pop(seq)
         record = flight.record
         self._settle(record, flight.future)
+        self.busy_s += record.wall_s or 0.0
         self.ledger.finish(record)
         self._accept(record)
+
+    def _retried(self, future: cf.Future, error: str) -> None:
+        """The executor runs a candidate again after its worker died: record the death."""
+        for flight in self._inflight.values():
+            if flight.future is future:
+                self.ledger.note_failure(flight.record, error)
 
     def _settle(self, record: Record, future: cf.Future) -> None:
         """Fill ``record`` with the outcome of ``future`` (a result or a failure)."""

@@ -1,0 +1,205 @@
+"""``RayExecutor``: each evaluation a Ray task, on this machine or a cluster.
+
+``address`` names a running cluster (``"auto"``, ``"host:port"``, or a Ray
+client URL ``"ray://host:10001"``); without one, a local Ray instance is
+started (and stopped again by ``shutdown``). A process that has already
+called ``ray.init`` keeps its connection: the executor uses it and leaves it
+open. Ray is imported only here, when the executor first submits, so nothing
+else in flownas pays for it.
+
+Each task asks for ``num_cpus`` and ``num_gpus`` (fractions allowed: four
+tasks of 0.25 GPU share one device); Ray sets ``CUDA_VISIBLE_DEVICES`` on the
+worker. The function and its arguments (the evaluator, the architecture) are
+pickled with every task, so evaluators hold configuration and load datasets
+and tables on the worker (``flownas.evaluators.base``).
+
+A task whose worker process or node died is submitted again, up to
+``max_retries`` times; each such death is reported through ``on_retry`` (the
+search loop writes it to the ledger) and the last one, when the retries are
+spent, becomes the future's exception. Exceptions raised by the function
+itself are not retried: they are the candidate's outcome, as on any other
+executor. ``shutdown(cancel=True)`` (Ctrl-C, an aborted search) cancels the
+tasks in flight, killing their worker processes.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+from ..errors import ConfigError
+from ..registry import EXECUTORS
+from .base import Executor
+
+# the worker, its node or the result's copy was lost: the task itself did not fail
+_WORKER_LOST = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError", "ObjectLostError",
+                "OutOfMemoryError")
+_WAIT_SLICE_S = 1.0   # ray.wait in slices, so Ctrl-C is seen between them
+
+
+class WorkerLost(RuntimeError):
+    """The worker running a task died more often than ``max_retries`` allowed."""
+
+
+def _call(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    """What a Ray worker runs: the submitted function."""
+    return fn(*args, **kwargs)
+
+
+@dataclass
+class _Task:
+    fn: Callable[..., Any]
+    args: tuple
+    kwargs: dict
+    options: dict[str, Any]
+    future: cf.Future = field(default_factory=cf.Future)
+    attempts: int = 0
+
+
+@EXECUTORS.register("ray")
+class RayExecutor(Executor):
+    """Evaluations as Ray tasks; ``workers`` of them in flight.
+
+    ``local_cpus``/``local_gpus`` are the resources of a local instance this
+    executor starts (default: what Ray detects); ``runtime_env`` is passed to
+    ``ray.init`` (e.g. ``{"working_dir": "."}`` to ship the code to a cluster
+    whose workers do not have flownas installed).
+    """
+
+    def __init__(self, workers: int = 1, address: str | None = None, num_cpus: float = 1.0,
+                 num_gpus: float = 0.0, max_retries: int = 2, local_cpus: int | None = None,
+                 local_gpus: int | None = None, runtime_env: dict | None = None):
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+            raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if num_gpus > 1 and num_gpus != int(num_gpus):
+            raise ValueError(f"num_gpus above 1 must be a whole number (Ray's rule), got {num_gpus}")
+        if not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+        self.workers = workers
+        self.address = address
+        self.num_cpus = num_cpus
+        self.num_gpus = num_gpus
+        self.max_retries = max_retries
+        self.local_cpus = local_cpus
+        self.local_gpus = local_gpus
+        self.runtime_env = runtime_env
+        self._tasks: dict[Any, _Task] = {}    # ObjectRef -> the task it computes
+        self._remote = None
+        self._owns_ray = False
+
+    # -- connection --------------------------------------------------------
+    def _connect(self):
+        import ray
+        if self._remote is not None:
+            return ray
+        if not ray.is_initialized():
+            options: dict[str, Any] = {"logging_level": logging.WARNING, "runtime_env": self.runtime_env}
+            if self.address is None:
+                options.update(num_cpus=self.local_cpus, num_gpus=self.local_gpus, include_dashboard=False)
+            else:
+                options["address"] = self.address
+            try:
+                ray.init(**options)
+            except ConnectionError as exc:
+                raise ConfigError(f"executor.address: no Ray cluster at {self.address!r}: {_first_line(exc)} "
+                                  f"(start one with `ray start --head`; a cluster with token authentication "
+                                  f"needs RAY_AUTH_MODE=token here)") from None
+            self._owns_ray = self.address is None
+        self._remote = ray.remote(max_retries=0, retry_exceptions=False)(_call)
+        return ray
+
+    # -- the Executor interface ---------------------------------------------
+    def submit(self, fn: Callable[..., Any], /, *args: Any,
+               resources: Mapping[str, float] | None = None, **kwargs: Any) -> cf.Future:
+        self._connect()
+        task = _Task(fn, args, kwargs, {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus, **(resources or {})})
+        task.future.set_running_or_notify_cancel()
+        self._launch(task)
+        return task.future
+
+    def _launch(self, task: _Task) -> None:
+        try:
+            ref = self._remote.options(**task.options).remote(task.fn, task.args, task.kwargs)
+        except TypeError as exc:   # Ray's error for what cloudpickle cannot serialize
+            raise ConfigError(f"{getattr(task.fn, '__name__', task.fn)} and its arguments cannot be sent to "
+                              f"Ray workers (evaluators must be picklable): {_first_line(exc)}") from None
+        task.attempts += 1
+        self._tasks[ref] = task
+
+    def wait(self, futures: Iterable[cf.Future], timeout: float | None = None
+             ) -> tuple[set[cf.Future], set[cf.Future]]:
+        futures = set(futures)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            done = {f for f in futures if f.done()}
+            if done:
+                return done, futures - done
+            refs = [ref for ref, task in self._tasks.items() if task.future in futures]
+            if not refs:   # futures from elsewhere
+                return super().wait(futures, None if deadline is None else max(0.0, deadline - time.monotonic()))
+            left = _WAIT_SLICE_S if deadline is None else min(_WAIT_SLICE_S, deadline - time.monotonic())
+            if left <= 0:
+                return set(), futures
+            import ray
+            ready, rest = ray.wait(refs, num_returns=1, timeout=left)
+            if ready and rest:   # collect everything done by now in one pass
+                more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+                ready += more
+            for ref in ready:
+                self._collect(ref)
+
+    def _collect(self, ref) -> None:
+        """Resolve the future of a finished task, or run the task again if its worker died."""
+        import ray
+        from ray.exceptions import RayTaskError
+        task = self._tasks.pop(ref)
+        try:
+            value = ray.get(ref)
+        except RayTaskError as exc:   # the function raised: its own exception is the outcome
+            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+            task.future.set_exception(cause)
+        except Exception as exc:
+            if type(exc).__name__ not in _WORKER_LOST:
+                task.future.set_exception(exc)
+                return
+            error = f"{type(exc).__name__}: {_first_line(exc)}"
+            if task.attempts > self.max_retries:
+                task.future.set_exception(WorkerLost(f"the worker died in each of {task.attempts} attempts; "
+                                                     f"the last: {error}"))
+                return
+            if self.on_retry is not None:
+                self.on_retry(task.future, error)
+            self._launch(task)
+        else:
+            task.future.set_result(value)
+
+    def shutdown(self, cancel: bool = False) -> None:
+        if self._remote is None:
+            return
+        import ray
+        if cancel:
+            for ref, task in list(self._tasks.items()):
+                ray.cancel(ref, force=True)   # kills the worker: training code need not look for a flag
+                task.future.set_exception(cf.CancelledError("cancelled by shutdown"))
+            self._tasks.clear()
+        while self._tasks:
+            self.wait([task.future for task in self._tasks.values()])
+        if self._owns_ray:
+            ray.shutdown()
+            self._owns_ray = False
+        self._remote = None
+
+    def __repr__(self) -> str:
+        where = self.address or "local"
+        return (f"<RayExecutor workers={self.workers} address={where} num_cpus={self.num_cpus} "
+                f"num_gpus={self.num_gpus} max_retries={self.max_retries}>")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
