@@ -103,15 +103,25 @@ class RayExecutor(Executor):
                 options.update(num_cpus=self.local_cpus, num_gpus=self.local_gpus, include_dashboard=False)
             else:
                 options["address"] = self.address
+                _token_auth_if_available()
             try:
                 ray.init(**options)
             except ConnectionError as exc:
                 raise ConfigError(f"executor.address: no Ray cluster at {self.address!r}: {_first_line(exc)} "
                                   f"(start one with `ray start --head`; a cluster with token authentication "
-                                  f"needs RAY_AUTH_MODE=token here)") from None
+                                  f"needs its token here: ~/.ray/auth_token or RAY_AUTH_TOKEN)") from None
             self._owns_ray = self.address is None
+        self._check_resources(ray.cluster_resources())
         self._remote = ray.remote(max_retries=0, retry_exceptions=False)(_call)
         return ray
+
+    def _check_resources(self, available: Mapping[str, float]) -> None:
+        """A task asking for more than the cluster has would wait forever: say so now."""
+        for key, name in (("num_gpus", "GPU"), ("num_cpus", "CPU")):
+            wanted, have = getattr(self, key), available.get(name, 0)
+            if wanted > have:
+                raise ConfigError(f"executor.{key}: each evaluation asks for {wanted:g} {name}s, but the Ray "
+                                  f"cluster has {have:g} (ray.cluster_resources())")
 
     # -- the Executor interface ---------------------------------------------
     def submit(self, fn: Callable[..., Any], /, *args: Any,
@@ -179,7 +189,7 @@ class RayExecutor(Executor):
             task.future.set_result(value)
 
     def shutdown(self, cancel: bool = False) -> None:
-        if self._remote is None:
+        if self._remote is None and not self._owns_ray:
             return
         import ray
         if cancel:
@@ -198,6 +208,18 @@ class RayExecutor(Executor):
         where = self.address or "local"
         return (f"<RayExecutor workers={self.workers} address={where} num_cpus={self.num_cpus} "
                 f"num_gpus={self.num_gpus} max_retries={self.max_retries}>")
+
+
+def _token_auth_if_available() -> None:
+    """Authenticate with a token when one exists and RAY_AUTH_MODE is unset, as
+    ``ray start`` does: clusters it starts (Ray >= 2.52) require the token
+    (``~/.ray/auth_token``, ``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH``)."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available)
+    except ImportError:   # a Ray without token authentication
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def _first_line(exc: BaseException) -> str:
