@@ -4,12 +4,10 @@ num_gpus, a worker killed mid-evaluation, Ctrl-C, the same results as the
 local executor, and a driver killed and resumed."""
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -28,6 +26,7 @@ from flownas.search.config import SearchConfig
 from flownas.search.loop import Budget, SearchLoop
 from flownas.store import Ledger, storage_url
 from search_toys import ToyEvaluator, ToySpace, score
+from test_search_resume import finished_trials, history as run_history
 
 pytestmark = pytest.mark.xdist_group("ray")
 ray = pytest.importorskip("ray")
@@ -244,8 +243,8 @@ def test_an_evaluator_that_cannot_be_shipped_is_a_config_error(cluster):
 
 
 def history(run: Path):
-    with open(run / "history.csv") as fh:
-        return [(r["evaluation"], r["seq"], r["arch"], r["objective"], r["test"]) for r in csv.DictReader(fh)]
+    """Each row's evaluation, seq, arch, objective, test."""
+    return [row[:5] for row in run_history(run)]
 
 
 ARGS = ["search", "--strategy", "evolution", "--budget", "30", "--seed", "3", "--quiet"]
@@ -264,14 +263,6 @@ def test_local_and_ray_give_identical_results(cluster, local_run, tmp_path, caps
     assert "1 (ray), busy evaluating" in capsys.readouterr().out
     assert history(tmp_path / "ray") == history(local_run)
     assert json.loads((tmp_path / "ray" / "best.json").read_text()) == json.loads((local_run / "best.json").read_text())
-
-
-def finished_trials(db: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.1) as con:
-            return con.execute("select count(*) from trials where state != 'RUNNING'").fetchone()[0]
-    except sqlite3.Error:   # not created yet, or being written
-        return 0
 
 
 def test_a_killed_driver_resumes_from_the_ledger(cluster, local_run, tmp_path, capsys):
