@@ -129,23 +129,24 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
     fig, (a, b) = plt.subplots(1, 2, figsize=(9.5, 3.8))
     ws = sorted({r["workers"] for r in rows})
-    for ledger, marker in (("memory", "o"), ("sqlite", "s")):
+    for ledger, marker, colour in (("memory", "o", "C0"), ("sqlite", "s", "C1")):
         by = {w: [r for r in rows if r["workers"] == w and r.get("ledger") == ledger] for w in ws}
         x = [w for w in ws if by[w]]
         if not x:
             continue
         label = {"memory": "in-memory ledger", "sqlite": "SQLite ledger"}[ledger]
-        a.plot(x, [100 * statistics.median(r["utilization"] for r in by[w]) for w in x], marker + "-", label=label)
+        a.plot(x, [100 * statistics.median(r["utilization"] for r in by[w]) for w in x], marker + "-", color=colour,
+               label=label)
         b.plot(x, [statistics.median(r["overhead_ms_median"] for r in by[w]) for w in x], marker + "-",
-               label=f"{label}: median")
+               color=colour, label=f"{label}: median")
         b.plot(x, [statistics.median(r["overhead_ms_mean"] for r in by[w]) for w in x], marker + ":",
-               label=f"{label}: mean")
+               color=colour, label=f"{label}: mean")
     a.axhline(90, color="grey", ls="--", lw=1, label="target 90%")
     a.set(xscale="log", xticks=ws, xticklabels=ws, xlabel="workers W", ylabel="utilization (%)", ylim=(0, 100),
           title="busy / (W x wall time)")
     a.legend(loc="lower left", fontsize=8)
     b.axhline(20, color="grey", ls="--", lw=1, label="target 20 ms")
-    b.set(xscale="log", yscale="log", xticks=ws, xticklabels=ws, xlabel="workers W", ylabel="ms per candidate",
+    b.set(xscale="log", ylim=(0, None), xticks=ws, xticklabels=ws, xlabel="workers W", ylabel="ms per candidate",
           title="dispatch overhead (Ray round trip)")
     b.legend(fontsize=7)
     fig.tight_layout()
