@@ -1,8 +1,9 @@
-"""Figures of the NB101 and DARTS cell spaces (BENCHMARKS.md, "Cell spaces").
+"""Figures of the NB201, NB101 and DARTS cell spaces (BENCHMARKS.md, "Cell spaces").
 
     FLOWNAS_DATA=/path/to/data OMP_NUM_THREADS=1 python benchmarks/bench_cell_spaces.py [section ...]
 
-Sections: enum (NB101 enumeration, all fingerprints), tables (load + look up
+Sections: nb201 (enumeration, table load + lookup of all 15,625, network
+forward for 10/100/120 classes), enum (NB101 enumeration, all fingerprints), tables (load + look up
 every record, NB101 and NB301), params (network parameters vs the tables),
 forward (one 8x3x32x32 batch per network, CPU). Timings are wall clock and,
 in brackets, this process's CPU time (what a shared machine distorts less).
@@ -141,7 +142,27 @@ def section_forward() -> None:
               f"8x3x32x32 {', '.join(t)} s")
 
 
-SECTIONS = {"enum": section_enum, "tables": section_tables, "params": section_params, "forward": section_forward}
+def section_nb201() -> None:
+    from flownas.benchmarks.nb201 import NB201Table
+    from flownas.spaces.nb201 import NB201Space
+    space = NB201Space()
+    with timed() as enum:
+        cells = list(space.enumerate())
+    with timed() as load:
+        table = NB201Table()
+    with timed() as lookup:
+        found = sum(1 for a in cells if table.query(a))
+    print(f"nb201 enumerate: {len(cells)} cells ({len(set(cells))} distinct) in {enum}")
+    print(f"nb201 table: load {load}; query all {found}/{len(cells)} enumerated cells: {lookup} "
+          f"({lookup.wall / len(cells) * 1e6:.0f} us per cell); load + lookup: "
+          f"{load.wall + lookup.wall:.2f} s [cpu {load.cpu + lookup.cpu:.2f} s]")
+    arch = space.from_string("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")  # the heaviest
+    for classes in (10, 100, 120):
+        print(f"nb201 network ({classes} classes, C=16, N=5, all nor_conv_3x3): forward of 8x3x32x32 "
+              f"{_forward_s(space.to_model(arch, num_classes=classes))} s")
+
+
+SECTIONS = {"nb201": section_nb201, "enum": section_enum, "tables": section_tables, "params": section_params, "forward": section_forward}
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or list(SECTIONS):
