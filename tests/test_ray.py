@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -99,6 +100,7 @@ def cluster():
             os.kill(pid, signal.SIGKILL)
         if auth_mode is None:
             os.environ.pop("RAY_AUTH_MODE", None)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def wait_all(executor, futures):
