@@ -71,7 +71,7 @@ def test_rules_are_named_when_broken(text, reason):
 
 
 def test_a_cycle_is_an_error_naming_its_nodes():
-    with pytest.raises(ArchitectureError, match="cycle"):
+    with pytest.raises(ArchitectureError, match=r"cycle: 1\(conv3x3\) -> 2\(conv1x1\) -> 1\(conv3x3\)"):
         TinyCells().from_string("conv3x3,conv1x1,conv3x3|0-1,1-2,2-1,2-4")
 
 
