@@ -2,6 +2,7 @@
 hand-written example (examples/resnet_space.py), and plug-ins found through the
 entry-point group ``flownas.spaces``."""
 import pickle
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -148,17 +149,31 @@ def test_registered_declaration_is_found_by_name(fresh_registry):
 
 
 def test_installed_plugin_appears_in_flownas_spaces(tmp_path, monkeypatch, fresh_registry, capsys):
-    # a real installed distribution: a module plus its .dist-info with an entry point
-    (tmp_path / "flownas_demo_plugin.py").write_text(textwrap.dedent("""
+    # a plug-in package, installed by pip (into a folder put on sys.path, not into this environment)
+    pytest.importorskip("setuptools")      # pip builds the package with it (no download: no build isolation)
+    src = tmp_path / "src"
+    (src / "flownas_demo_plugin").mkdir(parents=True)
+    (src / "flownas_demo_plugin" / "__init__.py").write_text(textwrap.dedent("""
         from flownas.spaces.custom import cell_space
         DemoCells = cell_space("demo-cells", ("conv3x3", "avgpool3x3"), num_nodes=2,
                                register=False, doc="demo plug-in cells")
     """))
-    info = tmp_path / "flownas_demo_plugin-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: flownas-demo-plugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[flownas.spaces]\ndemo-cells = flownas_demo_plugin:DemoCells\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    (src / "pyproject.toml").write_text(textwrap.dedent("""
+        [build-system]
+        requires = ["setuptools"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "flownas-demo-plugin"
+        version = "0.1"
+
+        [project.entry-points."flownas.spaces"]
+        demo-cells = "flownas_demo_plugin:DemoCells"
+    """))
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(site), str(src)], check=True, capture_output=True)
+    monkeypatch.syspath_prepend(str(site))
 
     assert main(["spaces", "demo*"]) == 0
     out = capsys.readouterr().out
