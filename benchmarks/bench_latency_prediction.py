@@ -202,6 +202,20 @@ def cmd_predict(args) -> None:
                       f"train {rec['train_wall_s']:.0f}s [cpu {rec['train_cpu_s']:.0f}s]", flush=True)
 
 
+def cmd_baseline(args) -> None:
+    """What no model gets: the training set's median latency predicted for
+    every test network (same splits as ``predict``), for scale."""
+    from flownas.predictors import metrics
+    for device in args.devices:
+        y = table_latencies(args.table, device)[1] if args.table else measured_latencies(args.measured, device)[1]
+        for seed in args.seeds:
+            perm = np.random.default_rng(seed).permutation(len(y))
+            tr, te = perm[:args.train], perm[args.train:args.train + args.test]
+            pred = np.full(len(te), np.median(y[tr]))
+            print(f"{args.table or 'measured'} {device} seed {seed}: train median as prediction: "
+                  f"MAPE {metrics.mape(y[te], pred):.2f}% Acc@10% {metrics.acc_within(y[te], pred):.3f}")
+
+
 # -- 3. summary ----------------------------------------------------------------
 def cmd_summary(args) -> None:
     """Mean (and spread) over seeds per source, device and predictor."""
@@ -260,6 +274,15 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_predict)
+    b = sub.add_parser("baseline", help="MAPE of predicting the training median (same splits as predict)")
+    bsrc = b.add_mutually_exclusive_group(required=True)
+    bsrc.add_argument("--table", choices=("fbnet", "ofa"))
+    bsrc.add_argument("--measured")
+    b.add_argument("--devices", nargs="+", required=True, help="table settings, or cpu_ms / wall_ms")
+    b.add_argument("--seeds", nargs="+", type=int, default=[0])
+    b.add_argument("--train", type=int, default=1000)
+    b.add_argument("--test", type=int, default=4000)
+    b.set_defaults(func=cmd_baseline)
     n = sub.add_parser("noise", help="round-to-round repeatability of a 'measure' file")
     n.add_argument("file")
     n.set_defaults(func=cmd_noise)
