@@ -82,6 +82,12 @@ def test_measure_predict_and_summary_resume(bench, tmp_path, capsys):
     bench.main(["noise", str(measured)])
     assert "4 networks measured in rounds 0 and 1" in capsys.readouterr().out
 
+    bench.main(["baseline", "--measured", str(measured), "--devices", "cpu_ms", "--train", "2", "--test", "2"])
+    line = capsys.readouterr().out
+    median = np.median(y[np.random.default_rng(0).permutation(4)[:2]])
+    truth = y[np.random.default_rng(0).permutation(4)[2:]]
+    assert f"MAPE {np.mean(np.abs(median - truth) / truth) * 100:.2f}%" in line
+
     results = tmp_path / "pred.jsonl"
     bench.main(["predict", "--measured", str(measured), "--predictors", "narformer_v2", "--seeds", "0",
                 "--train", "2", "--test", "2", "--param", "epochs=1", "--out", str(results)])
