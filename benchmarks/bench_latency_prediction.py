@@ -227,7 +227,7 @@ def cmd_summary(args) -> None:
                 groups.setdefault((r["source"], r["device"], r["predictor"]), []).append(r)
     print("| data | device | predictor | seeds | train / test | MAPE % | Acc@10% | Acc@5% | Kendall tau | train [cpu] s |")
     print("|---|---|---|---|---|---:|---:|---:|---:|---:|")
-    for (source, device, predictor), rows in groups.items():
+    for (source, device, predictor), rows in sorted(groups.items()):
         def stat(key, scale=1.0, fmt=".2f"):
             v = np.array([r[key] for r in rows]) * scale
             return f"{v.mean():{fmt}}" + (f" ± {v.std(ddof=1):{fmt}}" if len(v) > 1 else "")
