@@ -25,14 +25,24 @@ from test_spaces_conformance import (  # noqa: F401 - collected by pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 HUB = "nni.nas.hub.pytorch:"
-# the hub spaces, small enough to freeze and trace in about a second
+# every hub space, small enough to freeze and trace in about a second
 HUB_SPACES = {
     "NasBench201": dict(stem_out_channels=4, num_modules_per_stack=1),
     "NasBench101": dict(stem_out_channels=4, num_stacks=1, num_modules_per_stack=1),
     "DARTS": dict(width=4, num_cells=3),
+    "NASNet": dict(width=4, num_cells=3),
+    "ENAS": dict(width=4, num_cells=3),
+    "AmoebaNet": dict(width=4, num_cells=3),
+    "PNAS": dict(width=4, num_cells=3),
     "ProxylessNAS": dict(num_labels=10, base_widths=(8, 8, 8, 8, 8, 8, 8, 8, 16)),
     "MobileNetV3Space": dict(num_labels=10, base_widths=(8, 8, 8, 8, 8, 8, 8, 8, 16), width_multipliers=1.0),
+    "ShuffleNetSpace": dict(num_labels=10),
+    "AutoformerSpace": dict(search_embed_dim=(24, 48), search_num_heads=(2, 3), search_depth=(1, 2),
+                            img_size=32, patch_size=8, num_labels=10),
 }
+# hub model spaces that are not spaces of their own
+HUB_NOT_SPACES = {"NDS": "the base of the cell spaces above, it takes the operations as arguments",
+                  "AutoFormer": "another name of AutoformerSpace"}
 
 
 @pytest.fixture(scope="session")
@@ -117,6 +127,13 @@ def test_hub_space_round_trips(nni, hub):
     model.eval()
     with torch.no_grad():
         assert model(torch.randn(2, *space.input_shape)).shape == (2, 10)
+
+
+def test_every_hub_space_is_covered(nni):
+    import nni.nas.hub.pytorch as hub
+    from nni.nas.nn.pytorch import ModelSpace
+    model_spaces = {name for name, obj in vars(hub).items() if isinstance(obj, type) and issubclass(obj, ModelSpace)}
+    assert model_spaces == set(HUB_SPACES) | set(HUB_NOT_SPACES)
 
 
 def test_hub_sample_is_seeded_and_mutation_moves(nni):

@@ -4,10 +4,10 @@ trained with NAR-Former's MSE + sequence-ranking + consistency loss.
 
 It reads numeric node attributes, so it encodes whole networks (mobilenet,
 fbnet) as well as cells, and predicts latency as well as accuracy: a latency
-is just another target; ``target_transform="log"`` fits log(y) (relative
-errors, as the official relative-MSE loss; predictions come back in the
-target's units) and ``readout="sum"`` adds node states up as latency adds up
-over layers.
+is just another target; ``target_transform="log"`` (shared by the neural
+predictors) fits log(y) (relative errors, as the official relative-MSE loss;
+predictions come back in the target's units) and ``readout="sum"`` adds node
+states up as latency adds up over layers.
 
 Settings: the official NB201 run is 6 blocks of width 512, op and position
 codes of 32 frequencies each, Adam lr 1e-4, linear warm-up 10 %, batch 8,
@@ -16,17 +16,9 @@ block but train for a CPU budget (see ``defaults``).
 """
 from __future__ import annotations
 
-from typing import Sequence
-
-import numpy as np
-
-from ..arch import Architecture
 from ..registry import PREDICTORS
-from .base import check_targets
 from .narformer import CanonicalNumbering
 from .neural import NeuralPredictor
-
-TRANSFORMS = ("none", "log")
 
 
 @PREDICTORS.register("narformer_v2")
@@ -41,14 +33,11 @@ class NARFormerV2Predictor(CanonicalNumbering, NeuralPredictor):
     def __init__(self, dim: int = 128, layers: int = 6, freqs: int = 32, op_code: str = "sinusoid",
                  groups: int = 8, ffn_ratio: int = 4, dropout: float = 0.05, layer_scale: float = 1e-4,
                  degree: bool = True, readout: str = "fusion", head_hidden: int = 128, sr_weight: float = 0.1,
-                 ac_weight: float = 0.5, flow_augment: bool = True, target_transform: str = "none", **common):
-        if target_transform not in TRANSFORMS:
-            raise ValueError(f"unknown target_transform {target_transform!r} (known: {', '.join(TRANSFORMS)})")
+                 ac_weight: float = 0.5, flow_augment: bool = True, **common):
         self.dim, self.layers, self.freqs, self.op_code = dim, layers, freqs, op_code
         self.groups, self.ffn_ratio, self.dropout, self.layer_scale = groups, ffn_ratio, dropout, layer_scale
         self.degree, self.readout, self.head_hidden = degree, readout, head_hidden
         self.sr_weight, self.ac_weight, self.flow_augment = sr_weight, ac_weight, flow_augment
-        self.target_transform = target_transform
         super().__init__(**common)
 
     def build_network(self, featurizer):
@@ -61,29 +50,3 @@ class NARFormerV2Predictor(CanonicalNumbering, NeuralPredictor):
     def step_loss(self, cfg):
         from .nn.narformer import narformer_step_loss
         return narformer_step_loss(self.sr_weight, self.ac_weight, self.flow_augment)
-
-    # -- target transform ------------------------------------------------------
-    def fit(self, archs: Sequence[Architecture], y, *, low_fidelity=None, validation=None):
-        y = self._forward_targets(check_targets(y, len(archs)), "targets")
-        if validation is not None:
-            validation = (validation[0], self._forward_targets(
-                check_targets(validation[1], len(validation[0]), "validation targets"), "validation targets"))
-        return super().fit(archs, y, low_fidelity=low_fidelity, validation=validation)
-
-    def predict(self, archs: Sequence[Architecture], *, return_std: bool = False):
-        out = super().predict(archs, return_std=return_std)
-        if self.target_transform == "none":
-            return out
-        if not return_std:
-            return np.exp(out)
-        # members' geometric mean, and its spread to first order (delta method)
-        mean = np.exp(out[0])
-        return mean, mean * out[1]
-
-    def _forward_targets(self, y: np.ndarray, what: str) -> np.ndarray:
-        if self.target_transform == "none":
-            return y
-        if (y <= 0).any():
-            raise ValueError(f"{what}: target_transform='log' needs positive values, "
-                             f"got {int((y <= 0).sum())} <= 0 (first {y[y <= 0][0]})")
-        return np.log(y)

@@ -42,6 +42,7 @@ from .features import GraphFeaturizer, resolve_ops
 
 FORMAT = "flownas.predictor"
 FORMAT_VERSION = 1
+TARGET_TRANSFORMS = ("none", "log")
 
 #: hyper-parameters every neural predictor takes (training loop, ensemble,
 #: encoding, seed); a subclass changes their defaults through ``defaults``
@@ -54,6 +55,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "grad_clip": 1.0, "eval_every": 1,
     "patience": None,        # early stopping (epochs) on the validation tau
     "ensemble": 1,           # members trained with different seeds
+    "target_transform": "none",  # none | log: fit log(y), errors relative (latency); predictions in y's units
     "prune_ops": "auto",     # zero ops: their nodes go, with the dead paths they leave ("auto": the space's)
     "contract_ops": "auto",  # identity ops: their nodes go, predecessors joined to successors
     "seed": 0,
@@ -84,6 +86,9 @@ class NeuralPredictor(Predictor):
             setattr(self, k, tuple(v) if k in ("prune_ops", "contract_ops") and not isinstance(v, str) else v)
         if int(self.ensemble) < 1:
             raise ValueError(f"ensemble must be at least 1, got {self.ensemble}")
+        if self.target_transform not in TARGET_TRANSFORMS:
+            raise ValueError(f"unknown target_transform {self.target_transform!r} "
+                             f"(known: {', '.join(TARGET_TRANSFORMS)})")
         self.train_config()  # validates the training hyper-parameters now, not at fit
 
     # -- what a subclass provides ------------------------------------------
@@ -133,7 +138,7 @@ class NeuralPredictor(Predictor):
         from .nn.train import train_networks
 
         archs = check_archs(archs)
-        y = check_targets(y, len(archs))
+        y = self._forward_targets(check_targets(y, len(archs)), "targets")
         if len(archs) < 2:
             raise ValueError(f"need at least 2 architectures to learn from, got {len(archs)}")
         space = archs[0].space
@@ -141,7 +146,8 @@ class NeuralPredictor(Predictor):
         if validation is not None:
             v_archs, v_y = validation
             v_archs = check_archs(v_archs, space)
-            val = (v_archs, check_targets(v_y, len(v_archs), "validation targets"))
+            val = (v_archs, self._forward_targets(check_targets(v_y, len(v_archs), "validation targets"),
+                                                  "validation targets"))
         feat = GraphFeaturizer.for_archs(archs, prune_ops=resolve_ops(self.prune_ops, space, "zero"),
                                          contract_ops=resolve_ops(self.contract_ops, space, "identity"),
                                          fixed_size=self.fixed_size)
@@ -179,8 +185,20 @@ class NeuralPredictor(Predictor):
         batch = GraphBatch.encode(archs, self.featurizer_)
         preds = np.stack([(a * self._scores(net, batch) + b) * self.y_std_ + self.y_mean_
                           for net, (a, b) in zip(self.networks_, self.calibration_)])
-        mean = preds.mean(0)
-        return (mean, preds.std(0)) if return_std else mean
+        mean, std = preds.mean(0), preds.std(0)
+        if self.target_transform == "log":
+            # the members' geometric mean, and its spread to first order (delta method)
+            mean = np.exp(mean)
+            std = mean * std
+        return (mean, std) if return_std else mean
+
+    def _forward_targets(self, y: np.ndarray, what: str) -> np.ndarray:
+        if self.target_transform == "none":
+            return y
+        if (y <= 0).any():
+            raise ValueError(f"{what}: target_transform='log' needs positive values, "
+                             f"got {int((y <= 0).sum())} <= 0 (first {y[y <= 0][0]})")
+        return np.log(y)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "networks_"):
