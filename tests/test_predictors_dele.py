@@ -46,6 +46,12 @@ def test_experts_learn_their_signals_and_help_with_few_labels(data, pretrained):
     assert w.shape == (5, 2) and np.allclose(w.sum(1), 1)
 
 
+def test_pretraining_reduces_graphs_like_the_other_neural_predictors(pretrained):
+    # "auto" is the space's zero and identity ops, as in NeuralPredictor.fit
+    assert pretrained.pretrain_featurizer_.prune_ops == ("none",)
+    assert pretrained.pretrain_featurizer_.contract_ops == ("skip_connect",)
+
+
 def test_fit_reuses_the_pretraining(data, pretrained):
     pool, y, _ = data
     p = copy.deepcopy(pretrained)
