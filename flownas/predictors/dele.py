@@ -247,6 +247,7 @@ class DELEPredictor(NeuralPredictor):
             torch.manual_seed(seed)
             net = self.build_network(feat)
             net.load_state_dict(self.pretrained_state_)
+            net.reset_gate()   # pre-training never trains the gate: each member draws its own from its seed
             net.set_trainable(self.finetune)
             results.append(train_network(net, batch, yt, cfg, seed=seed, val=val_batch))
             nets.append(net)
@@ -306,6 +307,12 @@ def _network_class():
         def forward(self, batch) -> torch.Tensor:
             e = self.encoder.embed(batch)
             return (self.weights(e) * self.experts(e)).sum(-1)
+
+        def reset_gate(self) -> None:
+            """A fresh architecture-conditioned gate (from torch's current
+            random state); the uniform gate starts as an even mix anyway."""
+            if self.gate is not None:
+                self.gate.reset_parameters()
 
         def set_trainable(self, part: str) -> None:
             """Fine-tune "all", only the "heads" (experts + gate) or only the "gate"."""
