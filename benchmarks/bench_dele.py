@@ -56,18 +56,21 @@ def proxy_pool(path: Path, archs_by_string: dict):
     return pool, {n: [r[n] for r in rows] for n in names}
 
 
-def pretrained(variant: str, args, archs):
+def pretrained(variant: str, args, archs, params: dict):
     """The variant's pre-trained DELE, from the cache when it was made before."""
     import torch
 
     from flownas.predictors.dele import DELEPredictor
     from flownas.spaces.nb201 import NB201Space
-    cache = Path(args.out).with_name(f"dele_pretrained_{variant}_{args.pretrain_epochs}ep.pkl")
+    from flownas.predictors.dele import PRETRAIN_PARAMS
+    shaping = {k: v for k, v in sorted(params.items()) if k in PRETRAIN_PARAMS}
+    tag = "".join(f"_{k}={json.dumps(v, separators=(',', ''))}" for k, v in shaping.items())
+    cache = Path(args.out).with_name(f"dele_pretrained_{variant}_{args.pretrain_epochs}ep{tag}.pkl")
     if cache.exists():
         with cache.open("rb") as fh:
             return pickle.load(fh)
     start = time.perf_counter()
-    p = DELEPredictor(seed=0, pretrain_epochs=args.pretrain_epochs)
+    p = DELEPredictor(seed=0, pretrain_epochs=args.pretrain_epochs, **shaping)
     if variant == "dele_table":
         from flownas.evaluators.lowfidelity import table_pool
         p.pretrain(*table_pool("nb201"))
@@ -93,7 +96,8 @@ def main(argv=None) -> int:
     ap.add_argument("--proxies", default="runs/bench_proxies_cifar10.jsonl")
     ap.add_argument("--out", default="runs/bench_dele.jsonl")
     ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                    help="a fine-tuning hyper-parameter (JSON value) for every variant, repeatable")
+                    help="a hyper-parameter (JSON value) for every variant, repeatable; those that shape "
+                         "DELE's pre-training (e.g. contract_ops=[]) pre-train it anew")
     args = ap.parse_args(argv)
 
     import torch
@@ -119,7 +123,7 @@ def main(argv=None) -> int:
                 if (variant, n, seed, pre_epochs, json.dumps(params, sort_keys=True)) in done:
                     continue
                 if variant != "flowerformer" and base is None:
-                    base, pre_s = pretrained(variant, args, archs)
+                    base, pre_s = pretrained(variant, args, archs, params)
                 tr, va, te = split(len(archs), n, "A", seed)
                 if variant == "flowerformer":
                     model = FlowerFormerPredictor(seed=seed, **params)
@@ -136,7 +140,8 @@ def main(argv=None) -> int:
                 rec = {"variant": variant, "n_train": n, "seed": seed, "pretrain_epochs": pre_epochs,
                        "params": params,
                        "pretrain_seconds": pre_s, "fit_seconds": fit_s, **m,
-                       "best_epoch": model.train_results_[0].best_epoch}
+                       "best_epoch": model.train_results_[0].best_epoch,
+                       "featurizer": {k: list(getattr(model.featurizer_, k)) for k in ("prune_ops", "contract_ops")}}
                 with out.open("a") as fh:
                     fh.write(json.dumps(rec) + "\n")
                 print(f"{variant} N={n} seed {seed}: tau {m['kendall_tau']:.4f} ({fit_s:.0f} s)",

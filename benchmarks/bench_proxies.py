@@ -10,8 +10,9 @@ published ones over those architectures, and both scores' Spearman with the
 published 200-epoch validation accuracy. Scores are appended to a JSON-lines
 cache (``--out``), so an interrupted run continues where it stopped.
 
-``--cost N`` instead times each proxy alone on N architectures (ms per arch,
-CPU, ``--threads`` torch threads) after one warm-up architecture.
+``--cost N`` instead times each proxy alone on N architectures (ms per arch:
+CPU time of the process, and wall time, ``--threads`` torch threads) after
+one warm-up architecture.
 
     FLOWNAS_DATA=/work/shared/data PYTHONPATH=. python benchmarks/bench_proxies.py
     FLOWNAS_DATA=/work/shared/data PYTHONPATH=. python benchmarks/bench_proxies.py --cost 20
@@ -92,21 +93,22 @@ def cost(args) -> None:
     picks = [rows[i] for i in np.random.default_rng(1).permutation(len(rows))[: args.cost + 1]]
     archs = [space.from_string(r["arch"]) for r in picks]
     print(f"ms per architecture (CPU, {args.threads} thread(s)), median over {args.cost} NB201 cells "
-          f"(C=16, N=5), batch {args.batch_size}\n")
-    print("| proxy | median ms | p90 ms |")
-    print("|---|---:|---:|")
+          f"(C=16, N=5), batch {args.batch_size}; CPU ms = process time (what load does not change)\n")
+    print("| proxy | median CPU ms | p90 CPU ms | median wall ms |")
+    print("|---|---:|---:|---:|")
     for name in PROXIES + (None,):   # None: build + params + FLOPs alone
         evaluator = ProxyEvaluator("cifar10-mini", proxies=[name] if name else [], objective=name or "params",
                                    batch_size=args.batch_size, seed=args.seed, num_threads=args.threads)
-        times = []
+        cpu, wall = [], []
         for k, arch in enumerate(archs):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             evaluator.evaluate(arch)
             if k:   # the first architecture warms up
-                times.append(1e3 * (time.perf_counter() - start))
+                cpu.append(1e3 * (time.process_time() - start_cpu))
+                wall.append(1e3 * (time.perf_counter() - start))
         label = f"{name} (+ build, params, FLOPs)" if name else "build, params, FLOPs only"
-        print(f"| {label} | {statistics.median(times):.0f} | {np.percentile(times, 90):.0f} |",
-              flush=True)
+        print(f"| {label} | {statistics.median(cpu):.0f} | {np.percentile(cpu, 90):.0f} | "
+              f"{statistics.median(wall):.0f} |", flush=True)
 
 
 def main(argv=None) -> int:

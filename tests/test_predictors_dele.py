@@ -46,6 +46,22 @@ def test_experts_learn_their_signals_and_help_with_few_labels(data, pretrained):
     assert w.shape == (5, 2) and np.allclose(w.sum(1), 1)
 
 
+def test_pretraining_reduces_graphs_like_the_other_neural_predictors(pretrained):
+    # "auto" is the space's zero and identity ops, as in NeuralPredictor.fit
+    assert pretrained.pretrain_featurizer_.prune_ops == ("none",)
+    assert pretrained.pretrain_featurizer_.contract_ops == ("skip_connect",)
+
+
+def test_ensemble_members_differ_even_on_one_minibatch(data, pretrained):
+    # every member starts from the same pre-trained state: its own gate is what its seed changes
+    pool, y, _ = data
+    p = copy.deepcopy(pretrained)
+    p.ensemble = 2
+    p.fit(pool[:20], y[:20])                                  # 20 < batch size: one full batch per epoch
+    mean, std = p.predict(pool[20:100], return_std=True)
+    assert std.mean() > 0.01 * mean.std()
+
+
 def test_fit_reuses_the_pretraining(data, pretrained):
     pool, y, _ = data
     p = copy.deepcopy(pretrained)

@@ -46,7 +46,7 @@ import numpy as np
 from ..arch import Architecture
 from ..registry import PREDICTORS
 from .base import check_archs, check_targets
-from .features import GraphFeaturizer
+from .features import GraphFeaturizer, resolve_ops
 from .neural import NeuralPredictor, _calibration
 
 FINETUNE = ("all", "heads", "gate")
@@ -54,7 +54,7 @@ GATES = ("arch", "uniform")
 # the hyper-parameters that shape pre-training (with the pool and its signals)
 PRETRAIN_PARAMS = ("dim", "layers", "heads", "dropout", "attn_dropout", "norm", "depth_embedding", "gate",
                    "signals", "pretrain_epochs", "pretrain_batch_size", "pretrain_lr", "pretrain_seed",
-                   "weight_decay", "warmup", "grad_clip", "margin", "prune_ops")
+                   "weight_decay", "warmup", "grad_clip", "margin", "prune_ops", "contract_ops")
 # pre-trained states by what decides them: refits (a search refits its
 # predictor after every round, with new seeds) reuse the pre-training
 _PRETRAINED: "OrderedDict[str, tuple]" = OrderedDict()
@@ -126,7 +126,10 @@ class DELEPredictor(NeuralPredictor):
             if np.isfinite(values[:, k]).sum() < 2:
                 raise ValueError(f"signal {name!r} has fewer than 2 known values: nothing to rank")
         self.signals = names
-        feat = GraphFeaturizer.for_archs(archs, prune_ops=self.prune_ops, fixed_size=self.fixed_size)
+        space = archs[0].space
+        feat = GraphFeaturizer.for_archs(archs, prune_ops=resolve_ops(self.prune_ops, space, "zero"),
+                                         contract_ops=resolve_ops(self.contract_ops, space, "identity"),
+                                         fixed_size=self.fixed_size)
         batch = GraphBatch.encode(archs, feat)
         if not self.fixed_size:
             batch = batch.trimmed()
@@ -244,6 +247,7 @@ class DELEPredictor(NeuralPredictor):
             torch.manual_seed(seed)
             net = self.build_network(feat)
             net.load_state_dict(self.pretrained_state_)
+            net.reset_gate()   # pre-training never trains the gate: each member draws its own from its seed
             net.set_trainable(self.finetune)
             results.append(train_network(net, batch, yt, cfg, seed=seed, val=val_batch))
             nets.append(net)
@@ -303,6 +307,12 @@ def _network_class():
         def forward(self, batch) -> torch.Tensor:
             e = self.encoder.embed(batch)
             return (self.weights(e) * self.experts(e)).sum(-1)
+
+        def reset_gate(self) -> None:
+            """A fresh architecture-conditioned gate (from torch's current
+            random state); the uniform gate starts as an even mix anyway."""
+            if self.gate is not None:
+                self.gate.reset_parameters()
 
         def set_trainable(self, part: str) -> None:
             """Fine-tune "all", only the "heads" (experts + gate) or only the "gate"."""
