@@ -176,9 +176,10 @@ class NeuralPredictor(Predictor):
         from .nn.batch import GraphBatch
         self._check_fitted()
         archs = check_archs(archs, self.space_)
-        batch = GraphBatch.encode(archs, self.featurizer_)
+        distinct, inverse = self.featurizer_(archs).unique()   # equal encodings, one forward pass
+        batch = GraphBatch.from_arrays(distinct, self.featurizer_)
         preds = np.stack([(a * self._scores(net, batch) + b) * self.y_std_ + self.y_mean_
-                          for net, (a, b) in zip(self.networks_, self.calibration_)])
+                          for net, (a, b) in zip(self.networks_, self.calibration_)])[:, inverse]
         mean = preds.mean(0)
         return (mean, preds.std(0)) if return_std else mean
 
