@@ -173,7 +173,6 @@ def run(space: str, predictor: str, n_train: int, protocol: str, seeds: list[int
         "precision_at_1pct": _mean(per_seed, "precision_at_1pct"),
         "precision_at_5pct": _mean(per_seed, "precision_at_5pct"),
         "train_seconds": _mean(per_seed, "train_seconds"),
-        "train_cpu_seconds": _mean(per_seed, "train_cpu_seconds"),
         "predict_archs_per_second": _mean(per_seed, "predict_archs_per_second"),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "per_seed": per_seed,
