@@ -93,6 +93,19 @@ def test_contraction_joins_the_neighbours_of_identity_nodes():
     assert g.depth[0, [0, 5, 7]].tolist() == [0, 1, 2] and g.rdepth[0, [0, 5, 7]].tolist() == [2, 1, 0]
 
 
+def test_unique_encodings_merge_cells_that_reduce_to_the_same_graph():
+    f = GraphFeaturizer(NB201Space.ops, prune_ops=("none",), contract_ops=("skip_connect",))
+    # the none edge into node 1 kills the edges out of it, whatever their ops
+    a = _cell("|none~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|")
+    b = _cell("|none~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_1x1~2|")
+    arrays = f([a, _cell(BEST), b, a])
+    distinct, inverse = arrays.unique()
+    assert len(distinct) == 2 and inverse[0] == inverse[2] == inverse[3] != inverse[1]
+    back = distinct[inverse]
+    for name in ("ops", "adj", "mask", "depth", "rdepth", "reach"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(arrays, name))
+
+
 def test_featurizer_rejects_unknown_ops_and_oversized_graphs():
     f = GraphFeaturizer(("input", "a", "output"), max_nodes=3)
     with pytest.raises(ValueError, match="not in this predictor's vocabulary"):

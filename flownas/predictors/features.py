@@ -45,6 +45,24 @@ class GraphArrays:
     def __len__(self) -> int:
         return len(self.ops)
 
+    def __getitem__(self, idx) -> "GraphArrays":
+        return GraphArrays(self.ops[idx], self.adj[idx], self.mask[idx], self.depth[idx], self.rdepth[idx],
+                           self.reach[idx], None if self.attrs is None else self.attrs[idx])
+
+    def unique(self) -> tuple["GraphArrays", np.ndarray]:
+        """The distinct encodings and, for each graph, the index of its own
+        (``unique()[0][inverse]`` is ``self``): a network computes each input
+        once. Graphs that reduce to the same graph with the same numbering
+        (e.g. NB201 cells that differ only in dead or skipped edges) are one."""
+        B = len(self)
+        parts = [self.ops.astype(np.int32).reshape(B, -1), np.packbits(self.adj.reshape(B, -1), axis=1)]
+        if self.attrs is not None:
+            parts.append(self.attrs.reshape(B, -1))
+        rows = np.concatenate([np.ascontiguousarray(p).view(np.uint8).reshape(B, -1) for p in parts], axis=1)
+        keys = np.ascontiguousarray(rows).view(np.dtype((np.void, rows.shape[1]))).ravel()
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        return self[first], inverse.reshape(-1)
+
 
 @dataclass
 class _Structure:

@@ -182,9 +182,10 @@ class NeuralPredictor(Predictor):
         from .nn.batch import GraphBatch
         self._check_fitted()
         archs = check_archs(archs, self.space_)
-        batch = GraphBatch.encode(archs, self.featurizer_)
+        distinct, inverse = self.featurizer_(archs).unique()   # equal encodings, one forward pass
+        batch = GraphBatch.from_arrays(distinct, self.featurizer_)
         preds = np.stack([(a * self._scores(net, batch) + b) * self.y_std_ + self.y_mean_
-                          for net, (a, b) in zip(self.networks_, self.calibration_)])
+                          for net, (a, b) in zip(self.networks_, self.calibration_)])[:, inverse]
         mean, std = preds.mean(0), preds.std(0)
         if self.target_transform == "log":
             # the members' geometric mean, and its spread to first order (delta method)
