@@ -131,13 +131,13 @@ def plot(results, path: Path) -> None:
             curves = np.array([[np.nan if v is None else v for v in r["test"]] for r in d["runs"]])
             mean = np.nanmean(curves, axis=0)
             x = np.arange(1, len(mean) + 1)
-            ax.plot(x, mean, label=strategy)
+            ax.plot(x, mean, label=f"{strategy} ({len(curves)} seeds)")
             ax.fill_between(x, mean - np.nanstd(curves, axis=0) / np.sqrt(len(curves)),
                             mean + np.nanstd(curves, axis=0) / np.sqrt(len(curves)), alpha=0.2)
         any_d = next(d for k, d in results.items() if k[0] == experiment)
         metric = any_d["test_metric"] or any_d["objective"]
         best = any_d["optimum"]["test"] if any_d["test_metric"] else any_d["optimum"]["objective"]
-        ax.axhline(best, color="black", linewidth=0.8, linestyle=":", label="test of the optimum")
+        ax.axhline(best, color="black", linewidth=0.8, linestyle=":", label="test of the best-objective cell")
         finite = [statistics.fmean(r["test"][min(len(r["test"]), 20) - 1] for r in d["runs"])
                   for k, d in results.items() if k[0] == experiment]
         ax.set_ylim(min(finite) - 0.3, best + 0.3 * (best - min(finite)) + 0.05)
@@ -146,7 +146,7 @@ def plot(results, path: Path) -> None:
         ax.set_ylabel(f"{metric} of the incumbent")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"mean over {len(any_d['seeds'])} seeds (band: ± 1 s.e.)", fontsize=9)
+    fig.suptitle("mean over seeds (band: ± 1 s.e.)", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
