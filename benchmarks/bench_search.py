@@ -6,7 +6,9 @@ experiment of experiments/, many seeds, then one plot and one markdown table.
 
 ``run`` writes one JSON per (experiment, strategy), the same figures as
 ``flownas bench search`` (which it calls through the same functions); an
-existing JSON is kept, so an interrupted run continues. The strategies come
+existing JSON is kept, and each finished seed is appended at once to
+``EXPERIMENT--STRATEGY.runs.jsonl``, so an interrupted run continues where it
+stopped (``report`` also summarizes such partial runs, with their seed count). The strategies come
 from the experiment configs: ``predictor`` and its predictor from
 ``NAME-predictor.yaml``, ``evolution`` from ``NAME-evolution.yaml``,
 ``predictor-evolution`` with the same predictor as ``predictor``, and
@@ -45,6 +47,7 @@ def run(args) -> None:
     from flownas.search.bench import bench_config, bench_search, write_json
     torch.set_num_threads(1)
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     seeds = list(range(args.seeds))
     for experiment in args.only.split(","):
         for strategy in args.strategies.split(","):
@@ -53,8 +56,16 @@ def run(args) -> None:
                 print(f"{path} exists, kept", file=sys.stderr)
                 continue
             config = bench_config(config_for(experiment, strategy), args.budget)
+            partial = path.with_suffix(".runs.jsonl")
+            done = [json.loads(line) for line in partial.read_text().splitlines()] if partial.exists() else []
+            done = [r for r in done if r["config"] == config.to_dict()]
+
+            def keep(result, config=config, partial=partial):
+                with partial.open("a") as f:
+                    f.write(json.dumps({**result, "config": config.to_dict()}) + "\n")
+
             start = time.perf_counter()
-            data = bench_search(config, seeds, jobs=args.jobs)
+            data = bench_search(config, seeds, jobs=args.jobs, progress=keep, done=done)
             data["command"] = " ".join(["python benchmarks/bench_search.py run", f"--only {experiment}",
                                         f"--strategies {strategy}", f"--seeds {args.seeds}",
                                         f"--budget {args.budget}", f"--jobs {args.jobs}"])
@@ -68,23 +79,41 @@ def run(args) -> None:
 def report(args) -> None:
     out = Path(args.out)
     results = {}
+    for path in sorted(out.glob("*--*.runs.jsonl")):   # partial runs; a finished JSON replaces them
+        runs = [json.loads(line) for line in path.read_text().splitlines()]
+        experiment, strategy = path.name[:-len(".runs.jsonl")].split("--")
+        results[(experiment, strategy)] = partial_summary(runs)
     for path in sorted(out.glob("*--*.json")):
         experiment, strategy = path.stem.split("--")
         results[(experiment, strategy)] = json.loads(path.read_text())
     if not results:
         sys.exit(f"no results in {out}")
-    print("| experiment | strategy | 25 | 50 | 100 | 150 | optimum found | median evals to it | s per search |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| experiment | strategy | seeds | 25 | 50 | 100 | 150 | optimum found | median evals to it | s per search |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for (experiment, strategy), d in sorted(results.items(), key=lambda kv: (EXPERIMENTS.index(kv[0][0]),
                                                                              STRATEGIES.index(kv[0][1]))):
         cells = [f"{d['checkpoints'][n]['mean']:.2f} ± {d['checkpoints'][n]['sd']:.2f}" if n in d["checkpoints"]
                  else "" for n in ("25", "50", "100", "150")]
         median = d["median_evals_to_optimum"]
-        print(f"| {experiment} | {strategy} | " + " | ".join(cells)
+        print(f"| {experiment} | {strategy} | {len(d['seeds'])} | " + " | ".join(cells)
               + f" | {d['found_share']:.0%} | {median if median is not None else '> ' + str(d['budget'])}"
               + f" | {d['wall_s']['median']:.1f} |")
     if args.plot:
         plot(results, Path(args.plot))
+
+
+def partial_summary(runs):
+    """The figures of an unfinished benchmark, from its finished seeds."""
+    from flownas.search.api import build
+    from flownas.search.bench import optimum, summarize
+    from flownas.search.config import SearchConfig
+    config = SearchConfig.from_dict(runs[0]["config"])
+    parts = build(config)
+    best = optimum(parts.evaluator, parts.space)
+    budget = config.budget.evaluations
+    return {"config": runs[0]["config"], "seeds": sorted(r["seed"] for r in runs), "budget": budget,
+            "objective": parts.evaluator.objective, "test_metric": parts.evaluator.test_metric,
+            "optimum": best, **summarize(runs, best, budget), "runs": sorted(runs, key=lambda r: r["seed"])}
 
 
 def plot(results, path: Path) -> None:
@@ -102,13 +131,13 @@ def plot(results, path: Path) -> None:
             curves = np.array([[np.nan if v is None else v for v in r["test"]] for r in d["runs"]])
             mean = np.nanmean(curves, axis=0)
             x = np.arange(1, len(mean) + 1)
-            ax.plot(x, mean, label=strategy)
+            ax.plot(x, mean, label=f"{strategy} ({len(curves)} seeds)")
             ax.fill_between(x, mean - np.nanstd(curves, axis=0) / np.sqrt(len(curves)),
                             mean + np.nanstd(curves, axis=0) / np.sqrt(len(curves)), alpha=0.2)
         any_d = next(d for k, d in results.items() if k[0] == experiment)
         metric = any_d["test_metric"] or any_d["objective"]
         best = any_d["optimum"]["test"] if any_d["test_metric"] else any_d["optimum"]["objective"]
-        ax.axhline(best, color="black", linewidth=0.8, linestyle=":", label="test of the optimum")
+        ax.axhline(best, color="black", linewidth=0.8, linestyle=":", label="test of the best-objective cell")
         finite = [statistics.fmean(r["test"][min(len(r["test"]), 20) - 1] for r in d["runs"])
                   for k, d in results.items() if k[0] == experiment]
         ax.set_ylim(min(finite) - 0.3, best + 0.3 * (best - min(finite)) + 0.05)
@@ -117,7 +146,7 @@ def plot(results, path: Path) -> None:
         ax.set_ylabel(f"{metric} of the incumbent")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"mean over {len(any_d['seeds'])} seeds (band: ± 1 s.e.)", fontsize=9)
+    fig.suptitle("mean over seeds (band: ± 1 s.e.)", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

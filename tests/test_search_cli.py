@@ -152,3 +152,14 @@ def test_bench_search_reports_checkpoints_and_the_optimum(tmp_path, capsys, data
     assert set(data["checkpoints"]) == {"25"} and data["checkpoints"]["25"]["seeds"] == 3
     assert len(data["runs"]) == 3 and all(len(r["test"]) == 30 for r in data["runs"])
     assert data["command"].startswith("flownas bench search --strategy random --budget 30 --seeds 3")
+
+
+def test_bench_search_keeps_the_runs_of_an_interrupted_benchmark(data_root):
+    from flownas.search.bench import bench_config, bench_search, run_seed
+    config = bench_config(SearchConfig.from_dict({"strategy": "random"}), 30)
+    kept = {**run_seed(config, 1), "wall_s": -1.0}      # a marker: a re-run would not have it
+    seen = []
+    data = bench_search(config, [0, 1, 2], progress=seen.append, done=[kept, {**kept, "seed": 7}])
+    assert [r["seed"] for r in seen] == [0, 2]          # seed 1 is not run again; seed 7 is not asked for
+    assert [r["seed"] for r in data["runs"]] == [0, 1, 2] and data["runs"][1]["wall_s"] == -1.0
+    assert data["runs"][0]["test"] == run_seed(config, 0)["test"]

@@ -85,16 +85,19 @@ def summarize(runs: Sequence[dict[str, Any]], best: dict[str, Any], budget: int)
             "wall_s": {"mean": statistics.fmean(walls), "median": statistics.median(walls), "max": max(walls)}}
 
 
-def bench_search(config: SearchConfig, seeds: Sequence[int], jobs: int = 1, progress=None) -> dict[str, Any]:
-    """Run ``config`` once per seed (``jobs`` in parallel) and summarize."""
+def bench_search(config: SearchConfig, seeds: Sequence[int], jobs: int = 1, progress=None,
+                 done: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """Run ``config`` once per seed (``jobs`` in parallel) and summarize;
+    ``done``: runs of an interrupted benchmark (``run_seed`` results), kept."""
     from .api import build
     parts = build(config)
     best = optimum(parts.evaluator, parts.space)
     budget = config.budget.evaluations
     start = time.perf_counter()
-    runs: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = [r for r in done if r["seed"] in seeds]
+    todo = [s for s in seeds if s not in {r["seed"] for r in runs}]
     if jobs == 1:
-        for seed in seeds:
+        for seed in todo:
             runs.append(run_seed(config, seed))
             if progress:
                 progress(runs[-1])
@@ -103,12 +106,12 @@ def bench_search(config: SearchConfig, seeds: Sequence[int], jobs: int = 1, prog
         import multiprocessing
         threads = max(1, (os.cpu_count() or 1) // jobs)
         with cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(run_seed, config, seed, threads) for seed in seeds]
+            futures = [pool.submit(run_seed, config, seed, threads) for seed in todo]
             for future in cf.as_completed(futures):
                 runs.append(future.result())
                 if progress:
                     progress(runs[-1])
-        runs.sort(key=lambda r: r["seed"])
+    runs.sort(key=lambda r: r["seed"])
     total = time.perf_counter() - start
     return {"date": datetime.date.today().isoformat(), "config": config.to_dict(), "seeds": list(seeds),
             "objective": parts.evaluator.objective, "test_metric": parts.evaluator.test_metric,

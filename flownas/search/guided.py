@@ -62,7 +62,9 @@ class Surrogate:
         self.num_fits = 0
 
     def _seed(self, member: int) -> int:
-        return int(np.random.default_rng([self.seed, self.num_fits, member]).integers(2**31))
+        # below 2**22: predictors derive their members' seeds from it by
+        # arithmetic (gbt: seed * 1009 + k), which must stay within 32 bits
+        return int(np.random.default_rng([self.seed, self.num_fits, member]).integers(2**22))
 
     def fit(self, archs: Sequence[Architecture], y: Sequence[float]) -> None:
         y = np.asarray(y, dtype=float)
