@@ -134,6 +134,22 @@ def test_path_encoding_counts_every_path():
     np.testing.assert_array_equal(again, enc)
 
 
+def test_featurizer_refuses_an_unresolved_op_list():
+    with pytest.raises(TypeError, match="prune_ops.*'auto'"):
+        GraphFeaturizer.for_archs([_cell(BEST)], prune_ops="auto")
+
+
+def test_gbt_fits_when_no_path_is_frequent_and_with_any_seed():
+    from flownas.predictors.gbt import GBTPredictor
+    space = NB201Space()
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(10)]
+    y = rng.normal(size=10)
+    # leaves of 5 cells among 10 diverse cells: no path is in 5 of them for this draw
+    p = GBTPredictor(max_iter=20, min_samples_leaf=5, seed=2**23).fit(archs, y)
+    assert p.paths_ and np.isfinite(p.predict(archs)).all()
+
+
 def test_encoding_a_whole_table_is_vectorized(nb201_table):
     import time
     archs = nb201_table.archs()

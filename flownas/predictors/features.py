@@ -131,6 +131,9 @@ class GraphFeaturizer:
         vocabulary (or, for an unregistered space, the ops seen), numeric
         attributes seen in ``archs`` and, with ``fixed_size``, their largest
         node count."""
+        for name, ops in (("prune_ops", prune_ops), ("contract_ops", contract_ops)):
+            if isinstance(ops, str):   # 'auto' is resolved by the predictor (resolve_ops), not here
+                raise TypeError(f"{name} must be a sequence of op names, got the string {ops!r}")
         vocab = space_vocabulary(archs[0].space) or tuple(sorted({op for a in archs for op in a.ops}))
         feat = cls(vocab, prune_ops=tuple(p for p in prune_ops if p in vocab),
                    contract_ops=tuple(p for p in contract_ops if p in vocab),

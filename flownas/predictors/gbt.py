@@ -59,6 +59,8 @@ class GBTPredictor(Predictor):
         # a path in fewer architectures than a leaf's minimum can never be split on
         X, paths = path_encoding(archs, skip_ops=skip, identity_ops=ident, max_paths=1024,
                                  min_archs=min(self.min_samples_leaf, max(1, len(archs) // 2)))
+        if not paths:   # no path frequent enough (few, diverse archs): keep them all
+            X, paths = path_encoding(archs, skip_ops=skip, identity_ops=ident, max_paths=1024)
         val = None
         if validation is not None:
             v_archs = check_archs(validation[0], space)
@@ -66,7 +68,7 @@ class GBTPredictor(Predictor):
                    check_targets(validation[1], len(v_archs), "validation targets"))
         models, rounds = [], []
         for k in range(self.ensemble):
-            seed = self.seed * 1009 + k
+            seed = (self.seed * 1009 + k) % 2**32   # scikit-learn takes 32-bit seeds
             model = self._model(seed, self.max_iter).fit(X, y)
             if val is not None:   # rounds by validation tau; the first k trees do not depend on max_iter
                 taus = [kendall_tau(val[1], p) for p in model.staged_predict(val[0])]

@@ -112,7 +112,7 @@ def warmup_cosine(step: int, total: int, warmup_steps: int) -> float:
 
 # -- the loop ----------------------------------------------------------------
 @torch.no_grad()
-def predict_scores(net: torch.nn.Module, batch: GraphBatch, chunk: int = 2048,
+def predict_scores(net: torch.nn.Module, batch: GraphBatch, chunk: int = 4096,
                    compact: bool = False) -> torch.Tensor:
     """Scores of a whole batch in eval mode, ``chunk`` graphs at a time.
 
