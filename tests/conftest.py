@@ -130,9 +130,11 @@ def nb301_table():
     return load_benchmark("nb301")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session", autouse=True)
 def torch_one_thread():
-    """One torch thread for a module's small networks: on a busy machine OpenMP
+    """One torch thread in every test (OMP_NUM_THREADS above does it for a
+    fresh process; this also covers a torch imported before conftest): small
+    networks gain nothing from a second thread, and on a busy machine OpenMP
     threads that spin-wait for each other make them many times slower."""
     import torch
     before = torch.get_num_threads()

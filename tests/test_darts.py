@@ -10,7 +10,6 @@ from flownas.spaces.darts import NUM_EDGES, NUM_NODES, SEARCH_OPS, DartsSpace, G
 
 TABLE = "nasbench301_darts/nb301_zc_subset.jsonl.gz"
 
-pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 # DARTS (second order), as the DARTS repository prints it
 DARTS_V2 = ("Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), "

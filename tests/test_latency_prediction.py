@@ -8,20 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from flownas.registry import PREDICTORS
 from flownas.spaces.nb201 import NB201Space
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _cells(n, seed=0):

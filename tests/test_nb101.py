@@ -17,7 +17,6 @@ C3, C1, MP = INTERIOR_OPS
 MAIN = "nasbench101/nb101_subset20k.jsonl.gz"
 ZERO_COST = "nasbench101/nb101_zc_subset.jsonl.gz"
 
-pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def cell(ops, edges):

@@ -14,17 +14,6 @@ from flownas.registry import PREDICTORS
 NAMES = PREDICTORS.names()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small networks gain nothing from a second thread, and on a busy machine
-    OpenMP threads that spin-wait for each other make them many times slower."""
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def split(nb201_table):
     archs = nb201_table.archs()

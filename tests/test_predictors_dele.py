@@ -12,7 +12,6 @@ from flownas.predictors.metrics import kendall_tau
 from flownas.registry import PREDICTORS
 
 QUICK = {**DELEPredictor.quick_params, "epochs": 10, "pretrain_epochs": 3}
-pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,14 +19,6 @@ from flownas.spaces.nb201 import NB201Space
 ZOO2 = ("narformer", "narformer_v2", "tagates")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _batch(archs, ops=NB201Space.ops, prune=("none",)):
     from flownas.predictors.nn.batch import GraphBatch
     return GraphBatch.encode(archs, GraphFeaturizer(ops, prune_ops=prune))
