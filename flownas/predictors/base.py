@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import abc
 import inspect
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -89,3 +88,20 @@ def check_targets(y: Sequence[float], n: int, what: str = "targets") -> np.ndarr
     if len(bad):
         raise ValueError(f"{what} must be finite: {len(bad)} are NaN/inf (first at index {bad[0]})")
     return arr
+
+
+def check_training_data(archs: Sequence[Architecture], y: Sequence[float],
+                        validation: tuple[Sequence[Architecture], Sequence[float]] | None = None):
+    """What every ``fit`` checks first: at least two architectures of one space
+    with one finite target each, and a validation pair of the same space.
+    Returns ``(archs, y, space, validation)``; validation is None or
+    ``(archs, targets)``."""
+    archs = check_archs(archs)
+    y = check_targets(y, len(archs))
+    if len(archs) < 2:
+        raise ValueError(f"need at least 2 architectures to learn from, got {len(archs)}")
+    space = archs[0].space
+    if validation is not None:
+        v_archs = check_archs(validation[0], space)
+        validation = (v_archs, check_targets(validation[1], len(v_archs), "validation targets"))
+    return archs, y, space, validation

@@ -45,7 +45,7 @@ import numpy as np
 
 from ..arch import Architecture
 from ..registry import PREDICTORS
-from .base import check_archs, check_targets
+from .base import check_archs, check_training_data
 from .features import GraphFeaturizer, resolve_ops
 from .neural import NeuralPredictor, _calibration
 
@@ -212,16 +212,7 @@ class DELEPredictor(NeuralPredictor):
         from .nn.batch import GraphBatch
         from .nn.train import train_network
 
-        archs = check_archs(archs)
-        y = check_targets(y, len(archs))
-        if len(archs) < 2:
-            raise ValueError(f"need at least 2 architectures to learn from, got {len(archs)}")
-        space = archs[0].space
-        val = None
-        if validation is not None:
-            v_archs, v_y = validation
-            v_archs = check_archs(v_archs, space)
-            val = (v_archs, check_targets(v_y, len(v_archs), "validation targets"))
+        archs, y, space, val = check_training_data(archs, y, validation)
         if pool is not None:
             self.pretrain(*pool)
         elif not hasattr(self, "pretrained_state_"):

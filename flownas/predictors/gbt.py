@@ -16,7 +16,7 @@ import numpy as np
 from ..arch import Architecture
 from ..errors import FlownasError
 from ..registry import PREDICTORS
-from .base import Predictor, check_archs, check_targets
+from .base import Predictor, check_archs, check_training_data
 from .features import path_encoding, resolve_ops
 from .metrics import kendall_tau
 from .neural import FORMAT, FORMAT_VERSION, NotFittedError
@@ -49,11 +49,7 @@ class GBTPredictor(Predictor):
     def fit(self, archs: Sequence[Architecture], y: Sequence[float], *,
             low_fidelity: dict[str, Sequence[float]] | None = None,
             validation: tuple[Sequence[Architecture], Sequence[float]] | None = None) -> "GBTPredictor":
-        archs = check_archs(archs)
-        y = check_targets(y, len(archs))
-        if len(archs) < 2:
-            raise ValueError(f"need at least 2 architectures to learn from, got {len(archs)}")
-        space = archs[0].space
+        archs, y, space, validation = check_training_data(archs, y, validation)
         skip = resolve_ops(self.prune_ops, space, "zero")
         ident = resolve_ops(self.contract_ops, space, "identity")
         # a path in fewer architectures than a leaf's minimum can never be split on
@@ -63,9 +59,7 @@ class GBTPredictor(Predictor):
             X, paths = path_encoding(archs, skip_ops=skip, identity_ops=ident, max_paths=1024)
         val = None
         if validation is not None:
-            v_archs = check_archs(validation[0], space)
-            val = (path_encoding(v_archs, paths, skip_ops=skip, identity_ops=ident)[0],
-                   check_targets(validation[1], len(v_archs), "validation targets"))
+            val = (path_encoding(validation[0], paths, skip_ops=skip, identity_ops=ident)[0], validation[1])
         models, rounds = [], []
         for k in range(self.ensemble):
             seed = (self.seed * 1009 + k) % 2**32   # scikit-learn takes 32-bit seeds

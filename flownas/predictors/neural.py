@@ -37,7 +37,7 @@ import numpy as np
 
 from ..arch import Architecture
 from ..errors import FlownasError
-from .base import Predictor, check_archs, check_targets
+from .base import Predictor, check_archs, check_training_data
 from .features import GraphFeaturizer, resolve_ops
 
 FORMAT = "flownas.predictor"
@@ -137,17 +137,10 @@ class NeuralPredictor(Predictor):
         from .nn.batch import GraphBatch
         from .nn.train import train_networks
 
-        archs = check_archs(archs)
-        y = self._forward_targets(check_targets(y, len(archs)), "targets")
-        if len(archs) < 2:
-            raise ValueError(f"need at least 2 architectures to learn from, got {len(archs)}")
-        space = archs[0].space
-        val = None
-        if validation is not None:
-            v_archs, v_y = validation
-            v_archs = check_archs(v_archs, space)
-            val = (v_archs, self._forward_targets(check_targets(v_y, len(v_archs), "validation targets"),
-                                                  "validation targets"))
+        archs, y, space, val = check_training_data(archs, y, validation)
+        y = self._forward_targets(y, "targets")
+        if val is not None:
+            val = (val[0], self._forward_targets(val[1], "validation targets"))
         feat = GraphFeaturizer.for_archs(archs, prune_ops=resolve_ops(self.prune_ops, space, "zero"),
                                          contract_ops=resolve_ops(self.contract_ops, space, "identity"),
                                          fixed_size=self.fixed_size)
