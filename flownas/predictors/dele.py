@@ -46,7 +46,7 @@ import numpy as np
 from ..arch import Architecture
 from ..registry import PREDICTORS
 from .base import check_archs, check_training_data
-from .features import GraphFeaturizer, resolve_ops
+from .features import GraphFeaturizer
 from .neural import NeuralPredictor, _calibration
 
 FINETUNE = ("all", "heads", "gate")
@@ -109,7 +109,6 @@ class DELEPredictor(NeuralPredictor):
         (``signals``: name -> one value per architecture, None where missing)."""
         import torch
 
-        from .nn.batch import GraphBatch
         from .nn.train import TrainConfig, pairwise_hinge, train_network
 
         archs = check_archs(archs)
@@ -127,12 +126,7 @@ class DELEPredictor(NeuralPredictor):
                 raise ValueError(f"signal {name!r} has fewer than 2 known values: nothing to rank")
         self.signals = names
         space = archs[0].space
-        feat = GraphFeaturizer.for_archs(archs, prune_ops=resolve_ops(self.prune_ops, space, "zero"),
-                                         contract_ops=resolve_ops(self.contract_ops, space, "identity"),
-                                         fixed_size=self.fixed_size)
-        batch = GraphBatch.encode(archs, feat)
-        if not self.fixed_size:
-            batch = batch.trimmed()
+        feat, batch = self._training_batch(archs, space)
         targets = torch.as_tensor(values, dtype=torch.float32)
         margin = self.margin
 

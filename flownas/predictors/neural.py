@@ -127,6 +127,16 @@ class NeuralPredictor(Predictor):
         return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(self.seed).spawn(self.ensemble)]
 
     # -- fit / predict -----------------------------------------------------------
+    def _training_batch(self, archs: Sequence[Architecture], space: str):
+        """The featurizer fitted to ``archs`` (this predictor's prune/contract
+        ops resolved for ``space``) and their encoded batch."""
+        from .nn.batch import GraphBatch
+        feat = GraphFeaturizer.for_archs(archs, prune_ops=resolve_ops(self.prune_ops, space, "zero"),
+                                         contract_ops=resolve_ops(self.contract_ops, space, "identity"),
+                                         fixed_size=self.fixed_size)
+        batch = GraphBatch.encode(archs, feat)
+        return feat, batch if self.fixed_size else batch.trimmed()
+
     def fit(self, archs: Sequence[Architecture], y: Sequence[float], *,
             low_fidelity: dict[str, Sequence[float]] | None = None,
             validation: tuple[Sequence[Architecture], Sequence[float]] | None = None) -> "NeuralPredictor":
@@ -141,12 +151,7 @@ class NeuralPredictor(Predictor):
         y = self._forward_targets(y, "targets")
         if val is not None:
             val = (val[0], self._forward_targets(val[1], "validation targets"))
-        feat = GraphFeaturizer.for_archs(archs, prune_ops=resolve_ops(self.prune_ops, space, "zero"),
-                                         contract_ops=resolve_ops(self.contract_ops, space, "identity"),
-                                         fixed_size=self.fixed_size)
-        batch = GraphBatch.encode(archs, feat)
-        if not self.fixed_size:
-            batch = batch.trimmed()
+        feat, batch = self._training_batch(archs, space)
         mean, std = float(y.mean()), float(y.std()) or 1.0
         yt = torch.as_tensor((y - mean) / std, dtype=torch.float32)
         val_batch = None if val is None else (GraphBatch.encode(val[0], feat), val[1])
