@@ -3,6 +3,9 @@ experiment of experiments/, many seeds, then one plot and one markdown table.
 
     python benchmarks/bench_search.py run --out bench-out/search [--seeds 30] [--only nb201-cifar10] [--strategies random,evolution]
     python benchmarks/bench_search.py report --out bench-out/search --plot benchmarks/figures/search.png
+    # tuning: other seeds, strategy settings overridden, a tag in the file name
+    python benchmarks/bench_search.py run --out bench-out/tune --first-seed 100 --seeds 10 --budget 100 \
+        --only nb201-cifar10 --strategies predictor --set neighbours=true --tag nbr
 
 ``run`` writes one JSON per (experiment, strategy), the same figures as
 ``flownas bench search`` (which it calls through the same functions); an
@@ -48,14 +51,18 @@ def run(args) -> None:
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    overrides = dict(parse_setting(s) for s in args.set)
     for experiment in args.only.split(","):
         for strategy in args.strategies.split(","):
-            path = out / f"{experiment}--{strategy}.json"
+            path = out / f"{experiment}--{strategy}{'@' + args.tag if args.tag else ''}.json"
             if path.exists():
                 print(f"{path} exists, kept", file=sys.stderr)
                 continue
             config = bench_config(config_for(experiment, strategy), args.budget)
+            if overrides:
+                config = replace(config, strategy=replace(config.strategy,
+                                                          params={**config.strategy.params, **overrides}))
             partial = path.with_suffix(".runs.jsonl")
             done = [json.loads(line) for line in partial.read_text().splitlines()] if partial.exists() else []
             done = [r for r in done if r["config"] == config.to_dict()]
@@ -67,13 +74,24 @@ def run(args) -> None:
             start = time.perf_counter()
             data = bench_search(config, seeds, jobs=args.jobs, progress=keep, done=done)
             data["command"] = " ".join(["python benchmarks/bench_search.py run", f"--only {experiment}",
-                                        f"--strategies {strategy}", f"--seeds {args.seeds}",
-                                        f"--budget {args.budget}", f"--jobs {args.jobs}"])
+                                        f"--strategies {strategy}", f"--first-seed {args.first_seed}",
+                                        f"--seeds {args.seeds}", f"--budget {args.budget}", f"--jobs {args.jobs}"]
+                                       + [f"--set {s}" for s in args.set]
+                                       + ([f"--tag {args.tag}"] if args.tag else []))
             write_json(path, data)
             c = data["checkpoints"]
             print(f"{experiment} {strategy}: " + ", ".join(f"{n}: {v['mean']:.3f}" for n, v in c.items())
                   + f"; optimum {data['found_share']:.0%}, median {data['median_evals_to_optimum']}"
                   + f" ({time.perf_counter() - start:.0f} s)", flush=True)
+
+
+def parse_setting(text: str):
+    """``key=value`` of ``--set``; the value read as YAML (true, 3, 0.5, ucb)."""
+    import yaml
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        sys.exit(f"--set {text!r}: expected KEY=VALUE")
+    return key, yaml.safe_load(value)
 
 
 def report(args) -> None:
@@ -90,8 +108,11 @@ def report(args) -> None:
         sys.exit(f"no results in {out}")
     print("| experiment | strategy | seeds | 25 | 50 | 100 | 150 | optimum found | median evals to it | s per search |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for (experiment, strategy), d in sorted(results.items(), key=lambda kv: (EXPERIMENTS.index(kv[0][0]),
-                                                                             STRATEGIES.index(kv[0][1]))):
+    def order(item):   # a tagged run (``predictor@nbr``) after its strategy
+        (experiment, strategy), _ = item
+        return EXPERIMENTS.index(experiment), STRATEGIES.index(strategy.split("@")[0]), strategy
+
+    for (experiment, strategy), d in sorted(results.items(), key=order):
         cells = [f"{d['checkpoints'][n]['mean']:.2f} ± {d['checkpoints'][n]['sd']:.2f}" if n in d["checkpoints"]
                  else "" for n in ("25", "50", "100", "150")]
         median = d["median_evals_to_optimum"]
@@ -163,6 +184,10 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--only", default=",".join(EXPERIMENTS))
     p.add_argument("--strategies", default=",".join(STRATEGIES))
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a strategy setting (repeatable)")
+    p.add_argument("--tag", help="suffix of the result files (EXPERIMENT--STRATEGY@TAG.json)")
     p.set_defaults(func=run)
     p = sub.add_parser("report")
     p.add_argument("--out", required=True)

@@ -56,6 +56,17 @@ def test_params_round_trip(space):
         assert space.from_params(params) == arch
 
 
+def test_neighbours_are_distinct_members_one_parameter_away(space):
+    for arch in _samples(space, 3):
+        near = space.neighbours(arch)
+        assert near and len({n.key for n in near}) == len(near) and arch not in near
+        params = space.to_params(arch)
+        for other in near:
+            space.validate(other)
+            changed = [k for k, v in space.to_params(other).items() if v != params[k]]
+            assert len(changed) >= 1   # several assignments may name one member: at least one differs
+
+
 def test_text_forms_round_trip(space):
     for arch in _samples(space):
         assert space.parse(space.to_string(arch)) == arch

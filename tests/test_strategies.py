@@ -133,6 +133,21 @@ def test_predictor_search_refits_every_k_results_and_explains_its_choices():
     assert strategy.surrogate.num_fits == 4
 
 
+def test_predictor_search_with_neighbours_pools_each_parents_whole_neighbourhood():
+    strategy = make("predictor", num_init=6, refit_every=50, num_parents=2, num_mutations=2, num_random=0,
+                    neighbours=True)
+    drive(strategy, 6)
+    strategy.ask(1)   # the first guided proposal: refit, then the parents' neighbourhoods join the pool
+    parents = [t.arch for t in strategy.best(2)]
+    expected = {n.key for p in parents for n in ToySpace().neighbours(p) if strategy.is_new(n)}
+    assert expected and expected <= set(strategy._pool)
+    assert any(origin == "neighbour" for _, origin in strategy._pool.values())
+    plain = make("predictor", num_init=6, refit_every=50, num_parents=2, num_mutations=2, num_random=0)
+    drive(plain, 6)
+    plain.ask(1)
+    assert len(plain._pool) < len(expected)
+
+
 @pytest.mark.parametrize("acquisition", ["mean", "ucb", "ts"])
 def test_predictor_search_finds_the_toy_optimum_faster_than_random(acquisition):
     def evals_to_optimum(name, seed, **kw):

@@ -142,7 +142,10 @@ class PredictorSearch(_Guided, Strategy):
     (1 to ``max_mutation_steps`` steps) of the ``num_parents`` best
     architectures, ``num_mutations / num_parents`` per parent, added at each
     refit and as soon as an architecture becomes a parent, plus
-    ``num_random`` random samples added at each refit. The ensemble is refit on everything evaluated
+    ``num_random`` random samples added at each refit; with ``neighbours``
+    each parent also brings every member one parameter change away
+    (``SearchSpace.neighbours``), so the pool holds the parents' whole
+    neighbourhoods. The ensemble is refit on everything evaluated
     every ``refit_every`` results, and the pool then rescored. ``ask(k)``
     returns the top-k; one proposal at a time (with several workers) always
     takes the best candidate given everything known so far.
@@ -151,7 +154,7 @@ class PredictorSearch(_Guided, Strategy):
     def __init__(self, space: SearchSpace, *, seed: int = 0, predictor: Any = "auto", ensemble: int = 5,
                  acquisition: str = "ucb", beta: float = 1.0, num_init: int = 10, refit_every: int = 10,
                  num_parents: int = 5, num_mutations: int = 200, max_mutation_steps: int = 2,
-                 num_random: int = 50):
+                 num_random: int = 50, neighbours: bool = True):
         Strategy.__init__(self, space, seed=seed)
         for name, v in (("num_init", num_init), ("refit_every", refit_every), ("num_parents", num_parents),
                         ("max_mutation_steps", max_mutation_steps)):
@@ -163,6 +166,7 @@ class PredictorSearch(_Guided, Strategy):
         self.num_mutations = num_mutations
         self.max_mutation_steps = max_mutation_steps
         self.num_random = num_random
+        self.neighbours = bool(neighbours)
         self._init_guide(predictor, ensemble, acquisition, beta)
         self._pool: dict[str, tuple[Architecture, str]] = {}           # key -> (candidate, origin)
         self._scores: dict[str, tuple[float, float, float]] = {}       # key -> (mean, std, acquisition)
@@ -181,6 +185,8 @@ class PredictorSearch(_Guided, Strategy):
                 self._expanded.add(told.arch.key)
                 self._add((self._mutant(told.arch) for _ in range(-(-self.num_mutations // self.num_parents))),
                           "mutation")
+                if self.neighbours:
+                    self._add(self.space.neighbours(told.arch), "neighbour")
         for key in [k for k, (a, _) in self._pool.items() if not self.is_new(a)]:
             del self._pool[key]
         if not self._pool:

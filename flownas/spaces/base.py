@@ -104,6 +104,24 @@ class SearchSpace(abc.ABC):
         ``sample``, ``mutate`` and ``from_params`` return normalized members."""
         return arch
 
+    def neighbours(self, arch: Architecture) -> list[Architecture]:
+        """Every member one parameter change away from ``arch`` (through
+        ``to_params``/``from_params``), each once, ``arch`` itself excluded;
+        assignments the space rejects are skipped."""
+        params = self.to_params(arch)
+        found: dict[str, Architecture] = {}
+        for name, choices in self.param_space().items():
+            for choice in choices:
+                if choice == params.get(name):
+                    continue
+                try:
+                    other = self.from_params({**params, name: choice})
+                except ArchitectureError:
+                    continue
+                if other.key != arch.key:
+                    found.setdefault(other.key, other)
+        return list(found.values())
+
     def enumerate(self) -> Iterator[Architecture]:
         """Every member, once (no two equal); only for finite spaces."""
         raise NotImplementedError(f"space {self.name!r} cannot be enumerated")
