@@ -142,7 +142,8 @@ def test_predictor_search_with_neighbours_pools_each_parents_whole_neighbourhood
     expected = {n.key for p in parents for n in ToySpace().neighbours(p) if strategy.is_new(n)}
     assert expected and expected <= set(strategy._pool)
     assert any(origin == "neighbour" for _, origin in strategy._pool.values())
-    plain = make("predictor", num_init=6, refit_every=50, num_parents=2, num_mutations=2, num_random=0)
+    plain = make("predictor", num_init=6, refit_every=50, num_parents=2, num_mutations=2, num_random=0,
+                 neighbours=False)
     drive(plain, 6)
     plain.ask(1)
     assert len(plain._pool) < len(expected)
