@@ -60,9 +60,7 @@ def run(args) -> None:
                 print(f"{path} exists, kept", file=sys.stderr)
                 continue
             config = bench_config(config_for(experiment, strategy), args.budget)
-            if overrides:
-                config = replace(config, strategy=replace(config.strategy,
-                                                          params={**config.strategy.params, **overrides}))
+            config = with_overrides(config, overrides)
             partial = path.with_suffix(".runs.jsonl")
             done = [json.loads(line) for line in partial.read_text().splitlines()] if partial.exists() else []
             done = [r for r in done if r["config"] == config.to_dict()]
@@ -83,6 +81,24 @@ def run(args) -> None:
             print(f"{experiment} {strategy}: " + ", ".join(f"{n}: {v['mean']:.3f}" for n, v in c.items())
                   + f"; optimum {data['found_share']:.0%}, median {data['median_evals_to_optimum']}"
                   + f" ({time.perf_counter() - start:.0f} s)", flush=True)
+
+
+def with_overrides(config, overrides: dict):
+    """``config`` with ``--set`` applied: ``KEY`` sets a strategy parameter,
+    ``predictor.KEY`` a predictor parameter, ``predictor`` the predictor's name
+    (its parameters then start empty)."""
+    from flownas.search.config import Component
+    strategy = {k: v for k, v in overrides.items() if not k.startswith("predictor")}
+    predictor = config.predictor
+    if "predictor" in overrides:
+        predictor = Component(str(overrides["predictor"]))
+    tuned = {k.split(".", 1)[1]: v for k, v in overrides.items() if k.startswith("predictor.")}
+    if tuned:
+        if predictor is None:
+            sys.exit(f"--set predictor.*: the {config.strategy.name} strategy has no predictor")
+        predictor = replace(predictor, params={**predictor.params, **tuned})
+    return replace(config, strategy=replace(config.strategy, params={**config.strategy.params, **strategy}),
+                   predictor=predictor)
 
 
 def parse_setting(text: str):
@@ -186,7 +202,7 @@ def main() -> None:
     p.add_argument("--strategies", default=",".join(STRATEGIES))
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a strategy setting (repeatable)")
+                   help="override a strategy setting, or predictor.KEY / predictor=NAME (repeatable)")
     p.add_argument("--tag", help="suffix of the result files (EXPERIMENT--STRATEGY@TAG.json)")
     p.set_defaults(func=run)
     p = sub.add_parser("report")

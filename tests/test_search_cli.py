@@ -163,3 +163,18 @@ def test_bench_search_keeps_the_runs_of_an_interrupted_benchmark(data_root):
     assert [r["seed"] for r in seen] == [0, 2]          # seed 1 is not run again; seed 7 is not asked for
     assert [r["seed"] for r in data["runs"]] == [0, 1, 2] and data["runs"][1]["wall_s"] == -1.0
     assert data["runs"][0]["test"] == run_seed(config, 0)["test"]
+
+
+def test_bench_search_overrides_strategy_and_predictor_settings():
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_search.py"
+    spec = importlib.util.spec_from_file_location("bench_search_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    config = SearchConfig.load(Path(__file__).resolve().parents[1] / "experiments" / "nb201-cifar10-predictor.yaml")
+    tuned = script.with_overrides(config, {"num_parents": 2, "predictor.epochs": 7})
+    assert tuned.strategy.params["num_parents"] == 2 and tuned.predictor.params["epochs"] == 7
+    assert tuned.predictor.name == config.predictor.name and tuned.predictor.params["dim"] == config.predictor.params["dim"]
+    swapped = script.with_overrides(config, {"predictor": "dele", "predictor.signals": ["params", "naswot"]})
+    assert swapped.predictor.name == "dele" and swapped.predictor.params == {"signals": ["params", "naswot"]}
+    assert script.with_overrides(config, {}) == config
