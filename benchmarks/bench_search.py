@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ("nb201-cifar10", "nb201-cifar100", "nb201-imagenet16", "nb101-cifar10")
-STRATEGIES = ("random", "evolution", "predictor", "predictor-evolution")
+STRATEGIES = ("random", "evolution", "predictor", "predictor-evolution", "dele")
 
 
 def config_for(experiment: str, strategy: str):
@@ -37,8 +37,8 @@ def config_for(experiment: str, strategy: str):
     guided = SearchConfig.load(ROOT / "experiments" / f"{experiment}-predictor.yaml")
     if strategy == "predictor":
         return guided
-    if strategy == "evolution":
-        return SearchConfig.load(ROOT / "experiments" / f"{experiment}-evolution.yaml")
+    if strategy in ("evolution", "dele"):
+        return SearchConfig.load(ROOT / "experiments" / f"{experiment}-{strategy}.yaml")
     if strategy == "random":
         return replace(guided, strategy=Component("random"), predictor=None)
     keep = {k: v for k, v in guided.strategy.params.items() if k in ("ensemble", "acquisition", "beta")}

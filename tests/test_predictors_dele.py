@@ -126,3 +126,28 @@ def test_pretraining_is_reused_across_fine_tuning_seeds(data, pretrained):
     other = DELEPredictor(seed=0, pretrain_seed=1, **QUICK).pretrain(pool, signals)
     assert other.pretrain_result_ is not pretrained.pretrain_result_
     assert not all(torch.equal(v, other.pretrained_state_[k]) for k, v in pretrained.pretrained_state_.items())
+
+
+def test_the_dele_strategy_ranks_with_zero_cost_experts_by_default(nb201_table):
+    from flownas.errors import ConfigError
+    from flownas.registry import SPACES, STRATEGIES
+    from search_toys import ToySpace
+    cls = STRATEGIES.get("dele")
+    space = SPACES.get("nb201")()
+    quick = {**QUICK, "pool_size": 300}
+    strategy = cls(space, seed=3, ensemble=2, num_init=6, refit_every=4, num_mutations=20, num_random=10,
+                   predictor=quick)
+    assert strategy.surrogate._params["signals"] == ["params", "naswot"]      # no training behind them
+    assert cls(space, predictor={"signals": ["acc_12"]}).surrogate._params["signals"] == ["acc_12"]
+    seen = set()
+    for _ in range(12):
+        (arch,) = strategy.ask(1)
+        assert arch.key not in seen
+        seen.add(arch.key)
+        strategy.tell(arch, nb201_table.row(arch)["c10_valid_val_acc_200"], {})
+    assert strategy.surrogate.num_fits >= 2 and type(strategy.surrogate.members[0]).__name__ == "DELEPredictor"
+    assert strategy.fresh().get_params() == strategy.get_params()
+    with pytest.raises(ConfigError, match="dele predictor, not 'gcn'"):
+        cls(space, predictor="gcn")
+    with pytest.raises(ConfigError, match="no low-fidelity table signals for space 'toy'"):
+        cls(ToySpace())

@@ -1,6 +1,8 @@
 """The search loop: dispatch, budgets, failures, asynchronous workers, and
 resume by replaying the ledger (in process; tests/test_search_resume.py
 kills real processes)."""
+import inspect
+
 import pytest
 
 from flownas.errors import DataError
@@ -13,7 +15,7 @@ from search_toys import RidgePredictor, ToyEvaluator, ToySpace, optimum
 
 
 def strategy(name="evolution", seed=0, **params):
-    if name in ("predictor", "predictor-evolution"):
+    if "predictor" in inspect.signature(STRATEGIES.get(name).__init__).parameters:
         params.setdefault("predictor", RidgePredictor())
     return STRATEGIES.get(name)(ToySpace(), seed=seed, **params)
 

@@ -3,7 +3,8 @@ architecture, as {signal: value}, for multi-fidelity search and DELE.
 
 * NB201 (table ``nb201``): ``acc_12`` (validation accuracy of the separate
   12-epoch run on the chosen dataset), ``params`` (M) and ``naswot`` (NASWOT
-  score, missing for 341 cells);
+  score, missing for 341 cells); ``params`` and ``naswot`` cost no training
+  (``ZERO_COST``);
 * NB101 (table ``nb101``, once installed): ``acc_4``, ``acc_12``, ``acc_36``
   (CIFAR-10 validation accuracy of the 4/12/36-epoch runs) and ``params``.
 
@@ -32,6 +33,14 @@ SIGNALS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 # epochs of the run behind each accuracy signal (for the simulated cost)
 EPOCHS = {"acc_4": 4, "acc_12": 12, "acc_36": 36}
+#: signals that need no training: read off the network (params) or one
+#: forward pass of it at initialization (NASWOT); the others are trainings
+ZERO_COST = ("params", "naswot")
+
+
+def zero_cost_signals(space: str) -> tuple[str, ...]:
+    """The space's table signals that cost no training (``ZERO_COST``)."""
+    return tuple(s for s in signal_names(space) if s in ZERO_COST)
 
 
 def signal_names(space: str) -> tuple[str, ...]:

@@ -204,7 +204,7 @@ class DELEPredictor(NeuralPredictor):
         import torch
 
         from .nn.batch import GraphBatch
-        from .nn.train import train_network
+        from .nn.train import train_networks
 
         archs, y, space, val = check_training_data(archs, y, validation)
         if pool is not None:
@@ -226,17 +226,18 @@ class DELEPredictor(NeuralPredictor):
         mean, std = float(y.mean()), float(y.std()) or 1.0
         yt = torch.as_tensor((y - mean) / std, dtype=torch.float32)
         val_batch = None if val is None else (GraphBatch.encode(val[0], feat), val[1])
-        cfg = self.train_config()
-        nets, lines, results = [], [], []
+        nets = []
         for seed in self.member_seeds():
             torch.manual_seed(seed)
             net = self.build_network(feat)
             net.load_state_dict(self.pretrained_state_)
             net.reset_gate()   # pre-training never trains the gate: each member draws its own from its seed
             net.set_trainable(self.finetune)
-            results.append(train_network(net, batch, yt, cfg, seed=seed, val=val_batch))
             nets.append(net)
-            lines.append(_calibration(self._scores(net, batch), yt.numpy()))
+        # members that train every weight train at once, as one vmapped network
+        results = train_networks(nets, batch, yt, self.train_config(), seed=self.seed, val=val_batch,
+                                 stacked=self.finetune == "all")
+        lines = [_calibration(self._scores(net, batch), yt.numpy()) for net in nets]
         self.space_, self.featurizer_ = space, feat
         self.networks_, self.calibration_ = nets, lines
         self.y_mean_, self.y_std_ = mean, std

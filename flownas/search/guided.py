@@ -212,6 +212,44 @@ class PredictorSearch(_Guided, Strategy):
                 self._pool.setdefault(arch.key, (arch, origin))
 
 
+@STRATEGIES.register("dele")
+class DELESearch(PredictorSearch):
+    """``predictor`` ranked by DELE (``flownas/predictors/dele.py``): a
+    FlowerFormer encoder with one expert per low-fidelity signal, pre-trained
+    once on the space's whole table and fine-tuned on the evaluated cells at
+    every refit. By default the experts are the signals that cost no training
+    (``ZERO_COST``: NB201 params and NASWOT, NB101 params); ``predictor`` sets
+    DELE's hyper-parameters (``signals: [acc_12, params, naswot]`` adds the
+    12-epoch accuracies, which are trainings of every cell); a ready
+    ``Predictor`` instance is used as given."""
+
+    def __init__(self, space: SearchSpace, *, seed: int = 0, predictor: Any = None, ensemble: int = 3,
+                 acquisition: str = "ucb", beta: float = 1.0, num_init: int = 10, refit_every: int = 10,
+                 num_parents: int = 5, num_mutations: int = 200, max_mutation_steps: int = 2,
+                 num_random: int = 50, neighbours: bool = True):
+        self.predictor_spec = predictor     # as given, for get_params / fresh
+        if not isinstance(predictor, Predictor):
+            spec = {"name": "dele"} if predictor is None else (
+                {"name": predictor} if isinstance(predictor, str) else dict(predictor))
+            if spec.setdefault("name", "dele") != "dele":
+                raise ConfigError(f"predictor: the dele strategy ranks with the dele predictor, not "
+                                  f"{spec['name']!r} (use strategy: predictor for other predictors)")
+            if "signals" not in spec:
+                from ..evaluators.lowfidelity import zero_cost_signals
+                try:
+                    spec["signals"] = list(zero_cost_signals(space.name))
+                except ConfigError as exc:
+                    raise ConfigError(f"strategy dele: {exc}") from None
+            predictor = spec
+        super().__init__(space, seed=seed, predictor=predictor, ensemble=ensemble, acquisition=acquisition,
+                         beta=beta, num_init=num_init, refit_every=refit_every, num_parents=num_parents,
+                         num_mutations=num_mutations, max_mutation_steps=max_mutation_steps,
+                         num_random=num_random, neighbours=neighbours)
+
+    def get_params(self) -> dict[str, Any]:
+        return {**super().get_params(), "predictor": self.predictor_spec}
+
+
 @STRATEGIES.register("predictor-evolution")
 class PredictorEvolution(_Guided, RegularizedEvolution):
     """Regularized evolution whose children are screened by the predictor:
