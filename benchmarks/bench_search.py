@@ -14,7 +14,8 @@ existing JSON is kept, and each finished seed is appended at once to
 stopped (``report`` also summarizes such partial runs, with their seed count). The strategies come
 from the experiment configs: ``predictor`` and its predictor from
 ``NAME-predictor.yaml``, ``evolution`` from ``NAME-evolution.yaml``,
-``predictor-evolution`` with the same predictor as ``predictor``, and
+``dele`` from ``NAME-dele.yaml``, ``predictor-evolution`` with the same
+predictor as ``predictor``, ``optuna`` (its default sampler, TPE) and
 ``random``.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ("nb201-cifar10", "nb201-cifar100", "nb201-imagenet16", "nb101-cifar10")
-STRATEGIES = ("random", "evolution", "predictor", "predictor-evolution", "dele")
+STRATEGIES = ("random", "evolution", "optuna", "predictor", "predictor-evolution", "dele")
 
 
 def config_for(experiment: str, strategy: str):
@@ -39,8 +40,8 @@ def config_for(experiment: str, strategy: str):
         return guided
     if strategy in ("evolution", "dele"):
         return SearchConfig.load(ROOT / "experiments" / f"{experiment}-{strategy}.yaml")
-    if strategy == "random":
-        return replace(guided, strategy=Component("random"), predictor=None)
+    if strategy in ("random", "optuna"):   # optuna: its default sampler, TPE
+        return replace(guided, strategy=Component(strategy), predictor=None)
     keep = {k: v for k, v in guided.strategy.params.items() if k in ("ensemble", "acquisition", "beta")}
     return replace(guided, strategy=Component("predictor-evolution", {**keep, "refit_every": 10}))
 

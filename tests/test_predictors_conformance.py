@@ -12,6 +12,9 @@ from flownas.predictors.metrics import kendall_tau
 from flownas.registry import PREDICTORS
 
 NAMES = PREDICTORS.names()
+# one xdist worker per predictor (make test: --dist loadgroup), so the module's
+# fitted predictor is fitted once per predictor, not once per worker
+GROUPED = [pytest.param(n, marks=pytest.mark.xdist_group(f"predictor-{n}")) for n in NAMES]
 
 
 @pytest.fixture(scope="module")
@@ -39,20 +42,20 @@ def test_the_registry_has_the_zoo():
     assert {"mlp", "gcn", "gbt", "flowerformer"} <= set(NAMES)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", GROUPED)
 def test_learns(name, split, fitted):
     pred = fitted(name).predict(split[2])
     assert pred.shape == (len(split[2]),) and np.isfinite(pred).all()
     assert kendall_tau(split[3], pred) > 0.5
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", GROUPED)
 def test_predictions_are_in_target_units(name, split, fitted):
     pred = fitted(name).predict(split[0])
     assert abs(pred.mean() - split[1].mean()) < 0.25 * split[1].std()
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", GROUPED)
 def test_save_load_round_trips_exactly(name, split, fitted, tmp_path):
     p = fitted(name)
     p.save(tmp_path / "p.bin")
@@ -63,7 +66,7 @@ def test_save_load_round_trips_exactly(name, split, fitted, tmp_path):
     assert isinstance(q, Predictor)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", GROUPED)
 def test_deterministic_under_a_seed(name, split):
     cls = PREDICTORS.get(name)
     archs, y = split[0][:60], split[1][:60]
@@ -72,7 +75,7 @@ def test_deterministic_under_a_seed(name, split):
     np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", GROUPED)
 def test_return_std(name, split):
     cls = PREDICTORS.get(name)
     p = cls(seed=0, **{**cls.quick_params, "ensemble": 2}).fit(split[0][:60], split[1][:60])
@@ -82,7 +85,7 @@ def test_return_std(name, split):
     np.testing.assert_allclose(mean, p.predict(split[2][:30]))
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if PREDICTORS.get(n).permutation_invariant])
+@pytest.mark.parametrize("name", [p for p in GROUPED if PREDICTORS.get(p.values[0]).permutation_invariant])
 def test_isomorphic_relabelings_score_the_same(name, split, fitted):
     p = fitted(name)
     archs = split[2][:40]
@@ -92,7 +95,7 @@ def test_isomorphic_relabelings_score_the_same(name, split, fitted):
     np.testing.assert_allclose(p.predict(relabeled), p.predict(archs), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", GROUPED)
 def test_bad_input_raises_clear_errors(name, split, fitted):
     cls = PREDICTORS.get(name)
     archs, y = split[0][:20], split[1][:20]
