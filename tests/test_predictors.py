@@ -297,3 +297,14 @@ def test_a_stacked_ensemble_keeps_batchnorm_statistics_per_member():
     means = [n.encoder.input_norm.bn.running_mean for n in nets]
     assert all(m.abs().sum() > 0 for m in means) and not torch.allclose(means[0], means[1])
     assert all(int(n.encoder.input_norm.bn.num_batches_tracked) == 4 for n in nets)
+
+
+def test_auto_epochs_follow_the_benchmarked_budget():
+    from flownas.registry import PREDICTORS
+    from flownas.predictors.neural import auto_epochs
+    assert [auto_epochs(n) for n in (10, 78, 156, 781, 1563, 7812)] == [300, 300, 300, 100, 50, 30]
+    p = PREDICTORS.create("flowerformer")
+    assert p.epochs == "auto" and p.train_config(781).epochs == 100 and p.train_config(78).epochs == 300
+    assert PREDICTORS.create("flowerformer", epochs=7).train_config(781).epochs == 7
+    with pytest.raises(ValueError, match="epochs must be a whole number or 'auto'"):
+        PREDICTORS.create("flowerformer", epochs="many")

@@ -65,7 +65,7 @@ _PRETRAINED_KEPT = 4
 class DELEPredictor(NeuralPredictor):
     name = "dele"
     # the fine-tuning step: FlowerFormer's own training hyper-parameters
-    defaults = {"epochs": 200, "batch_size": 32, "lr": 8e-4, "weight_decay": 6e-5, "loss": "hinge",
+    defaults = {"epochs": "auto", "batch_size": 64, "lr": 2e-3, "weight_decay": 6e-5, "loss": "hinge",
                 "margin": 0.1}
     quick_params = {"epochs": 15, "batch_size": 64, "dim": 16, "layers": 1, "heads": 2, "lr": 3e-3,
                     "pool_size": 400, "pretrain_epochs": 4}
@@ -235,7 +235,7 @@ class DELEPredictor(NeuralPredictor):
             net.set_trainable(self.finetune)
             nets.append(net)
         # members that train every weight train at once, as one vmapped network
-        results = train_networks(nets, batch, yt, self.train_config(), seed=self.seed, val=val_batch,
+        results = train_networks(nets, batch, yt, self.train_config(len(archs)), seed=self.seed, val=val_batch,
                                  stacked=self.finetune == "all")
         lines = [_calibration(self._scores(net, batch), yt.numpy()) for net in nets]
         self.space_, self.featurizer_ = space, feat

@@ -43,11 +43,21 @@ from .features import GraphFeaturizer, resolve_ops
 FORMAT = "flownas.predictor"
 FORMAT_VERSION = 1
 TARGET_TRANSFORMS = ("none", "log")
+#: ``epochs="auto"``: about this many training-sample passes, within these
+#: bounds (300 epochs at N = 78, 100 at 781, 30 from N = 2,600 up): the recipe
+#: of BENCHMARKS.md ("Predictors"), where twice the passes gained nothing at
+#: N = 781 and fewer left large N under-trained
+AUTO_PASSES, AUTO_EPOCHS = 78_000, (30, 300)
+
+
+def auto_epochs(n_train: int) -> int:
+    return int(min(AUTO_EPOCHS[1], max(AUTO_EPOCHS[0], round(AUTO_PASSES / max(1, n_train)))))
 
 #: hyper-parameters every neural predictor takes (training loop, ensemble,
 #: encoding, seed); a subclass changes their defaults through ``defaults``
 COMMON_DEFAULTS: dict[str, Any] = {
-    "epochs": 200, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-4,
+    "epochs": 200,           # or "auto": AUTO_PASSES training-sample passes, within AUTO_EPOCHS
+    "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-4,
     "warmup": 0.05,          # share of the steps spent warming up
     "loss": "hinge",         # mse | hinge | logistic | mse+hinge | mse+logistic
     "margin": 0.1,           # ranking margin (temperature), standardized target units
@@ -89,7 +99,9 @@ class NeuralPredictor(Predictor):
         if self.target_transform not in TARGET_TRANSFORMS:
             raise ValueError(f"unknown target_transform {self.target_transform!r} "
                              f"(known: {', '.join(TARGET_TRANSFORMS)})")
-        self.train_config()  # validates the training hyper-parameters now, not at fit
+        if self.epochs != "auto" and (isinstance(self.epochs, bool) or not isinstance(self.epochs, int)):
+            raise ValueError(f"epochs must be a whole number or 'auto', got {self.epochs!r}")
+        self.train_config(1)  # validates the training hyper-parameters now, not at fit
 
     # -- what a subclass provides ------------------------------------------
     def build_network(self, featurizer: GraphFeaturizer):
@@ -116,9 +128,11 @@ class NeuralPredictor(Predictor):
     def get_params(self) -> dict[str, Any]:
         return {p: getattr(self, p) for p in self._param_names()}
 
-    def train_config(self):
+    def train_config(self, n_train: int):
+        """The training loop's settings for ``n_train`` training architectures."""
         from .nn.train import TrainConfig
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+        epochs = auto_epochs(n_train) if self.epochs == "auto" else self.epochs
+        return TrainConfig(epochs=epochs, batch_size=self.batch_size, lr=self.lr,
                            weight_decay=self.weight_decay, warmup=self.warmup, loss=self.loss,
                            margin=self.margin, rank_weight=self.rank_weight, grad_clip=self.grad_clip,
                            eval_every=self.eval_every, patience=self.patience)
@@ -159,8 +173,9 @@ class NeuralPredictor(Predictor):
         for seed in self.member_seeds():   # each member its own initialization
             torch.manual_seed(seed)
             nets.append(self.build_network(feat))
-        results = train_networks(nets, batch, yt, self.train_config(), seed=self.seed, val=val_batch,
-                                 augment=self._augment_hook(), step_loss=self.step_loss(self.train_config()),
+        cfg = self.train_config(len(archs))
+        results = train_networks(nets, batch, yt, cfg, seed=self.seed, val=val_batch,
+                                 augment=self._augment_hook(), step_loss=self.step_loss(cfg),
                                  stacked=self.stacked_ensemble)
         lines = [_calibration(self._scores(net, batch), yt.numpy()) for net in nets]
         self.space_, self.featurizer_ = space, feat
