@@ -7,8 +7,8 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 # the main job (README): its configuration, and a fresh run directory each time
-SEARCH_CONFIG ?= experiments/nb201-cifar10-predictor.yaml
-SEARCH_OUT ?= runs/nb201-cifar10-predictor-$(shell date +%Y%m%d-%H%M%S)
+SEARCH_CONFIG ?= experiments/nb201-cifar10-dele.yaml
+SEARCH_OUT ?= runs/nb201-cifar10-dele-$(shell date +%Y%m%d-%H%M%S)
 
 # the benchmark tables; default to ../shared/data when it exists
 FLOWNAS_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
