@@ -177,6 +177,7 @@ def collect(out: Path):
                 "predict": float(np.median([r["predict_archs_per_second"] for r in recs])),
                 "rss": max(rss), "seeds": ",".join(str(r["seed"]) for r in recs),
                 "best_epochs": [e for r in recs for e in r.get("best_epochs", [])],
+                "per_seed_tau": {r["seed"]: r["kendall_tau"] for r in recs},
                 "params": " ".join(f"{k}={json.dumps(v)}" for k, v in RECIPES[recipe][1](space, n).items()),
             })
     return rows
@@ -204,6 +205,28 @@ def render(args) -> None:
         print(f"| {r['space']} | {r['protocol']} | {r['n']} | {r['recipe']} | {r['tau']:.3f} ± {r['sd']:.3f} "
               f"| {r['spearman']:.3f} | {r['p1']:.3f} | {r['p5']:.3f} | {r['train_s']:.1f} / {r['train_cpu_s']:.1f} "
               f"| {r['predict']:,.0f} | {r['rss']:.0f} | {r['seeds']} | {epochs} | {r['params'] or 'defaults'} |")
+    render_gains(rows)
+
+
+def render_gains(rows) -> None:
+    """Paired Kendall tau gains of each dele recipe over flowerformer (same
+    seed: same split, same fine-tuning recipe, same encoder)."""
+    base = {(r["space"], r["protocol"], r["n"]): r for r in rows if r["recipe"] == "flowerformer"}
+    lines = []
+    for r in rows:
+        ff = base.get((r["space"], r["protocol"], r["n"]))
+        if not r["recipe"].startswith("dele") or ff is None:
+            continue
+        seeds = sorted(set(r["per_seed_tau"]) & set(ff["per_seed_tau"]))
+        gains = [r["per_seed_tau"][s] - ff["per_seed_tau"][s] for s in seeds]
+        if gains:
+            lines.append(f"| {r['space']} | {r['protocol']} | {r['n']} | {r['recipe']} | {ff['tau']:.3f} | {r['tau']:.3f} "
+                         f"| {', '.join(f'{g:+.3f}' for g in gains)} | **{np.mean(gains):+.3f}** | {','.join(map(str, seeds))} |")
+    if lines:
+        print()
+        print("| space | protocol | N | recipe | flowerformer τ | recipe τ | paired gains | mean gain | seeds |")
+        print("|---|---|---:|---|---:|---:|---|---:|---|")
+        print("\n".join(lines))
 
 
 def main() -> None:
