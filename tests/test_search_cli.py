@@ -82,7 +82,14 @@ def test_predictor_search_plots_predicted_vs_true(tmp_path, capsys, data_root):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("strategy: {name: predictor, num_init: 6, refit_every: 4, ensemble: 2, num_mutations: 40, "
                    "num_random: 10}\npredictor: {name: mlp, epochs: 5, hidden: 16, layers: 1}\nbudget: 14\n")
-    code, stdout, _ = run(capsys, "search", cfg, "--out", out, "--quiet")
+    import torch
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        code, stdout, _ = run(capsys, "search", cfg, "--out", out, "--quiet", "--threads", "1")
+        assert torch.get_num_threads() == 1   # the search process runs its predictor on one thread
+    finally:
+        torch.set_num_threads(before)
     assert code == 0 and "+ mlp" in stdout
     assert (out / "predicted_vs_true.png").stat().st_size > 1000
     with open(out / "history.csv") as fh:
@@ -103,6 +110,8 @@ def test_predictor_search_plots_predicted_vs_true(tmp_path, capsys, data_root):
     ("predictor: flowerfomer\n", "predictor: unknown predictor 'flowerfomer'"),
     ("dataset: cifar1000\n", "has no dataset 'cifar1000'"),
     ("- just\n- a list\n", "a configuration is a mapping"),
+    ("threads: 0\n", "threads must be at least 1"),
+    ("threads: two\n", "threads: expected int or null"),
 ])
 def test_bad_configs_name_the_problem(tmp_path, capsys, text, message):
     cfg = tmp_path / "bad.yaml"

@@ -125,9 +125,6 @@ class DELEPredictor(NeuralPredictor):
             if np.isfinite(values[:, k]).sum() < 2:
                 raise ValueError(f"signal {name!r} has fewer than 2 known values: nothing to rank")
         self.signals = names
-        space = archs[0].space
-        feat, batch = self._training_batch(archs, space)
-        targets = torch.as_tensor(values, dtype=torch.float32)
         margin = self.margin
 
         def expert_loss(net, b, y, generator):
@@ -141,6 +138,8 @@ class DELEPredictor(NeuralPredictor):
 
         key = self._pretrain_key(archs, values)
         if key not in _PRETRAINED:
+            feat, batch = self._training_batch(archs, archs[0].space)
+            targets = torch.as_tensor(values, dtype=torch.float32)
             cfg = TrainConfig(epochs=self.pretrain_epochs, batch_size=self.pretrain_batch_size,
                               lr=self.pretrain_lr, weight_decay=self.weight_decay, warmup=self.warmup,
                               grad_clip=self.grad_clip)

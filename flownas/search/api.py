@@ -8,6 +8,7 @@ storage was given, and the report files (``flownas.report``).
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -146,7 +147,7 @@ def resume_run(run_dir: Path, given: SearchConfig | None, flags: dict[str, Any])
         for key, value in given_d.items():
             if key not in RESUMABLE and key != "name" and value != recorded_d[key]:
                 raise ConfigError(_changed(key, value, recorded_d[key], run.dir))
-    for key in ("space", "dataset", "strategy", "predictor", "seed"):
+    for key in ("space", "dataset", "strategy", "predictor", "seed", "threads"):
         value = flags.get(key)
         if value is not None:
             old = recorded_d[key]
@@ -180,6 +181,7 @@ def run_search(config: SearchConfig | None, *, resume: bool = False, run_dir: st
         run, ledger = start_run(config)
     try:
         parts = build(config)
+        _set_torch_threads(config.threads, parts.strategy)
         ledger.update_meta(**describe_objective(parts.evaluator))
         _write_config(run.dir, config)
         loop = SearchLoop(parts.space, parts.strategy, parts.evaluator, ledger, executor=parts.executor,
@@ -189,6 +191,15 @@ def run_search(config: SearchConfig | None, *, resume: bool = False, run_dir: st
     finally:
         ledger.close()
     return result, run, files
+
+
+def _set_torch_threads(threads: int | None, strategy) -> None:
+    """torch's intra-op threads in this process, where torch runs here: a
+    predictor-guided strategy, or torch already imported (an evaluator)."""
+    if threads is None or not (hasattr(strategy, "surrogate") or "torch" in sys.modules):
+        return
+    import torch
+    torch.set_num_threads(threads)
 
 
 def _write_config(run_dir: Path, config: SearchConfig) -> None:

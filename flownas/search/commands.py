@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 SEARCH_FLAGS = ("space", "dataset", "strategy", "predictor", "budget", "seed", "storage", "out", "executor",
-                "workers", "ray_address", "num_gpus", "num_cpus")
+                "workers", "ray_address", "num_gpus", "num_cpus", "threads")
 
 
 def _positive_int(text: str) -> int:
@@ -41,6 +41,8 @@ def _add_search_flags(p: argparse.ArgumentParser, *, run_flags: bool = True) -> 
     p.add_argument("--predictor", help="predictor of a predictor-guided strategy (default: the best registered)")
     p.add_argument("--budget", type=_positive_int, help="number of evaluations (default 100)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=_positive_int,
+                   help="torch threads of the search process (default 1: fastest for the predictors' small graphs)")
     if run_flags:
         p.add_argument("--storage", help="ledger: SQLAlchemy URL or SQLite file (default RUN_DIR/ledger.db)")
         p.add_argument("--out", help="run directory (default runs/NAME)")

@@ -14,6 +14,7 @@ predictor, executor), each either as a plain name or as a mapping with a
     executor: {name: local, workers: 1}   # or {name: ray, workers: 8, address: auto, num_gpus: 0.5}
     storage: null             # default: SQLite file ledger.db in the run directory
     out: runs/nb201-cifar10-predictor
+    threads: 1                # torch threads of the search process (null: torch's default)
 
 Every error names the bad key: unknown keys, wrong types, unknown names and
 parameters the component does not take.
@@ -31,8 +32,11 @@ from ..errors import ConfigError, UnknownNameError
 from .loop import Budget
 
 KEYS = ("name", "space", "dataset", "evaluator", "strategy", "predictor", "budget", "seed", "executor",
-        "storage", "out")
-DEFAULTS = {"space": "nb201", "strategy": "predictor", "budget": 100, "seed": 0, "executor": "local"}
+        "storage", "out", "threads")
+# threads: the predictor's graphs are tiny; one torch thread runs the NB201
+# main job 2.6x faster than two on a 2-core machine (BENCHMARKS.md, "Search")
+DEFAULTS = {"space": "nb201", "strategy": "predictor", "budget": 100, "seed": 0, "executor": "local",
+            "threads": 1}
 DEFAULT_DATASET = "cifar10"   # of the default (tabular) evaluator
 # command-line flags that set a parameter of the executor
 EXECUTOR_FLAGS = {"workers": "workers", "ray_address": "address", "num_gpus": "num_gpus", "num_cpus": "num_cpus"}
@@ -65,6 +69,7 @@ class SearchConfig:
     name: str | None = None
     storage: str | None = None
     out: str | None = None
+    threads: int | None = 1
 
     # -- reading -----------------------------------------------------------
     @classmethod
@@ -94,7 +99,7 @@ class SearchConfig:
         unknown = [k for k in data if k not in KEYS]
         if unknown:
             raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(KEYS)})")
-        d = {**DEFAULTS, **{k: v for k, v in data.items() if v is not None or k in ("storage", "out")}}
+        d = {**DEFAULTS, **{k: v for k, v in data.items() if v is not None or k in ("storage", "out", "threads")}}
         space = _component(d["space"], "space")
         dataset = _typed(d.get("dataset"), "dataset", (str, type(None)))
         if "evaluator" in d:
@@ -107,7 +112,8 @@ class SearchConfig:
                      seed=_typed(d["seed"], "seed", int), dataset=dataset, predictor=predictor,
                      name=_typed(d.get("name"), "name", (str, type(None))),
                      storage=_typed(d.get("storage"), "storage", (str, type(None))),
-                     out=_typed(d.get("out"), "out", (str, type(None))))
+                     out=_typed(d.get("out"), "out", (str, type(None))),
+                     threads=_typed(d.get("threads"), "threads", (int, type(None))))
         config.validate()
         return config
 
@@ -129,7 +135,7 @@ class SearchConfig:
             changes["executor"] = Component(executor.name, {**executor.params, **executor_params})
         if flags.get("budget") is not None:
             changes["budget"] = replace(self.budget, evaluations=flags["budget"])
-        for key in ("dataset", "seed", "storage", "out", "name"):
+        for key in ("dataset", "seed", "storage", "out", "name", "threads"):
             if flags.get(key) is not None:
                 changes[key] = flags[key]
         config = replace(self, **changes)
@@ -142,7 +148,7 @@ class SearchConfig:
                              "predictor": self.predictor.to_config() if self.predictor else None,
                              "budget": {"evaluations": self.budget.evaluations, "cost_s": self.budget.cost_s},
                              "seed": self.seed, "executor": self.executor.to_config(),
-                             "storage": self.storage, "out": self.out}
+                             "storage": self.storage, "out": self.out, "threads": self.threads}
         return d
 
     @property
@@ -176,6 +182,8 @@ class SearchConfig:
             raise ConfigError(f"budget.evaluations must be at least 1, got {self.budget.evaluations}")
         if self.budget.cost_s is not None and self.budget.cost_s <= 0:
             raise ConfigError(f"budget.cost_s must be positive, got {self.budget.cost_s}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be at least 1 (or null for torch's default), got {self.threads}")
 
     def strategy_params(self) -> dict[str, Any]:
         params = dict(self.strategy.params)
