@@ -49,6 +49,7 @@ def config_for(experiment: str, strategy: str):
 def run(args) -> None:
     import torch
     from flownas.search.bench import bench_config, bench_search, write_json
+    from flownas.search.config import SearchConfig
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -64,7 +65,8 @@ def run(args) -> None:
             config = with_overrides(config, overrides)
             partial = path.with_suffix(".runs.jsonl")
             done = [json.loads(line) for line in partial.read_text().splitlines()] if partial.exists() else []
-            done = [r for r in done if r["config"] == config.to_dict()]
+            # runs of this configuration; re-reading an older record fills the keys added since
+            done = [r for r in done if SearchConfig.from_dict(r["config"]).to_dict() == config.to_dict()]
 
             def keep(result, config=config, partial=partial):
                 with partial.open("a") as f:

@@ -94,7 +94,7 @@ def bench_search(config: SearchConfig, seeds: Sequence[int], jobs: int = 1, prog
     best = optimum(parts.evaluator, parts.space)
     budget = config.budget.evaluations
     start = time.perf_counter()
-    runs: list[dict[str, Any]] = [r for r in done if r["seed"] in seeds]
+    runs: list[dict[str, Any]] = list({r["seed"]: r for r in done if r["seed"] in seeds}.values())  # one per seed
     todo = [s for s in seeds if s not in {r["seed"] for r in runs}]
     if jobs == 1:
         for seed in todo:
