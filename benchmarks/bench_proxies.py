@@ -46,14 +46,17 @@ def compute(args) -> list[dict]:
     space = NB201Space()
     rows = records(args.dataset)
     order = np.random.default_rng(0).permutation(len(rows))[: args.limit]   # a random prefix when limited
+    shard, shards = map(int, args.shard.split("/"))
+    todo = order[shard::shards]   # this process's share; the report reads every shard's cache
     out = Path(args.out)
     done = {}
     if out.exists():
         done = {r["arch"]: r for r in map(json.loads, out.read_text().splitlines()) if r.get("seed") == args.seed}
-    evaluator = ProxyEvaluator("cifar10-mini", batch_size=args.batch_size, seed=args.seed, num_threads=args.threads)
+    evaluator = ProxyEvaluator("cifar10-mini", batch_size=args.batch_size, seed=args.seed, num_threads=args.threads,
+                               device=args.device)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("a") as fh:
-        for n, i in enumerate(order, 1):
+        for n, i in enumerate(todo, 1):
             rec = rows[i]
             if rec["arch"] in done:
                 continue
@@ -63,7 +66,9 @@ def compute(args) -> list[dict]:
             fh.flush()
             done[rec["arch"]] = row
             if n % 25 == 0:
-                print(f"{n}/{len(order)} archs", file=sys.stderr, flush=True)
+                print(f"{n}/{len(todo)} archs", file=sys.stderr, flush=True)
+    if shards > 1:
+        return []
     return [(rows[i], done[rows[i]["arch"]]) for i in order]
 
 
@@ -83,7 +88,7 @@ def report(pairs, args) -> None:
         print(f"| {metric} | {rho:.3f} | {spearmanr(ours_v, acc_v)[0]:.3f} | {spearmanr(pub_v, acc_v)[0]:.3f} "
               f"| {len(both)} |")
     ms = [ours["ms"] for _, ours in pairs]
-    print(f"\nall proxies + params + FLOPs per arch (ms, CPU, {args.threads} thread(s)): "
+    print(f"\nall proxies + params + FLOPs per arch (wall ms, {args.device}, {args.threads} CPU thread(s)): "
           f"median {statistics.median(ms):.0f}, p10 {np.percentile(ms, 10):.0f}, p90 {np.percentile(ms, 90):.0f}")
 
 
@@ -120,9 +125,14 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the machine is shared)")
     p.add_argument("--out", default="runs/bench_proxies_cifar10.jsonl", help="JSON-lines cache of the scores")
     p.add_argument("--cost", type=int, help="time each proxy alone on this many archs instead")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (the network and the batch)")
+    p.add_argument("--shard", default="0/1", help="K/M: compute every M-th arch from the K-th only, no report "
+                   "(M processes with the same --out; a last call without --shard reports)")
     args = p.parse_args(argv)
     if args.cost:
         cost(args)
+    elif args.shard != "0/1":
+        compute(args)
     else:
         report(compute(args), args)
     return 0

@@ -13,7 +13,7 @@ import torch
 
 from flownas.errors import ConfigError, DataError
 from flownas.evaluators.engine.data import random_crop_flip
-from flownas.evaluators.engine.train import lr_at
+from flownas.evaluators.engine.train import TrainingDiverged, amp_dtype, lr_at
 from flownas.evaluators.training import TrainConfig, TrainingEvaluator
 from flownas.registry import EVALUATORS
 from flownas.spaces.nb201 import NB201Space
@@ -81,6 +81,19 @@ def test_adamw_step_schedule_and_no_augmentation(tiny_images, arch):
                   label_smoothing=0.1, grad_clip=None, max_train_images=40).evaluate(arch)
     assert r.info["train_images"] == 40
     assert all(math.isfinite(v) for v in r.metrics["loss_curve"])
+
+
+def test_a_diverged_training_is_an_error_not_a_chance_accuracy(tiny_images, arch):
+    # a NaN network predicts one class for everything: ~10 % "accuracy" that must not rank as a result
+    with pytest.raises(TrainingDiverged, match="epoch 1 is not finite"):
+        evaluator(tiny_images, epochs=1, lr=1e30, grad_clip=None, max_train_images=64).evaluate(arch)
+
+
+def test_mixed_precision_uses_bfloat16_where_there_is_one():
+    # float16 overflows on NB201 cells like x + avg_pool(x) (seen on a GPU): bfloat16 has float32's range
+    assert amp_dtype(torch.device("cpu")) == torch.bfloat16
+    if torch.cuda.is_available():
+        assert amp_dtype(torch.device("cuda")) == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
 
 
 def test_learning_rate_schedules():

@@ -55,6 +55,20 @@ def make_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=base_lr(cfg))
 
 
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """Mixed precision in bfloat16 where the GPU has it: float16's range ends at
+    65,504, which NB201 cells such as x + avg_pool(x), stacked 15 deep, exceed
+    (the loss turns NaN at once); bfloat16 has float32's range and needs no
+    loss scaling. Older GPUs fall back to float16 with a GradScaler."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite: the candidate has no score."""
+
+
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     state = np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint32)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
@@ -69,11 +83,12 @@ def train(model: nn.Module, data: DeviceData, cfg, epochs: int, *, run_id: str,
     cuda = device.type == "cuda"
     amp = cuda if cfg.amp is None else (cfg.amp and cuda)
     channels_last = cuda if cfg.channels_last is None else cfg.channels_last
+    dtype = amp_dtype(device)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg, model)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and dtype == torch.float16)
     # train_time_s: training and per-epoch validation; step_time_s: the optimisation steps alone
     history: dict[str, Any] = {"epoch": 0, "train_loss": [], "val_loss": [], "val_acc": [],
                                "train_time_s": 0.0, "step_time_s": 0.0, "images_seen": 0, "resumed_from": 0}
@@ -101,7 +116,7 @@ def train(model: nn.Module, data: DeviceData, cfg, epochs: int, *, run_id: str,
                 group["lr"] = lr_at(cfg, epoch + step / steps, epochs)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            with torch.autocast(device.type, dtype=dtype, enabled=amp):
                 loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -116,6 +131,9 @@ def train(model: nn.Module, data: DeviceData, cfg, epochs: int, *, run_id: str,
             torch.cuda.synchronize(device)
         history["step_time_s"] += time.perf_counter() - start
         history["images_seen"] += seen
+        if not torch.isfinite(loss_sum):   # a NaN network would "score" chance accuracy: say it diverged
+            raise TrainingDiverged(f"training diverged: the training loss of epoch {epoch + 1} is not finite "
+                                   f"(lr {base_lr(cfg):g}{', mixed precision ' + str(dtype) if amp else ''})")
         val_loss, val_acc = evaluate(model, data, cfg.eval_batch_size, amp, channels_last)
         history["train_loss"].append(float(loss_sum) / max(seen, 1))
         history["val_loss"].append(val_loss)
@@ -144,7 +162,7 @@ def evaluate(model: nn.Module, data: DeviceData, batch_size: int, amp: bool = Fa
     for x, y in data.val_batches(batch_size):
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(data.device.type, dtype=torch.float16, enabled=amp):
+        with torch.autocast(data.device.type, dtype=amp_dtype(data.device), enabled=amp):
             logits = model(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
         correct += (logits.argmax(1) == y).sum()
