@@ -66,6 +66,10 @@ class RayExecutor(Executor):
     executor starts (default: what Ray detects); ``runtime_env`` is passed to
     ``ray.init`` (e.g. ``{"working_dir": "."}`` to ship the code to a cluster
     whose workers do not have flownas installed).
+
+    The futures of ``submit`` are resolved inside ``wait`` (which also reruns
+    the tasks of dead workers): wait on them, as ``SearchLoop`` does, before
+    ``future.result()``.
     """
 
     def __init__(self, workers: int = 1, address: str | None = None, num_cpus: float = 1.0,
