@@ -14,8 +14,8 @@ the cifar10-mini training images, validation on its held-out images.
 2. ``search``: the same through ``flownas search``'s code (``run_search``,
    random strategy, SQLite ledger, Ray executor), end to end.
 3. ``cpu``: the first candidate trained in-process on the CPU with
-   ``--cpu-threads`` torch threads for one epoch on ``--cpu-images`` images
-   (the epoch time is scaled to the full training set).
+   ``--cpu-threads`` torch threads for one epoch on ``--cpu-images`` images;
+   compared with the GPU by training images per second.
 
 Prints one JSON document (``--json`` writes it too).
 

@@ -42,7 +42,10 @@ def records(dataset: str) -> list[dict]:
     return sorted(rows, key=lambda r: r["idx"])
 
 
-def compute(args) -> list[dict]:
+def compute(args) -> list[tuple[dict, dict]] | None:
+    """Score the archs of this shard into the cache; the (published, ours)
+    pairs of every arch, or None for one shard of several (the others' scores
+    may not be in the cache yet)."""
     space = NB201Space()
     rows = records(args.dataset)
     order = np.random.default_rng(0).permutation(len(rows))[: args.limit]   # a random prefix when limited
@@ -68,7 +71,7 @@ def compute(args) -> list[dict]:
             if n % 25 == 0:
                 print(f"{n}/{len(todo)} archs", file=sys.stderr, flush=True)
     if shards > 1:
-        return []
+        return None
     return [(rows[i], done[rows[i]["arch"]]) for i in order]
 
 
@@ -131,10 +134,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.cost:
         cost(args)
-    elif args.shard != "0/1":
-        compute(args)
-    else:
-        report(compute(args), args)
+    elif (pairs := compute(args)) is not None:
+        report(pairs, args)
     return 0
 
 

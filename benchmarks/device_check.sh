@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU session's checks (BENCHMARKS.md: "Training on a GPU through Ray",
-# "Zero-cost proxies", predictor grid rows marked "gpu host"), as run on the
+# "Zero-cost proxies", the predictor grid runs listed under "All figures"), as run on the
 # lent GPU machine (one H200, 16 cores, no network) from the repository root:
 #   .whl/         wheels of what that machine's image lacks (optuna and its
 #                 SQL stack, jsonschema for Ray), fetched with `pip download`
@@ -44,8 +44,7 @@ for space, recipe, protocol, n, seed in cells:
     print(" ".join(command(space, recipe, protocol, n, f"{seed},", f"/tmp/results/grid/{name}.json")[1:]))
 EOF
 GRID_END=$(( START + BUDGET - 25 ))
-( while read -r line; do echo "$line"; done < $RES/grid/jobs.txt | \
-  xargs -P 10 -I{} bash -c 'l=$(( '$GRID_END' - $(date +%s) )); [ $l -gt 20 ] && timeout $l python3 {} >/dev/null 2>>/tmp/results/grid/errors.log' ) &
+( xargs -P 10 < $RES/grid/jobs.txt -I{} bash -c 'l=$(( '$GRID_END' - $(date +%s) )); [ $l -gt 20 ] && timeout $l python3 {} >/dev/null 2>>/tmp/results/grid/errors.log' ) &
 GRID=$!
 
 # 1. Ray on the GPU: four candidates trained at once on one GPU, then a search, then the CPU
