@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -49,8 +50,14 @@ def flowerformer_params(space: str, n: int) -> dict:
 ZERO_COST_SIGNALS = {"nb201": ["params", "naswot"], "nb101": ["params"]}
 
 
+#: DELE fine-tunes with FlowerFormer's budget at a twentieth of its learning
+#: rate, which keeps what pre-training taught the encoder (DELE's default;
+#: chosen on tuning seeds 10-12, see ``flownas/predictors/dele.py``)
+DELE_LR = 1e-4
+
+
 def dele_zc_params(space: str, n: int) -> dict:
-    return {**flowerformer_params(space, n), "signals": ZERO_COST_SIGNALS[space]}
+    return {**flowerformer_params(space, n), "lr": DELE_LR, "signals": ZERO_COST_SIGNALS[space]}
 
 
 #: every table signal, the 12-epoch accuracy (a training of every cell) included
@@ -58,7 +65,7 @@ TABLE_SIGNALS = {"nb201": ["acc_12", "params", "naswot"], "nb101": ["acc_4", "ac
 
 
 def dele_table_params(space: str, n: int) -> dict:
-    return {**flowerformer_params(space, n), "signals": TABLE_SIGNALS[space]}
+    return {**flowerformer_params(space, n), "lr": DELE_LR, "signals": TABLE_SIGNALS[space]}
 
 
 #: recipe -> (predictor, params(space, n), all seeds in one process)
@@ -152,14 +159,26 @@ def run(args) -> None:
         list(pool.map(one, jobs))
 
 
+def recorded_params(doc: dict) -> dict | None:
+    """The hyper-parameters a run was made with, from its protocol line."""
+    found = re.search(r"; predictor \S+ (\{.*?\}); seeds", doc.get("protocol", ""))
+    return json.loads(found.group(1)) if found else None
+
+
 def collect(out: Path):
-    """One row per (cell, recipe) with results: the merged seeds of its runs."""
+    """One row per (cell, recipe) with results: the merged seeds of its runs.
+    A run made with other hyper-parameters than the recipe's current ones is
+    left out (and named on stderr): the table never mislabels a result."""
     rows = []
     for space, protocol, n in ALL_CELLS:
         for recipe in RECIPES:
             per_seed, rss = {}, []
             for p in sorted(out.glob(f"{cell_name(space, recipe, protocol, n)}-s*.json")):
                 doc = json.loads(p.read_text())
+                made_with, wanted = recorded_params(doc), RECIPES[recipe][1](space, n)
+                if made_with != wanted:
+                    print(f"left out {p.name}: made with {made_with}, the recipe is now {wanted}", file=sys.stderr)
+                    continue
                 rss.append(doc["peak_rss_mb"])
                 for r in doc["per_seed"]:
                     per_seed.setdefault(r["seed"], r)
