@@ -69,7 +69,8 @@ class DELEPredictor(NeuralPredictor):
     # encoder (NB201 protocol A, tuning seeds 10-12, Kendall tau at N = 78 /
     # 156 / 781: lr 2e-3 0.866 / 0.894 / 0.920 (one seed), lr 1e-4 0.885 /
     # 0.904 / 0.927; FlowerFormer alone is best at 2e-3: 0.861 at 156, 0.845
-    # with 5e-4)
+    # with 5e-4). A pre-training on a small pool (about a thousand cells) has
+    # less worth keeping: there lr 2e-3 does better (BENCHMARKS.md, DELE (b))
     defaults = {"epochs": "auto", "batch_size": 64, "lr": 1e-4, "weight_decay": 6e-5, "loss": "hinge",
                 "margin": 0.1}
     quick_params = {"epochs": 15, "batch_size": 64, "dim": 16, "layers": 1, "heads": 2, "lr": 3e-3,
