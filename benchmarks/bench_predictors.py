@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from flownas.predictors.dele import DELEPredictor   # torch-free at import
+
 #: FlowerFormer's training budget: batch 64, lr 2e-3, about 78,000
 #: training-sample passes (100 epochs at N = 781), between 30 and 300 epochs.
 #: At N = 781 twice this (200 epochs) gave no more Kendall tau (tuning seed 100:
@@ -50,10 +52,10 @@ def flowerformer_params(space: str, n: int) -> dict:
 ZERO_COST_SIGNALS = {"nb201": ["params", "naswot"], "nb101": ["params"]}
 
 
-#: DELE fine-tunes with FlowerFormer's budget at a twentieth of its learning
-#: rate, which keeps what pre-training taught the encoder (DELE's default;
-#: chosen on tuning seeds 10-12, see ``flownas/predictors/dele.py``)
-DELE_LR = 1e-4
+#: DELE fine-tunes with FlowerFormer's budget at its own default learning rate
+#: (a twentieth of FlowerFormer's: it keeps what pre-training taught the
+#: encoder; chosen on tuning seeds 10-12, see ``flownas/predictors/dele.py``)
+DELE_LR = DELEPredictor.defaults["lr"]
 
 
 def dele_zc_params(space: str, n: int) -> dict:
@@ -172,10 +174,13 @@ def collect(out: Path):
     rows = []
     for space, protocol, n in ALL_CELLS:
         for recipe in RECIPES:
+            if not applicable(recipe, space):
+                continue
             per_seed, rss = {}, []
+            wanted = RECIPES[recipe][1](space, n)
             for p in sorted(out.glob(f"{cell_name(space, recipe, protocol, n)}-s*.json")):
                 doc = json.loads(p.read_text())
-                made_with, wanted = recorded_params(doc), RECIPES[recipe][1](space, n)
+                made_with = recorded_params(doc)
                 if made_with != wanted:
                     print(f"left out {p.name}: made with {made_with}, the recipe is now {wanted}", file=sys.stderr)
                     continue
@@ -197,7 +202,7 @@ def collect(out: Path):
                 "rss": max(rss), "seeds": ",".join(str(r["seed"]) for r in recs),
                 "best_epochs": [e for r in recs for e in r.get("best_epochs", [])],
                 "per_seed_tau": {r["seed"]: r["kendall_tau"] for r in recs},
-                "params": " ".join(f"{k}={json.dumps(v)}" for k, v in RECIPES[recipe][1](space, n).items()),
+                "params": " ".join(f"{k}={json.dumps(v)}" for k, v in wanted.items()),
             })
     return rows
 
