@@ -162,7 +162,10 @@ def run(args) -> None:
 
 
 def recorded_params(doc: dict) -> dict | None:
-    """The hyper-parameters a run was made with, from its protocol line."""
+    """The hyper-parameters a run was made with: its ``run`` record, or for
+    files written before there was one, its protocol line."""
+    if "run" in doc:
+        return doc["run"]["params"]
     found = re.search(r"; predictor \S+ (\{.*?\}); seeds", doc.get("protocol", ""))
     return json.loads(found.group(1)) if found else None
 

@@ -176,6 +176,9 @@ def run(space: str, predictor: str, n_train: int, protocol: str, seeds: list[int
         "predict_archs_per_second": _mean(per_seed, "predict_archs_per_second"),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "per_seed": per_seed,
+        # what was run, as fields (the protocol line says it in words)
+        "run": {"space": space, "task": task if space == "transnas" else None, "protocol": protocol,
+                "train_size": n_train, "predictor": predictor, "params": params, "seeds": list(seeds)},
         "protocol": (f"{protocol_text}; predictor {predictor} {json.dumps(params, sort_keys=True)}; "
                      f"seeds {seeds}; torch threads {torch.get_num_threads()}; "
                      f"flownas {_version()}, torch {torch.__version__}, {platform.machine()}; {date.today()}"),

@@ -40,14 +40,16 @@ def test_seeds_argument():
     assert parse_seeds("21,2021") == [21, 2021]
 
 
-def test_the_command_writes_exactly_the_issue_keys(nb201_table, tmp_path, capsys):
+def test_the_command_writes_the_issue_keys_and_what_it_ran(nb201_table, tmp_path, capsys):
     out = tmp_path / "r.json"
     rc = main(["bench", "predictors", "--space", "nb201", "--predictor", "mlp", "--train-size", "100",
                "--protocol", "B", "--seeds", "2", "--threads", "1", "--json", str(out),
                "--param", "epochs=5", "--param", "hidden=16"])
     assert rc == 0
     doc = json.loads(out.read_text())
-    assert set(doc) == KEYS
+    assert set(doc) == KEYS | {"run"}
+    assert doc["run"] == {"space": "nb201", "task": None, "protocol": "B", "train_size": 100, "predictor": "mlp",
+                          "params": {"epochs": 5, "hidden": 16}, "seeds": [0, 1]}
     assert len(doc["per_seed"]) == 2 and doc["per_seed"][0]["n_test"] == 15625
     assert "c10_valid_test_acc_200" in doc["protocol"] and "[0, 1]" in doc["protocol"]
     assert -1 <= doc["kendall_tau"] <= 1 and doc["peak_rss_mb"] > 0
