@@ -12,11 +12,27 @@ BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_con
 def test_nb201_signals(nb201_table):
     arch = NB201Space().from_string(BEST)
     row = nb201_table.row(arch)
-    assert low_fidelity_signals(arch) == {"acc_12": row["c10_valid_val_acc_12"], "params": row["params_m_c10"],
-                                          "naswot": row["naswot_score"]}
-    assert low_fidelity_signals(arch, "cifar100", ["acc_12"]) == {"acc_12": row["c100_val_acc_12"]}
-    with pytest.raises(ConfigError, match="unknown nb201 signals acc_36"):
-        low_fidelity_signals(arch, signals=["acc_36"])
+    assert low_fidelity_signals(arch) == {
+        "acc_12": row["c10_valid_val_acc_12"], "test_acc_12": row["c10_test_acc_12"],
+        "params": row["params_m_c10"], "naswot": row["naswot_score"]}
+    assert low_fidelity_signals(arch, "cifar100", ["acc_12", "test_acc_12"]) == {
+        "acc_12": row["c100_val_acc_12"], "test_acc_12": row["c100_test_acc_12"]}
+    # another dataset's run, whatever the dataset searched
+    assert low_fidelity_signals(arch, signals=["acc_12", "acc_12@cifar100", "acc_12@ImageNet16-120"]) == {
+        "acc_12": row["c10_valid_val_acc_12"], "acc_12@cifar100": row["c100_val_acc_12"],
+        "acc_12@ImageNet16-120": row["in16_val_acc_12"]}
+
+
+@pytest.mark.parametrize("signals, dataset, message", [
+    (["params@cifar100"], "cifar10", "same on every dataset"),
+    (["acc_12@mnist"], "cifar10", "no dataset 'mnist'"),
+    (["acc_12", "acc_12@cifar100"], "cifar100", "same column 'c100_val_acc_12'"),
+    (["acc_36"], "cifar10", "unknown nb201 signals acc_36"),
+])
+def test_bad_signal_names_are_explained(nb201_table, signals, dataset, message):
+    arch = NB201Space().from_string(BEST)
+    with pytest.raises(ConfigError, match=message):
+        low_fidelity_signals(arch, dataset, signals)
 
 
 def test_missing_signal_is_none(nb201_table):

@@ -2,11 +2,18 @@
 architecture, as {signal: value}, for multi-fidelity search and DELE.
 
 * NB201 (table ``nb201``): ``acc_12`` (validation accuracy of the separate
-  12-epoch run on the chosen dataset), ``params`` (M) and ``naswot`` (NASWOT
-  score, missing for 341 cells); ``params`` and ``naswot`` cost no training
-  (``ZERO_COST``);
+  12-epoch run on the chosen dataset; for cifar10 the cifar10-valid run, on
+  the training half), ``test_acc_12`` (test accuracy of a 12-epoch run; for
+  cifar10 a second run, on the whole training set), ``params`` (M) and
+  ``naswot`` (NASWOT score, missing for 341 cells); ``params`` and ``naswot``
+  cost no training (``ZERO_COST``);
 * NB101 (table ``nb101``, once installed): ``acc_4``, ``acc_12``, ``acc_36``
   (CIFAR-10 validation accuracy of the 4/12/36-epoch runs) and ``params``.
+
+A per-dataset signal can be read from another dataset with ``@``:
+``acc_12@cifar100`` is the 12-epoch accuracy on CIFAR-100 whatever the
+dataset searched (a cell that learns one dataset well tends to learn the
+others: these runs are more low-fidelity experts for DELE).
 
 A signal the table lacks for an architecture is ``None``.
 """
@@ -26,13 +33,15 @@ SIGNALS: dict[str, tuple[str, dict[str, Any]]] = {
     "nb201": ("nb201", {
         "acc_12": {"cifar10": "c10_valid_val_acc_12", "cifar100": "c100_val_acc_12",
                    "ImageNet16-120": "in16_val_acc_12"},
+        "test_acc_12": {"cifar10": "c10_test_acc_12", "cifar100": "c100_test_acc_12",
+                        "ImageNet16-120": "in16_test_acc_12"},
         "params": "params_m_c10",
         "naswot": "naswot_score",
     }),
     "nb101": ("nb101", {"acc_4": "val_acc_4", "acc_12": "val_acc_12", "acc_36": "val_acc_36", "params": "params"}),
 }
 # epochs of the run behind each accuracy signal (for the simulated cost)
-EPOCHS = {"acc_4": 4, "acc_12": 12, "acc_36": 36}
+EPOCHS = {"acc_4": 4, "acc_12": 12, "test_acc_12": 12, "acc_36": 36}
 #: signals that need no training: read off the network (params) or one
 #: forward pass of it at initialization (NASWOT); the others are trainings
 ZERO_COST = ("params", "naswot")
@@ -49,22 +58,35 @@ def signal_names(space: str) -> tuple[str, ...]:
     return tuple(SIGNALS[space][1])
 
 
-def check_signals(space: str, names: Iterable[str] | None) -> tuple[str, ...]:
-    """``names`` (default: all of the space's signals), checked against the space."""
+def check_signals(space: str, names: Iterable[str] | None, dataset: str = "cifar10") -> tuple[str, ...]:
+    """``names`` (default: all of the space's signals), checked against the
+    space and ``dataset``; two names that read one column are an error."""
     known = signal_names(space)
     names = known if names is None else tuple(names)
-    unknown = [s for s in names if s not in known]
+    unknown = [s for s in names if s.partition("@")[0] not in known]
     if unknown:
-        raise ConfigError(f"unknown {space} signals {', '.join(unknown)} (known: {', '.join(known)})")
+        raise ConfigError(f"unknown {space} signals {', '.join(unknown)} (known: {', '.join(known)}, "
+                          "and name@dataset for a per-dataset one)")
+    seen: dict[str, str] = {}
+    for name in names:
+        column = _field(space, name, dataset)
+        if column in seen:
+            raise ConfigError(f"signals {seen[column]!r} and {name!r} are the same column {column!r} of the "
+                              f"{space} table on {dataset}: keep one")
+        seen[column] = name
     return names
 
 
 def _field(space: str, signal: str, dataset: str) -> str:
-    spec = SIGNALS[space][1][signal]
+    base, _, other = signal.partition("@")
+    spec = SIGNALS[space][1][base]
     if isinstance(spec, str):
+        if other:
+            raise ConfigError(f"signal {base!r} of {space} is the same on every dataset: drop '@{other}'")
         return spec
+    dataset = other or dataset
     if dataset not in spec:
-        raise ConfigError(f"signal {signal!r} of {space} has no dataset {dataset!r} (known: {', '.join(spec)})")
+        raise ConfigError(f"signal {base!r} of {space} has no dataset {dataset!r} (known: {', '.join(spec)})")
     return spec[dataset]
 
 
@@ -72,7 +94,7 @@ def low_fidelity_signals(arch: Architecture, dataset: str = "cifar10",
                          signals: Iterable[str] | None = None) -> dict[str, float | None]:
     """The table's low-fidelity signals of ``arch`` (all of its space's by default)."""
     from ..benchmarks.base import load_benchmark
-    names = check_signals(arch.space, signals)
+    names = check_signals(arch.space, signals, dataset)
     record = load_benchmark(SIGNALS[arch.space][0]).query(arch)
     out = {}
     for name in names:
@@ -85,7 +107,7 @@ def table_pool(space: str, dataset: str = "cifar10", signals: Iterable[str] | No
                ) -> tuple[list[Architecture], dict[str, list[float | None]]]:
     """Every architecture of the space's table and its signals, in table order
     (the unlabeled pool on which DELE pre-trains its experts)."""
-    archs, columns = _table_pool(space, dataset, check_signals(space, signals))
+    archs, columns = _table_pool(space, dataset, check_signals(space, signals, dataset))
     return list(archs), {name: list(column) for name, column in columns.items()}
 
 
@@ -115,11 +137,9 @@ class LowFidelityTable(Evaluator):
                  objective: str = "acc_12"):
         self.space = space
         self.dataset = dataset
-        self.signals = check_signals(space, signals)
+        self.signals = check_signals(space, signals, dataset)   # fails now on a dataset the table lacks
         if objective not in self.signals:
             raise ConfigError(f"objective {objective!r} is not among the signals {', '.join(self.signals)}")
-        for s in self.signals:
-            _field(space, s, dataset)   # fail now on a dataset the table lacks
         self.objective = objective
 
     def evaluate(self, arch: Architecture, fidelity: Any = None) -> Result:
@@ -129,7 +149,9 @@ class LowFidelityTable(Evaluator):
         return Result(metrics=metrics, cost_s=self._cost(arch), info={"source": SIGNALS[self.space][0]})
 
     def _cost(self, arch: Architecture) -> float:
-        epochs = EPOCHS.get(self.objective)
+        base, _, other = self.objective.partition("@")
+        dataset = other or self.dataset
+        epochs = EPOCHS.get(base)
         if epochs is None:
             return 0.0
         from ..benchmarks.base import load_benchmark
@@ -137,10 +159,10 @@ class LowFidelityTable(Evaluator):
         record = bench.query(arch)
         if self.space == "nb101":
             return float(record.get("train_time_108_s") or 0.0) * epochs / 108
-        nats = record.get("nats", {}).get(self.dataset, {}).get(str(epochs))
+        nats = record.get("nats", {}).get(dataset, {}).get(str(epochs))
         if nats is not None:
             return float(nats["train_time_s"])
-        return _median_nats_time(self.dataset, str(epochs))
+        return _median_nats_time(dataset, str(epochs))
 
 
 @functools.lru_cache(maxsize=None)
