@@ -73,7 +73,7 @@ def pretrained(variant: str, args, archs, params: dict):
     p = DELEPredictor(seed=0, pretrain_epochs=args.pretrain_epochs, **shaping)
     if variant == "dele_table":
         from flownas.evaluators.lowfidelity import table_pool
-        p.pretrain(*table_pool("nb201"))
+        p.pretrain(*table_pool("nb201", signals=p.signals))
     else:
         space = NB201Space()
         p.pretrain(*proxy_pool(Path(args.proxies), {space.to_string(a): a for a in archs}))

@@ -2,7 +2,7 @@
 import pytest
 
 from flownas.errors import ConfigError
-from flownas.evaluators.lowfidelity import LowFidelityTable, low_fidelity_signals
+from flownas.evaluators.lowfidelity import LowFidelityTable, every_signal, low_fidelity_signals
 from flownas.registry import EVALUATORS
 from flownas.spaces.nb201 import NB201Space
 
@@ -21,6 +21,16 @@ def test_nb201_signals(nb201_table):
     assert low_fidelity_signals(arch, signals=["acc_12", "acc_12@cifar100", "acc_12@ImageNet16-120"]) == {
         "acc_12": row["c10_valid_val_acc_12"], "acc_12@cifar100": row["c100_val_acc_12"],
         "acc_12@ImageNet16-120": row["in16_val_acc_12"]}
+
+
+def test_every_signal_adds_the_other_datasets_runs(nb201_table):
+    arch = NB201Space().from_string(BEST)
+    names = every_signal("nb201", "cifar100")
+    assert names == ("acc_12", "test_acc_12", "params", "naswot", "acc_12@cifar10", "acc_12@ImageNet16-120",
+                     "test_acc_12@cifar10", "test_acc_12@ImageNet16-120")
+    values = low_fidelity_signals(arch, "cifar100", names)   # eight distinct columns
+    assert values["acc_12@cifar10"] == nb201_table.row(arch)["c10_valid_val_acc_12"]
+    assert every_signal("nb101") == ("acc_4", "acc_12", "acc_36", "params")
 
 
 @pytest.mark.parametrize("signals, dataset, message", [

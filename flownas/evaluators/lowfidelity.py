@@ -58,6 +58,16 @@ def signal_names(space: str) -> tuple[str, ...]:
     return tuple(SIGNALS[space][1])
 
 
+def every_signal(space: str, dataset: str = "cifar10") -> tuple[str, ...]:
+    """Every low-fidelity column of the space's table for ``dataset``: its
+    signals, then each per-dataset one on the other datasets (``name@other``)."""
+    names = list(signal_names(space))
+    for name, spec in SIGNALS[space][1].items():
+        if isinstance(spec, dict):
+            names += [f"{name}@{other}" for other in spec if other != dataset]
+    return tuple(names)
+
+
 def check_signals(space: str, names: Iterable[str] | None, dataset: str = "cifar10") -> tuple[str, ...]:
     """``names`` (default: all of the space's signals), checked against the
     space and ``dataset``; two names that read one column are an error."""

@@ -24,12 +24,13 @@ cost by the number of signals.
 Where the signals come from, in this order: ``fit(pool=(archs, signals))``; an
 earlier ``pretrain``; ``fit(low_fidelity=...)`` (the training architectures
 themselves are the pool); else ``signal_source="table"``: the low-fidelity
-table of the space (``flownas.evaluators.lowfidelity``; NB201: all 15,625
-cells with the validation and test accuracy of their two 12-epoch runs on the
-dataset, params and NASWOT), of which ``pool_size`` cells are drawn when set.
-More experts help: ``signals`` can add the other datasets' 12-epoch runs
-(NB201 cifar10, N = 156: ``acc_12@cifar100`` and ``acc_12@ImageNet16-120``
-beside the rest raise Kendall tau from 0.904 to 0.914; BENCHMARKS.md).
+table of the space (``flownas.evaluators.lowfidelity``), of which
+``pool_size`` cells are drawn when set. Its experts are ``signals``, by
+default every low-fidelity column of the table (``every_signal``; NB201: all
+15,625 cells with the validation and test accuracy of their 12-epoch runs on
+all three datasets, params and NASWOT). More experts help: NB201 cifar10,
+N = 156, tuning seeds: 0.904 with the 12-epoch accuracy, params and NASWOT,
+0.916 with all eight (BENCHMARKS.md).
 
 Pre-training depends on the pool, its signals, the encoder and pre-training
 hyper-parameters and ``pretrain_seed``, not on ``seed`` (which seeds the
@@ -188,9 +189,10 @@ class DELEPredictor(NeuralPredictor):
 
     def _table_pool(self, space: str):
         from ..errors import FlownasError
-        from ..evaluators.lowfidelity import table_pool
+        from ..evaluators.lowfidelity import every_signal, table_pool
         try:
-            archs, signals = table_pool(space, self.dataset, self.signals)
+            names = self.signals if self.signals is not None else every_signal(space, self.dataset)
+            archs, signals = table_pool(space, self.dataset, names)
         except FlownasError as exc:   # no signals for the space, or its table is not installed
             raise ValueError(f"DELE found no low-fidelity signals for space {space!r} ({exc}); pass "
                              "fit(..., pool=(archs, signals)) or low_fidelity=...") from None
