@@ -10,7 +10,8 @@ hyper-parameters, 200 epochs):
 
 * ``flowerformer``: the predictor alone;
 * ``dele_table``: DELE pre-trained on all 15,625 cells with the table signals
-  (12-epoch validation accuracy, params, NASWOT);
+  (default every low-fidelity column: the 12-epoch accuracies on the three
+  datasets, params, NASWOT; ``--param signals=[...]`` picks some);
 * ``dele_proxies``: DELE pre-trained on the 1,104 cells of the zero-cost
   subset with the proxies flownas computed there (``bench_proxies.py``'s
   cache: synflow, snip, grad_norm, grasp, fisher, jacov, nwot, l2_norm, plain,
@@ -72,8 +73,7 @@ def pretrained(variant: str, args, archs, params: dict):
     start = time.perf_counter()
     p = DELEPredictor(seed=0, pretrain_epochs=args.pretrain_epochs, **shaping)
     if variant == "dele_table":
-        from flownas.evaluators.lowfidelity import table_pool
-        p.pretrain(*table_pool("nb201", signals=p.signals))
+        p.pretrain(*p.table_pool("nb201"))
     else:
         space = NB201Space()
         p.pretrain(*proxy_pool(Path(args.proxies), {space.to_string(a): a for a in archs}))

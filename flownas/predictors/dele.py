@@ -187,7 +187,9 @@ class DELEPredictor(NeuralPredictor):
                              f"(given: {', '.join(sorted(signals))})")
         return self.signals
 
-    def _table_pool(self, space: str):
+    def table_pool(self, space: str):
+        """The pool and signals ``fit`` pre-trains on with ``signal_source="table"``:
+        the space's table, its ``signals`` (default every low-fidelity column)."""
         from ..errors import FlownasError
         from ..evaluators.lowfidelity import every_signal, table_pool
         try:
@@ -223,7 +225,7 @@ class DELEPredictor(NeuralPredictor):
             if low_fidelity is not None:
                 self.pretrain(archs, low_fidelity)
             elif self.signal_source == "table":
-                self.pretrain(*self._table_pool(space))
+                self.pretrain(*self.table_pool(space))
             else:
                 raise ValueError("DELE needs low-fidelity signals: pass pool=(archs, signals) or "
                                  "low_fidelity=..., or set signal_source='table'")
