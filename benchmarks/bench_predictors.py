@@ -59,37 +59,31 @@ ZERO_COST_SIGNALS = {"nb201": ["params", "naswot"], "nb101": ["params"]}
 DELE_LR = DELEPredictor.defaults["lr"]
 
 
-def dele_zc_params(space: str, n: int) -> dict:
-    return {**flowerformer_params(space, n), "lr": DELE_LR, "signals": ZERO_COST_SIGNALS[space]}
-
-
 #: every table signal, the 12-epoch accuracy (a training of every cell) included
 TABLE_SIGNALS = {"nb201": ["acc_12", "params", "naswot"], "nb101": ["acc_4", "acc_12", "acc_36", "params"]}
-
-
-def dele_table_params(space: str, n: int) -> dict:
-    return {**flowerformer_params(space, n), "lr": DELE_LR, "signals": TABLE_SIGNALS[space]}
-
 
 #: every low-fidelity column of the table: NB201's 12-epoch runs on all three
 #: datasets (validation and test accuracy of each), params and NASWOT. Tuning
 #: seeds 10-12 at N = 156 (benchmarks/results/dele/tune_seeds10-12_2026-12-04.jsonl):
 #: 0.904 with TABLE_SIGNALS, 0.907 adding test_acc_12, 0.914 adding the
-#: CIFAR-100 and ImageNet16-120 validation accuracies too, 0.916 with all eight
+#: CIFAR-100 and ImageNet16-120 validation accuracies too, 0.916 with all eight.
+#: Spelled out, not ``every_signal``: the recipe must not change with the table
 ALL_TABLE_SIGNALS = {"nb201": ["acc_12", "test_acc_12", "acc_12@cifar100", "test_acc_12@cifar100",
                                "acc_12@ImageNet16-120", "test_acc_12@ImageNet16-120", "params", "naswot"]}
 
+#: DELE recipe -> its experts per space (a space without an entry: not applicable)
+DELE_SIGNALS = {"dele_zc": ZERO_COST_SIGNALS, "dele_table": TABLE_SIGNALS, "dele_table_all": ALL_TABLE_SIGNALS}
 
-def dele_table_all_params(space: str, n: int) -> dict:
-    return {**flowerformer_params(space, n), "lr": DELE_LR, "signals": ALL_TABLE_SIGNALS[space]}
+
+def dele_params(recipe: str):
+    """The recipe's params(space, n): FlowerFormer's budget at DELE's lr, its signals."""
+    return lambda space, n: {**flowerformer_params(space, n), "lr": DELE_LR, "signals": DELE_SIGNALS[recipe][space]}
 
 
 #: recipe -> (predictor, params(space, n), all seeds in one process)
 RECIPES = {
     "flowerformer": ("flowerformer", flowerformer_params, False),
-    "dele_zc": ("dele", dele_zc_params, True),
-    "dele_table": ("dele", dele_table_params, True),
-    "dele_table_all": ("dele", dele_table_all_params, True),
+    **{recipe: ("dele", dele_params(recipe), True) for recipe in DELE_SIGNALS},
     **{name: (name, lambda space, n: {}, False)
        for name in ("gcn", "mlp", "gbt", "tagates", "narformer_v2", "narformer")},
 }
@@ -140,9 +134,7 @@ def command(space: str, recipe: str, protocol: str, n: int, seeds: str, out: str
 
 
 def applicable(recipe: str, space: str) -> bool:
-    if recipe == "dele_table_all":
-        return space in ALL_TABLE_SIGNALS
-    return not recipe.startswith("dele") or space in ZERO_COST_SIGNALS
+    return recipe not in DELE_SIGNALS or space in DELE_SIGNALS[recipe]
 
 
 def run(args) -> None:
