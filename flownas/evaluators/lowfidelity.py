@@ -73,7 +73,7 @@ def check_signals(space: str, names: Iterable[str] | None, dataset: str = "cifar
     space and ``dataset``; two names that read one column are an error."""
     known = signal_names(space)
     names = known if names is None else tuple(names)
-    unknown = [s for s in names if s.partition("@")[0] not in known]
+    unknown = [s for s in names if _split(s, dataset)[0] not in known]
     if unknown:
         raise ConfigError(f"unknown {space} signals {', '.join(unknown)} (known: {', '.join(known)}, "
                           "and name@dataset for a per-dataset one)")
@@ -87,14 +87,19 @@ def check_signals(space: str, names: Iterable[str] | None, dataset: str = "cifar
     return names
 
 
-def _field(space: str, signal: str, dataset: str) -> str:
+def _split(signal: str, dataset: str) -> tuple[str, str]:
+    """``name@other`` -> (name, other); a plain name -> (name, ``dataset``)."""
     base, _, other = signal.partition("@")
+    return base, other or dataset
+
+
+def _field(space: str, signal: str, dataset: str) -> str:
+    base, dataset = _split(signal, dataset)
     spec = SIGNALS[space][1][base]
     if isinstance(spec, str):
-        if other:
-            raise ConfigError(f"signal {base!r} of {space} is the same on every dataset: drop '@{other}'")
+        if "@" in signal:
+            raise ConfigError(f"signal {base!r} of {space} is the same on every dataset: drop '@{dataset}'")
         return spec
-    dataset = other or dataset
     if dataset not in spec:
         raise ConfigError(f"signal {base!r} of {space} has no dataset {dataset!r} (known: {', '.join(spec)})")
     return spec[dataset]
@@ -159,8 +164,7 @@ class LowFidelityTable(Evaluator):
         return Result(metrics=metrics, cost_s=self._cost(arch), info={"source": SIGNALS[self.space][0]})
 
     def _cost(self, arch: Architecture) -> float:
-        base, _, other = self.objective.partition("@")
-        dataset = other or self.dataset
+        base, dataset = _split(self.objective, self.dataset)
         epochs = EPOCHS.get(base)
         if epochs is None:
             return 0.0
