@@ -153,3 +153,31 @@ def test_the_dele_strategy_ranks_with_zero_cost_experts_by_default(nb201_table):
         cls(space, predictor="gcn")
     with pytest.raises(ConfigError, match="no low-fidelity table signals for space 'toy'"):
         cls(ToySpace())
+
+
+def test_separate_encoders_as_in_the_official_code(data, tmp_path):
+    # one encoder per expert, pre-trained on its signal alone; the gate's own encoder is not pre-trained
+    pool, y, signals = data
+    p = DELEPredictor(seed=0, encoders="separate", **QUICK).pretrain(pool, signals)
+    start = p.pretrained_state_
+    assert {k.split(".")[0] for k in start} >= {"encoder", "expert_encoders", "expert_heads", "gate"}
+    assert all(k.split(".")[0] != "experts" for k in start)
+    p.fit(pool[:20], y[:20])
+    assert kendall_tau(y[20:], p.predict(pool[20:])) > 0.6
+    state = p.networks_[0].state_dict()
+    for k in start:   # each member draws its own gate encoder; the experts' encoders keep what they learned
+        if k.startswith("encoder.") and k.endswith("weight"):
+            assert not torch.equal(state[k], start[k])
+    assert not torch.equal(start["expert_encoders.0.input.weight"], start["expert_encoders.1.input.weight"])
+    p.save(tmp_path / "dele")
+    again = DELEPredictor.load(tmp_path / "dele")
+    assert again.encoders == "separate"
+    np.testing.assert_array_equal(again.predict(pool[20:60]), p.predict(pool[20:60]))
+    heads = copy.deepcopy(p)
+    heads.finetune = "heads"
+    heads.fit(pool[:30], y[:30])
+    after = heads.networks_[0].state_dict()
+    assert all(torch.equal(after[k], start[k]) for k in start if k.startswith("expert_encoders."))
+    assert any(not torch.equal(after[k], start[k]) for k in start if k.startswith("encoder."))
+    with pytest.raises(ValueError, match="encoders must be one of"):
+        DELEPredictor(encoders="per-expert")

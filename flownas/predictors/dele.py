@@ -16,10 +16,11 @@ Training has two steps, as in the paper:
    architectures from the pre-trained state (pairwise hinge on the ensemble
    score), with model selection on a validation split when one is given.
 
-Unlike the official code (a separate encoder per expert and for the gate), the
-experts and the gate share one encoder: the experts become the multi-task
-pre-training of that encoder, and a FlowerFormer per expert would multiply the
-cost by the number of signals.
+By default (``encoders="shared"``) the experts and the gate share one
+encoder: the experts become the multi-task pre-training of that encoder.
+``encoders="separate"`` is the official code's layout: every expert has its
+own encoder, pre-trained on its signal alone, and the gate its own, not
+pre-trained; it costs about (experts + 1) times as much per step.
 
 Where the signals come from, in this order: ``fit(pool=(archs, signals))``; an
 earlier ``pretrain``; ``fit(low_fidelity=...)`` (the training architectures
@@ -55,8 +56,9 @@ from .neural import NeuralPredictor, _calibration
 
 FINETUNE = ("all", "heads", "gate")
 GATES = ("arch", "uniform")
+ENCODERS = ("shared", "separate")
 # the hyper-parameters that shape pre-training (with the pool and its signals)
-PRETRAIN_PARAMS = ("dim", "layers", "heads", "dropout", "attn_dropout", "norm", "depth_embedding", "gate",
+PRETRAIN_PARAMS = ("dim", "layers", "heads", "dropout", "attn_dropout", "norm", "depth_embedding", "gate", "encoders",
                    "signals", "pretrain_epochs", "pretrain_batch_size", "pretrain_lr", "pretrain_seed",
                    "weight_decay", "warmup", "grad_clip", "margin", "prune_ops", "contract_ops")
 # pre-trained states by what decides them: refits (a search refits its
@@ -86,7 +88,7 @@ class DELEPredictor(NeuralPredictor):
                  signals: Sequence[str] | None = None, signal_source: str | None = "table",
                  dataset: str = "cifar10", pool_size: int | None = None, pretrain_epochs: int = 20,
                  pretrain_batch_size: int = 128, pretrain_lr: float = 1e-3, pretrain_seed: int = 0,
-                 gate: str = "arch", finetune: str = "all", **common):
+                 gate: str = "arch", finetune: str = "all", encoders: str = "shared", **common):
         self.dim, self.layers, self.heads = dim, layers, heads
         self.dropout, self.attn_dropout, self.norm, self.depth_embedding = dropout, attn_dropout, norm, depth_embedding
         # signals: one expert each; None = every signal of the pool (fit records the names here,
@@ -95,7 +97,9 @@ class DELEPredictor(NeuralPredictor):
         self.signal_source, self.dataset, self.pool_size = signal_source, dataset, pool_size
         self.pretrain_epochs, self.pretrain_batch_size, self.pretrain_lr = pretrain_epochs, pretrain_batch_size, pretrain_lr
         self.pretrain_seed = pretrain_seed
-        self.gate, self.finetune = gate, finetune
+        self.gate, self.finetune, self.encoders = gate, finetune, encoders
+        if encoders not in ENCODERS:
+            raise ValueError(f"encoders must be one of {', '.join(ENCODERS)}, got {encoders!r}")
         if gate not in GATES:
             raise ValueError(f"gate must be one of {', '.join(GATES)}, got {gate!r}")
         if finetune not in FINETUNE:
@@ -109,9 +113,12 @@ class DELEPredictor(NeuralPredictor):
         from .nn.flowerformer import FlowerFormerEncoder
         if not self.signals:
             raise ValueError("DELE has no experts yet: pre-train it on low-fidelity signals first")
-        enc = FlowerFormerEncoder(featurizer.num_ops + featurizer.num_attrs, self.dim, self.layers, self.heads,
-                                  self.dropout, self.attn_dropout, self.norm, self.depth_embedding)
-        return _network_class()(enc, len(self.signals), self.gate)
+
+        def encoder():
+            return FlowerFormerEncoder(featurizer.num_ops + featurizer.num_attrs, self.dim, self.layers, self.heads,
+                                       self.dropout, self.attn_dropout, self.norm, self.depth_embedding)
+        own = [encoder() for _ in self.signals] if self.encoders == "separate" else None
+        return _network_class()(encoder(), len(self.signals), self.gate, own)
 
     # -- step 1 ------------------------------------------------------------------
     def pretrain(self, archs: Sequence[Architecture], signals: dict[str, Sequence[float | None]]) -> "DELEPredictor":
@@ -270,7 +277,7 @@ class DELEPredictor(NeuralPredictor):
             weights = []
             for net in self.networks_:
                 net.eval()
-                weights.append(net.weights(net.encoder.embed(batch)).double().numpy())
+                weights.append(net.weights(net.encoder.embed(batch)).double().numpy())   # the gate's encoder
         return np.mean(weights, axis=0)
 
 
@@ -281,12 +288,19 @@ def _network_class():
     from torch import nn
 
     class DELENetwork(nn.Module):
-        """Shared encoder, one linear expert per signal, a softmax gate."""
+        """One linear expert per signal and a softmax gate, on one shared
+        ``encoder`` or (``expert_encoders``) one encoder per expert, ``encoder``
+        then being the gate's own."""
 
-        def __init__(self, encoder: nn.Module, experts: int, gate: str = "arch"):
+        def __init__(self, encoder: nn.Module, experts: int, gate: str = "arch",
+                     expert_encoders: "list[nn.Module] | None" = None):
             super().__init__()
             self.encoder = encoder
-            self.experts = nn.Linear(encoder.out_dim, experts)
+            self.expert_encoders = None if expert_encoders is None else nn.ModuleList(expert_encoders)
+            if self.expert_encoders is None:
+                self.experts = nn.Linear(encoder.out_dim, experts)
+            else:   # head k reads encoder k only
+                self.expert_heads = nn.ModuleList(nn.Linear(e.out_dim, 1) for e in self.expert_encoders)
             if gate == "arch":
                 self.gate = nn.Linear(encoder.out_dim, experts)
             else:   # one learned mixture for every architecture (the paper's ablation)
@@ -294,8 +308,12 @@ def _network_class():
                 self.gate = None
             self.frozen_encoder = False
 
-        def expert_scores(self, batch) -> torch.Tensor:
-            return self.experts(self.encoder.embed(batch))
+        def expert_scores(self, batch, embedding: "torch.Tensor | None" = None) -> torch.Tensor:
+            """(n, experts); ``embedding``: the shared encoder's, when already computed."""
+            if self.expert_encoders is None:
+                return self.experts(self.encoder.embed(batch) if embedding is None else embedding)
+            return torch.cat([head(enc.embed(batch)) for enc, head in zip(self.expert_encoders, self.expert_heads)],
+                             dim=-1)
 
         def weights(self, embedding: torch.Tensor) -> torch.Tensor:
             logits = self.gate(embedding) if self.gate is not None else self.gate_logits.expand(
@@ -304,26 +322,38 @@ def _network_class():
 
         def forward(self, batch) -> torch.Tensor:
             e = self.encoder.embed(batch)
-            return (self.weights(e) * self.experts(e)).sum(-1)
+            return (self.weights(e) * self.expert_scores(batch, e)).sum(-1)
 
         def reset_gate(self) -> None:
             """A fresh architecture-conditioned gate (from torch's current
-            random state); the uniform gate starts as an even mix anyway."""
+            random state), with a fresh encoder where the gate has its own;
+            the uniform gate starts as an even mix anyway."""
             if self.gate is not None:
                 self.gate.reset_parameters()
+            if self.expert_encoders is not None:
+                for m in self.encoder.modules():
+                    if m is not self.encoder and hasattr(m, "reset_parameters"):
+                        m.reset_parameters()
+
+        def pretrained_encoders(self) -> "list[nn.Module]":
+            return [self.encoder] if self.expert_encoders is None else list(self.expert_encoders)
 
         def set_trainable(self, part: str) -> None:
-            """Fine-tune "all", only the "heads" (experts + gate) or only the "gate"."""
-            for p in self.encoder.parameters():
-                p.requires_grad_(part == "all")
-            for p in self.experts.parameters():
+            """Fine-tune "all", only the "heads" (experts + gate) or only the
+            "gate" (a gate's own encoder is never pre-trained: it always trains)."""
+            for enc in self.pretrained_encoders():
+                for p in enc.parameters():
+                    p.requires_grad_(part == "all")
+            heads = self.experts if self.expert_encoders is None else self.expert_heads
+            for p in heads.parameters():
                 p.requires_grad_(part in ("all", "heads"))
             self.frozen_encoder = part != "all"
 
         def train(self, mode: bool = True):
             super().train(mode)
             if self.frozen_encoder:   # a frozen encoder keeps its batch-norm statistics too
-                self.encoder.eval()
+                for enc in self.pretrained_encoders():
+                    enc.eval()
             return self
 
     return DELENetwork
