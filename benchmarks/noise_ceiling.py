@@ -63,7 +63,6 @@ def main() -> None:
                   f"| {kendalltau(y, own)[0]:.4f} |")
 
 
-
 def nb101(seed: int = 0) -> None:
     distinct = [sorted(set(r["val_acc_108_samples"]))
                 for r in read_jsonl_gz(table_path("nasbench101/nb101_zc_subset.jsonl.gz"))]

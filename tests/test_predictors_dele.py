@@ -165,7 +165,7 @@ def test_separate_encoders_as_in_the_official_code(data, tmp_path):
     p.fit(pool[:20], y[:20])
     assert kendall_tau(y[20:], p.predict(pool[20:])) > 0.6
     state = p.networks_[0].state_dict()
-    for k in start:   # each member draws its own gate encoder; the experts' encoders keep what they learned
+    for k in start:   # each member draws its own gate encoder (the experts' encoders: the heads-only fit below)
         if k.startswith("encoder.") and k.endswith("weight"):
             assert not torch.equal(state[k], start[k])
     assert not torch.equal(start["expert_encoders.0.input.weight"], start["expert_encoders.1.input.weight"])
