@@ -9,6 +9,7 @@ import torch
 from flownas.arch import Architecture
 from flownas.predictors.dele import DELEPredictor
 from flownas.predictors.metrics import kendall_tau
+from flownas.predictors.nn.batch import GraphBatch
 from flownas.registry import PREDICTORS
 
 QUICK = {**DELEPredictor.quick_params, "epochs": 10, "pretrain_epochs": 3}
@@ -89,6 +90,18 @@ def test_uniform_gate_weighs_every_arch_alike(data):
     assert np.allclose(w, w[0])
 
 
+def test_uniform_gate_on_separate_encoders_never_runs_the_gate_encoder(data):
+    pool, y, signals = data
+    p = DELEPredictor(seed=0, gate="uniform", encoders="separate", **QUICK).fit(pool[:30], y[:30], pool=(pool, signals))
+    w = p.expert_weights(pool[:4])
+    assert w.shape == (4, 2) and np.allclose(w, w[0]) and np.allclose(w.sum(1), 1)
+    net, calls = p.networks_[0], []
+    net.encoder.embed = lambda batch: calls.append(batch)                  # the gate's own encoder: never needed
+    net(GraphBatch.encode(pool[:8], p.featurizer_))
+    w = p.expert_weights(pool[:4])
+    assert not calls
+
+
 def test_low_fidelity_of_the_training_archs_is_a_pool(data):
     pool, y, signals = data
     p = DELEPredictor(seed=0, **QUICK).fit(pool[:40], y[:40], low_fidelity={k: v[:40] for k, v in signals.items()})
@@ -121,13 +134,14 @@ def test_bad_signals_are_explained(data):
         DELEPredictor(finetune="encoder")
 
 
-def test_pretraining_is_reused_across_fine_tuning_seeds(data, pretrained):
+def test_pretraining_is_reused_across_fine_tuning_seeds(data):
     pool, _, signals = data
+    first = DELEPredictor(seed=0, **QUICK).pretrain(pool, signals)     # kept: a few of the latest pre-trainings
     again = DELEPredictor(seed=7, **QUICK).pretrain(pool, signals)          # another fine-tuning seed
-    assert again.pretrain_result_ is pretrained.pretrain_result_
+    assert again.pretrain_result_ is first.pretrain_result_
     other = DELEPredictor(seed=0, pretrain_seed=1, **QUICK).pretrain(pool, signals)
-    assert other.pretrain_result_ is not pretrained.pretrain_result_
-    assert not all(torch.equal(v, other.pretrained_state_[k]) for k, v in pretrained.pretrained_state_.items())
+    assert other.pretrain_result_ is not first.pretrain_result_
+    assert not all(torch.equal(v, other.pretrained_state_[k]) for k, v in first.pretrained_state_.items())
 
 
 def test_the_dele_strategy_ranks_with_zero_cost_experts_by_default(nb201_table):
@@ -181,3 +195,25 @@ def test_separate_encoders_as_in_the_official_code(data, tmp_path):
     assert any(not torch.equal(after[k], start[k]) for k in start if k.startswith("encoder."))
     with pytest.raises(ValueError, match="encoders must be one of"):
         DELEPredictor(encoders="per-expert")
+
+
+@pytest.mark.parametrize("encoders", ["shared", "separate"])
+def test_mlp_experts(data, tmp_path, encoders):
+    # expert_hidden > 0: each expert is a one-hidden-layer MLP, with its own weights
+    pool, y, signals = data
+    p = DELEPredictor(seed=0, encoders=encoders, expert_hidden=8, **QUICK).pretrain(pool, signals)
+    p.fit(pool[:20], y[:20])
+    assert kendall_tau(y[20:], p.predict(pool[20:])) > 0.6
+    with torch.no_grad():
+        scores = p.networks_[0].expert_scores(GraphBatch.encode(pool[20:60], p.featurizer_))
+    assert scores.shape == (40, 2) and torch.isfinite(scores).all()
+    assert not torch.allclose(scores[:, 0], scores[:, 1])
+    p.save(tmp_path / "dele")
+    again = DELEPredictor.load(tmp_path / "dele")
+    assert again.expert_hidden == 8
+    np.testing.assert_array_equal(again.predict(pool[20:60]), p.predict(pool[20:60]))
+    linear = DELEPredictor(seed=0, encoders=encoders, **QUICK).pretrain(pool, signals)
+    assert linear.pretrained_state_.keys() != p.pretrained_state_.keys()   # a pre-training of its own
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="expert_hidden must be an integer"):
+            DELEPredictor(expert_hidden=bad)

@@ -1,10 +1,13 @@
 """``dele``: Dynamic Ensemble of Low-fidelity Experts (DELE, AAAI 2023,
 github.com/A-LinCui/DELE) on the flow-aware FlowerFormer encoder.
 
-One shared encoder embeds an architecture; one linear *expert* head per
+One shared encoder embeds an architecture; one *expert* head per
 low-fidelity signal (12-epoch accuracy, params, NASWOT, zero-cost proxies...)
 scores it, and an architecture-conditioned *gate* (a linear layer and a
-softmax over the experts) mixes the expert scores into the prediction.
+softmax over the experts) mixes the expert scores into the prediction. The
+experts are linear by default; ``expert_hidden=H`` makes each an MLP with one
+hidden layer of H (the official code's experts are MLPs): NB201, N = 156,
+tuning seeds, 8 signals: 0.919 with H = 64 against 0.916 linear.
 
 Training has two steps, as in the paper:
 
@@ -60,7 +63,7 @@ GATES = ("arch", "uniform")
 ENCODERS = ("shared", "separate")
 # the hyper-parameters that shape pre-training (with the pool and its signals)
 PRETRAIN_PARAMS = ("dim", "layers", "heads", "dropout", "attn_dropout", "norm", "depth_embedding", "gate", "encoders",
-                   "signals", "pretrain_epochs", "pretrain_batch_size", "pretrain_lr", "pretrain_seed",
+                   "expert_hidden", "signals", "pretrain_epochs", "pretrain_batch_size", "pretrain_lr", "pretrain_seed",
                    "weight_decay", "warmup", "grad_clip", "margin", "prune_ops", "contract_ops")
 # pre-trained states by what decides them: refits (a search refits its
 # predictor after every round, with new seeds) reuse the pre-training
@@ -89,7 +92,8 @@ class DELEPredictor(NeuralPredictor):
                  signals: Sequence[str] | None = None, signal_source: str | None = "table",
                  dataset: str = "cifar10", pool_size: int | None = None, pretrain_epochs: int = 20,
                  pretrain_batch_size: int = 128, pretrain_lr: float = 1e-3, pretrain_seed: int = 0,
-                 gate: str = "arch", finetune: str = "all", encoders: str = "shared", **common):
+                 gate: str = "arch", finetune: str = "all", encoders: str = "shared", expert_hidden: int = 0,
+                 **common):
         self.dim, self.layers, self.heads = dim, layers, heads
         self.dropout, self.attn_dropout, self.norm, self.depth_embedding = dropout, attn_dropout, norm, depth_embedding
         # signals: one expert each; None = every signal of the pool (fit records the names here,
@@ -99,6 +103,11 @@ class DELEPredictor(NeuralPredictor):
         self.pretrain_epochs, self.pretrain_batch_size, self.pretrain_lr = pretrain_epochs, pretrain_batch_size, pretrain_lr
         self.pretrain_seed = pretrain_seed
         self.gate, self.finetune, self.encoders = gate, finetune, encoders
+        # 0: linear experts; > 0: each expert is an MLP with one hidden layer that wide
+        # (the official code's experts are MLPs on their encoders)
+        self.expert_hidden = expert_hidden
+        if not isinstance(expert_hidden, int) or isinstance(expert_hidden, bool) or expert_hidden < 0:
+            raise ValueError(f"expert_hidden must be an integer >= 0, got {expert_hidden!r}")
         if encoders not in ENCODERS:
             raise ValueError(f"encoders must be one of {', '.join(ENCODERS)}, got {encoders!r}")
         if gate not in GATES:
@@ -119,7 +128,7 @@ class DELEPredictor(NeuralPredictor):
             return FlowerFormerEncoder(featurizer.num_ops + featurizer.num_attrs, self.dim, self.layers, self.heads,
                                        self.dropout, self.attn_dropout, self.norm, self.depth_embedding)
         own = [encoder() for _ in self.signals] if self.encoders == "separate" else None
-        return _network_class()(encoder(), len(self.signals), self.gate, own)
+        return _network_class()(encoder(), len(self.signals), self.gate, own, self.expert_hidden)
 
     # -- step 1 ------------------------------------------------------------------
     def pretrain(self, archs: Sequence[Architecture], signals: dict[str, Sequence[float | None]]) -> "DELEPredictor":
@@ -278,7 +287,8 @@ class DELEPredictor(NeuralPredictor):
             weights = []
             for net in self.networks_:
                 net.eval()
-                weights.append(net.weights(net.encoder.embed(batch)).double().numpy())   # the gate's encoder
+                w = net.weights(None if net.gate is None else net.encoder.embed(batch))   # the gate's encoder
+                weights.append(np.broadcast_to(w.double().numpy(), (len(archs), len(self.signals))))
         return np.mean(weights, axis=0)
 
 
@@ -288,20 +298,38 @@ def _network_class():
     import torch
     from torch import nn
 
+    class ExpertMLPs(nn.Module):
+        """``experts`` one-hidden-layer MLPs on one embedding, computed as one
+        wide layer and a per-expert output: (n, dim) -> (n, experts)."""
+
+        def __init__(self, dim: int, experts: int, hidden: int):
+            super().__init__()
+            self.experts, self.hidden = experts, hidden
+            self.inner = nn.Linear(dim, experts * hidden)
+            bound = hidden ** -0.5   # nn.Linear's initialization for the outputs
+            self.out_weight = nn.Parameter(torch.empty(experts, hidden).uniform_(-bound, bound))
+            self.out_bias = nn.Parameter(torch.empty(experts).uniform_(-bound, bound))
+
+        def forward(self, e: torch.Tensor) -> torch.Tensor:
+            h = torch.relu(self.inner(e)).unflatten(-1, (self.experts, self.hidden))
+            return (h * self.out_weight).sum(-1) + self.out_bias
+
     class DELENetwork(nn.Module):
-        """One linear expert per signal and a softmax gate, on one shared
+        """One expert per signal (linear, or ``hidden`` > 0: an MLP) and a softmax gate, on one shared
         ``encoder`` or (``expert_encoders``) one encoder per expert, ``encoder``
         then being the gate's own."""
 
         def __init__(self, encoder: nn.Module, experts: int, gate: str = "arch",
-                     expert_encoders: "list[nn.Module] | None" = None):
+                     expert_encoders: "list[nn.Module] | None" = None, hidden: int = 0):
             super().__init__()
             self.encoder = encoder
             self.expert_encoders = None if expert_encoders is None else nn.ModuleList(expert_encoders)
+            def heads(dim: int, n: int) -> nn.Module:   # n experts on one embedding
+                return ExpertMLPs(dim, n, hidden) if hidden else nn.Linear(dim, n)
             if self.expert_encoders is None:
-                self.experts = nn.Linear(encoder.out_dim, experts)
+                self.experts = heads(encoder.out_dim, experts)
             else:   # head k reads encoder k only
-                self.expert_heads = nn.ModuleList(nn.Linear(e.out_dim, 1) for e in self.expert_encoders)
+                self.expert_heads = nn.ModuleList(heads(e.out_dim, 1) for e in self.expert_encoders)
             if gate == "arch":
                 self.gate = nn.Linear(encoder.out_dim, experts)
             else:   # one learned mixture for every architecture (the paper's ablation)
@@ -316,13 +344,18 @@ def _network_class():
             return torch.cat([head(enc.embed(batch)) for enc, head in zip(self.expert_encoders, self.expert_heads)],
                              dim=-1)
 
-        def weights(self, embedding: torch.Tensor) -> torch.Tensor:
-            logits = self.gate(embedding) if self.gate is not None else self.gate_logits.expand(
-                embedding.shape[0], -1)
-            return torch.softmax(logits, dim=-1)
+        def weights(self, embedding: "torch.Tensor | None") -> torch.Tensor:
+            """(n, experts) from the gate's embedding; the uniform gate reads
+            none and gives (experts,), one mix for every architecture."""
+            if self.gate is None:
+                return torch.softmax(self.gate_logits, dim=-1)
+            return torch.softmax(self.gate(embedding), dim=-1)
 
         def forward(self, batch) -> torch.Tensor:
-            e = self.encoder.embed(batch)
+            # ``encoder`` embeds for the shared experts and the arch gate: with
+            # experts on their own encoders, a uniform gate leaves it unused
+            unused = self.gate is None and self.expert_encoders is not None
+            e = None if unused else self.encoder.embed(batch)
             return (self.weights(e) * self.expert_scores(batch, e)).sum(-1)
 
         def reset_gate(self) -> None:
