@@ -106,15 +106,16 @@ ALL_CELLS = TARGET_CELLS + [
     ("nb201", "B", 78), ("nb201", "A", 1563), ("nb201", "B", 3906), ("nb201", "A", 7812), ("nb101", "B", 100),
     ("nb301", "A", 12), ("nb301", "B", 12), ("nb301", "A", 61), ("nb301", "B", 61),
     ("nb301", "A", 609), ("nb301", "B", 609)]
+#: issue 5's comparison
+DELE_CELLS = [("nb201", "A", 78), ("nb201", "A", 156), ("nb201", "A", 781)]
 CELL_SETS = {
     "targets": TARGET_CELLS,
     "all": ALL_CELLS,
     "small": [c for c in ALL_CELLS if c[0] in ("nb201", "nb101") and c[2] <= 424],
     "baselines": [("nb201", "B", 156), ("nb201", "A", 156), ("nb201", "B", 781), ("nb201", "A", 781)],
-    "dele": [("nb201", "A", 78), ("nb201", "A", 156), ("nb201", "A", 781)],   # issue 5's comparison
-    # ... and the targets of both protocols up to N = 781, where experts help
-    "dele_targets": [("nb201", "A", 78), ("nb201", "A", 156), ("nb201", "B", 156), ("nb201", "A", 781),
-                     ("nb201", "B", 781)],
+    "dele": DELE_CELLS,
+    # ... and the protocol-B targets up to N = 781, where experts help
+    "dele_targets": DELE_CELLS + [("nb201", "B", 156), ("nb201", "B", 781)],
 }
 
 #: the issue's targets: (space, protocol, N) -> (target tau, published best at that setting)

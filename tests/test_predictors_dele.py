@@ -98,7 +98,7 @@ def test_uniform_gate_on_separate_encoders_never_runs_the_gate_encoder(data):
     net, calls = p.networks_[0], []
     net.encoder.embed = lambda batch: calls.append(batch)                  # the gate's own encoder: never needed
     net(GraphBatch.encode(pool[:8], p.featurizer_))
-    w = p.expert_weights(pool[:4])
+    p.expert_weights(pool[:4])
     assert not calls
 
 
