@@ -45,15 +45,25 @@ NOISE_TABLE_SIZE = 256   # positions beyond wrap around
 
 
 class Schedule:
-    """The nodes of every generation as flat indices into (B * n), computed
-    once per batch and direction and shared by all layers and time steps."""
+    """Every generation's nodes as flat indices into (B * n) and its edges
+    (sender flat index, receiver position among the generation's nodes,
+    weight, None where all are 1), computed once per batch and direction and
+    shared by all layers and time steps."""
 
     def __init__(self, senders: torch.Tensor, generation: torch.Tensor):
-        self.senders = senders
+        n = senders.shape[1]
         flat = generation.reshape(-1)
+        rows = senders.reshape(-1, n)
         self.first = torch.nonzero(flat == 0).squeeze(1)
         last = int(flat.max()) if flat.numel() else 0
-        self.steps = [idx for g in range(1, last + 1) if (idx := torch.nonzero(flat == g).squeeze(1)).numel()]
+        self.steps = []
+        for g in range(1, last + 1):
+            idx = torch.nonzero(flat == g).squeeze(1)
+            if idx.numel():
+                receiver, col = torch.nonzero(rows[idx], as_tuple=True)
+                sender = torch.div(idx[receiver], n, rounding_mode="floor") * n + col
+                weight = rows[idx][receiver, col].unsqueeze(1)
+                self.steps.append((idx, sender, receiver, None if bool((weight == 1).all()) else weight))
 
 
 class GatedFlow(nn.Module):
@@ -73,16 +83,19 @@ class GatedFlow(nn.Module):
         gate = torch.where(identity.unsqueeze(-1), torch.ones(()), torch.sigmoid(self.gate(op_emb)))
         gate, base = gate.reshape(B * n, -1), self.residual(h).reshape(B * n, -1)
         d = base.shape[-1]
-        # autograd needs a new tensor per step; without it, writing in place saves the copies
-        put = torch.Tensor.index_copy if torch.is_grad_enabled() else torch.Tensor.index_copy_
         first = schedule.first
-        out = put(base.new_zeros(B * n, d), 0, first, base[first])
-        mapped = put(base.new_zeros(B * n, d), 0, first, self.hop(base[first]))
-        for idx in schedule.steps:
-            msg = torch.bmm(schedule.senders, mapped.view(B, n, d)).view(B * n, d)[idx]
+        mapped = base.new_zeros(B * n, d).index_copy_(0, first, self.hop(base[first]))
+        done, outs = [first], [base[first]]
+        for idx, sender, receiver, weight in schedule.steps:
+            # a message per edge, summed per receiver: the cost follows the edges, not B * n * n;
+            # the gather keeps no reference to ``mapped``, so autograd lets it be written in place
+            sent = mapped[sender] if weight is None else mapped[sender] * weight
+            msg = base.new_zeros(len(idx), d).index_add_(0, receiver, sent)
             new = gate[idx] * msg + base[idx]
-            out = put(out, 0, idx, new)
-            mapped = put(mapped, 0, idx, self.hop(new))
+            done.append(idx)
+            outs.append(new)
+            mapped.index_copy_(0, idx, self.hop(new))
+        out = base.new_zeros(B * n, d).index_copy(0, torch.cat(done), torch.cat(outs))
         return out.view(B, n, d)
 
 
