@@ -6,7 +6,7 @@ gives the same figures as the five one-seed runs) and prints the markdown
 tables.
 
     FLOWNAS_DATA=/work/shared/data PYTHONPATH=. python benchmarks/bench_predictors.py run \\
-        --out benchmarks/results/predictors-v2 --workers 2 [--only flowerformer] [--cells targets] [--seeds 5]
+        --out benchmarks/results/predictors-v2 --workers 2 [--only flowerformer] [--cells targets] [--max-n N] [--seeds 5]
     PYTHONPATH=. python benchmarks/bench_predictors.py render --out benchmarks/results/predictors-v2
 
 A *recipe* is a predictor and its hyper-parameters as a function of the cell
@@ -157,7 +157,8 @@ def run(args) -> None:
     unknown = [r for r in recipes if r not in RECIPES]
     if unknown:
         sys.exit(f"unknown recipes {', '.join(unknown)} (known: {', '.join(RECIPES)})")
-    grid = [(s, r, p, n) for r in recipes for s, p, n in CELL_SETS[args.cells] if applicable(r, s)]
+    grid = [(s, r, p, n) for r in recipes for s, p, n in CELL_SETS[args.cells]
+            if applicable(r, s) and (args.max_n is None or n <= args.max_n)]
     seeds = list(range(args.first_seed, args.seeds))
     jobs = []
     for space, recipe, protocol, n in grid:   # one process for all seeds: first, they are the longest
@@ -290,6 +291,7 @@ def main() -> None:
     r.add_argument("--first-seed", type=int, default=0, help="start at this seed (another runner has the others)")
     r.add_argument("--only", help=f"comma list of recipes (default flowerformer; known: {', '.join(RECIPES)})")
     r.add_argument("--cells", default="targets", choices=sorted(CELL_SETS))
+    r.add_argument("--max-n", type=int, help="only the cells of at most this training-set size (the cheap ones)")
     r.set_defaults(func=run)
     g = sub.add_parser("render")
     g.add_argument("--out", default="benchmarks/results/predictors-v2")
