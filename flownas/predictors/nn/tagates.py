@@ -38,32 +38,11 @@ import torch
 from torch import nn
 
 from .batch import GraphBatch
+from .flowerformer import Schedule
 from .heads import masked_mean
 from .narformer import node_positions
 
 NOISE_TABLE_SIZE = 256   # positions beyond wrap around
-
-
-class Schedule:
-    """Every generation's nodes as flat indices into (B * n) and its edges
-    (sender flat index, receiver position among the generation's nodes,
-    weight, None where all are 1), computed once per batch and direction and
-    shared by all layers and time steps."""
-
-    def __init__(self, senders: torch.Tensor, generation: torch.Tensor):
-        n = senders.shape[1]
-        flat = generation.reshape(-1)
-        rows = senders.reshape(-1, n)
-        self.first = torch.nonzero(flat == 0).squeeze(1)
-        last = int(flat.max()) if flat.numel() else 0
-        self.steps = []
-        for g in range(1, last + 1):
-            idx = torch.nonzero(flat == g).squeeze(1)
-            if idx.numel():
-                receiver, col = torch.nonzero(rows[idx], as_tuple=True)
-                sender = torch.div(idx[receiver], n, rounding_mode="floor") * n + col
-                weight = rows[idx][receiver, col].unsqueeze(1)
-                self.steps.append((idx, sender, receiver, None if bool((weight == 1).all()) else weight))
 
 
 class GatedFlow(nn.Module):
@@ -83,19 +62,18 @@ class GatedFlow(nn.Module):
         gate = torch.where(identity.unsqueeze(-1), torch.ones(()), torch.sigmoid(self.gate(op_emb)))
         gate, base = gate.reshape(B * n, -1), self.residual(h).reshape(B * n, -1)
         d = base.shape[-1]
-        first = schedule.first
+        (first, _, _), *later = schedule.steps    # the sources (sinks backward): no message
         mapped = base.new_zeros(B * n, d).index_copy_(0, first, self.hop(base[first]))
-        done, outs = [first], [base[first]]
-        for idx, sender, receiver, weight in schedule.steps:
+        outs = [base[first]]
+        for idx, sender, receiver in later:
             # a message per edge, summed per receiver: the cost follows the edges, not B * n * n;
             # the gather keeps no reference to ``mapped``, so autograd lets it be written in place
-            sent = mapped[sender] if weight is None else mapped[sender] * weight
-            msg = base.new_zeros(len(idx), d).index_add_(0, receiver, sent)
+            msg = base.new_zeros(len(idx), d).index_add_(0, receiver, mapped[sender])
             new = gate[idx] * msg + base[idx]
-            done.append(idx)
             outs.append(new)
             mapped.index_copy_(0, idx, self.hop(new))
-        out = base.new_zeros(B * n, d).index_copy(0, torch.cat(done), torch.cat(outs))
+        done = torch.cat([idx for idx, _, _ in schedule.steps])
+        out = base.new_zeros(B * n, d).index_copy(0, done, torch.cat(outs))
         return out.view(B, n, d)
 
 
@@ -168,8 +146,8 @@ class TAGATESEncoder(nn.Module):
         op_emb = op_emb * mask
         sources = (batch.depth == 0).unsqueeze(-1)
         x = self.x_hidden(torch.where(sources, self.input_emb, torch.zeros(()))) * mask
-        forward = Schedule(batch.adj.transpose(1, 2), batch.depth)
-        backward = Schedule(batch.adj, batch.rdepth)
+        edges = batch.adj > 0
+        forward, backward = Schedule(edges.transpose(1, 2), batch.depth), Schedule(edges, batch.rdepth)
         identity = self.identity[batch.ops]
         update_mask = (self.updatable[batch.ops] & batch.mask).unsqueeze(-1)
         sinks = (batch.rdepth == 0) & batch.mask
