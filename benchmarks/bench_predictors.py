@@ -89,12 +89,23 @@ def dele_params(recipe: str):
                              **DELE_EXTRA.get(recipe, {})}
 
 
+#: TA-GATES and NAR-Former V2 keep their own schedules (200 epochs) up to
+#: N = 781; beyond, the training-sample passes of that schedule at N = 781, at
+#: least 30 epochs (as FlowerFormer's floor): 200 epochs at N = 7,812 would
+#: take 45-80 minutes per fit on one CPU thread
+OWN_SCHEDULE_PASSES, OWN_SCHEDULE_MAX_N = 200 * 781, 781
+
+
+def own_schedule_params(space: str, n: int) -> dict:
+    return {} if n <= OWN_SCHEDULE_MAX_N else {"epochs": max(FF_MIN_EPOCHS, round(OWN_SCHEDULE_PASSES / n))}
+
+
 #: recipe -> (predictor, params(space, n), all seeds in one process)
 RECIPES = {
     "flowerformer": ("flowerformer", flowerformer_params, False),
     **{recipe: ("dele", dele_params(recipe), True) for recipe in DELE_SIGNALS},
-    **{name: (name, lambda space, n: {}, False)
-       for name in ("gcn", "mlp", "gbt", "tagates", "narformer_v2", "narformer")},
+    **{name: (name, lambda space, n: {}, False) for name in ("gcn", "mlp", "gbt", "narformer")},
+    **{name: (name, own_schedule_params, False) for name in ("tagates", "narformer_v2")},
 }
 
 #: (space, protocol, N) with a Kendall tau target, in priority order
