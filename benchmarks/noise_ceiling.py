@@ -11,7 +11,10 @@ protocol of ``flownas bench predictors``:
 * protocol A: val -> the test cell's own ``c10_valid_val_acc_200``;
 * protocol B: val -> the cell's ``c10_valid_test_acc_200``; beside it, the
   cell's own validation accuracy (same trained weights as its test accuracy,
-  so their noise is shared: only a training cell's label carries it).
+  so their noise is shared: only a training cell's label carries it). Then
+  an oracle of protocol B at N = 1563 / 3906 / 7812 (the benchmark's splits,
+  seeds 0-4): it returns a training cell's own validation accuracy and, for
+  the others, the leave-one-out mean of the equivalent cells.
 
 NB101 has no equivalent cells in our table (one record per function), so its
 ceiling is simulated: the repeat-to-repeat spread of ``val_acc_108`` is read
@@ -34,6 +37,7 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from flownas.benchmarks.base import read_jsonl_gz, table_path
+from flownas.predictors_cli import split
 
 
 def main() -> None:
@@ -61,6 +65,28 @@ def main() -> None:
         if source != target:
             print(f"| {protocol} | `{target}` | the cell's own `{source}` | {len(y)} (k = {k}) "
                   f"| {kendalltau(y, own)[0]:.4f} |")
+
+    nb201_protocol_b_oracle(rows, classes)
+
+
+def nb201_protocol_b_oracle(rows: list[dict], classes: dict) -> None:
+    """Protocol B's test set holds the training cells, whose test accuracy
+    shares the noise of the label the predictor saw: the best a predictor
+    can do is return that label for them and the function's mean elsewhere."""
+    val = np.array([r["c10_valid_val_acc_200"] for r in rows])
+    test = np.array([r["c10_valid_test_acc_200"] for r in rows])
+    cells = np.array([i for i, r in enumerate(rows) if len(classes[r["iso_key"]]) > 1])
+    loo = np.array([np.mean([o["c10_valid_val_acc_200"] for o in classes[rows[i]["iso_key"]] if o is not rows[i]])
+                    for i in cells])
+    print("\n| protocol B oracle: N (train) | Kendall tau per seed 0-4 | mean |")
+    print("|---:|---|---:|")
+    for n in (1563, 3906, 7812):
+        taus = []
+        for seed in range(5):
+            seen = np.zeros(len(rows), bool)
+            seen[split(len(rows), n, "B", seed)[0]] = True
+            taus.append(kendalltau(test[cells], np.where(seen[cells], val[cells], loo))[0])
+        print(f"| {n} | {' / '.join(f'{t:.4f}' for t in taus)} | {np.mean(taus):.4f} |")
 
 
 def nb101(seed: int = 0) -> None:
