@@ -124,6 +124,9 @@ CELL_SETS = {
     "all": ALL_CELLS,
     "small": [c for c in ALL_CELLS if c[0] in ("nb201", "nb101") and c[2] <= 424],
     "baselines": [("nb201", "B", 156), ("nb201", "A", 156), ("nb201", "B", 781), ("nb201", "A", 781)],
+    # the recorded settings beyond N = 781 without a target, cheapest first
+    "large_nb201": [("nb201", "A", 1563), ("nb201", "B", 3906), ("nb201", "A", 7812)],
+    "large_nb301": [("nb301", "A", 609), ("nb301", "B", 609)],
     "dele": DELE_CELLS,
     # ... and the protocol-B targets up to N = 781, where experts help
     "dele_targets": DELE_CELLS + [("nb201", "B", 156), ("nb201", "B", 781)],
