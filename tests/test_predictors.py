@@ -212,6 +212,34 @@ def test_model_selection_keeps_a_real_copy_of_the_best_weights():
     assert metrics.kendall_tau(val_y, predict_scores(net, batch).numpy()) == pytest.approx(result.val_tau)
 
 
+def test_selection_last_keeps_the_last_weights_and_records_the_split():
+    """selection='last': the validation split is recorded every epoch but picks
+    nothing; the weights are those of an unvalidated run of the same seed."""
+    from flownas.predictors.nn.batch import GraphBatch
+    from flownas.predictors.nn.heads import GraphRegressor
+    from flownas.predictors.nn.mlp import MLPEncoder
+    from flownas.predictors.nn.train import TrainConfig, predict_scores, train_network
+    rng = np.random.default_rng(0)
+    archs = [NB201Space().sample(rng) for _ in range(64)]
+    batch = GraphBatch.encode(archs, GraphFeaturizer(NB201Space.ops, max_nodes=8))
+    y, val_y = torch.randn(64), rng.normal(size=64)
+    nets, results = [], []
+    for kwargs in ({"val": (batch, val_y)}, {}):
+        torch.manual_seed(0)
+        nets.append(GraphRegressor(MLPEncoder(7, 8, 32, 2)))
+        cfg = TrainConfig(epochs=8, batch_size=16, selection="last")
+        results.append(train_network(nets[-1], batch, y, cfg, **kwargs))
+    torch.testing.assert_close(predict_scores(nets[0], batch), predict_scores(nets[1], batch))
+    validated = results[0]
+    assert validated.best_epoch == 8 and len([h for h in validated.history if "val_tau" in h]) == 8
+    assert validated.val_tau == validated.history[-1]["val_tau"]
+    assert metrics.kendall_tau(val_y, predict_scores(nets[0], batch).numpy()) == pytest.approx(validated.val_tau)
+    with pytest.raises(ValueError, match="selection"):
+        TrainConfig(selection="first")
+    with pytest.raises(ValueError, match="patience"):
+        TrainConfig(selection="last", patience=3)
+
+
 # -- FlowerFormer's pieces ----------------------------------------------------------
 def test_flow_pass_is_a_gru_cell_along_the_flow():
     """On a chain every node has one predecessor (attention weight 1): the pass

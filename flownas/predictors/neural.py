@@ -64,6 +64,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "rank_weight": 1.0,      # weight of the ranking term of "mse+..."
     "grad_clip": 1.0, "eval_every": 1,
     "patience": None,        # early stopping (epochs) on the validation tau
+    "selection": "best",     # with a validation split: keep the "best" epoch's weights or the "last"
     "ensemble": 1,           # members trained with different seeds
     "target_transform": "none",  # none | log: fit log(y), errors relative (latency); predictions in y's units
     "prune_ops": "auto",     # zero ops: their nodes go, with the dead paths they leave ("auto": the space's)
@@ -135,7 +136,7 @@ class NeuralPredictor(Predictor):
         return TrainConfig(epochs=epochs, batch_size=self.batch_size, lr=self.lr,
                            weight_decay=self.weight_decay, warmup=self.warmup, loss=self.loss,
                            margin=self.margin, rank_weight=self.rank_weight, grad_clip=self.grad_clip,
-                           eval_every=self.eval_every, patience=self.patience)
+                           eval_every=self.eval_every, patience=self.patience, selection=self.selection)
 
     def member_seeds(self) -> list[int]:
         return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(self.seed).spawn(self.ensemble)]

@@ -3,8 +3,8 @@
 ``train_network`` runs AdamW with linear warm-up and cosine decay (per step),
 optional gradient clipping, and model selection on a validation split
 (Kendall tau, checked every ``eval_every`` epochs; the best weights are kept as
-a real copy, and ``patience`` stops early). Without a validation split the last
-weights are kept. It is deterministic on CPU for a given seed: the network's
+a real copy, and ``patience`` stops early; ``selection="last"`` only records
+the split's tau). Without a validation split the last weights are kept. It is deterministic on CPU for a given seed: the network's
 initialization is the caller's (seed before building it), the data order and
 any augmentation draw from a ``torch.Generator`` seeded here.
 
@@ -43,6 +43,9 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     eval_every: int = 1
     patience: int | None = None     # epochs without a better validation tau before stopping
+    # which weights a validation split keeps: "best" (the epoch of the best tau) or "last"
+    # (the split is only recorded: a tau on a few dozen cells is too noisy to pick an epoch by)
+    selection: str = "best"
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -52,6 +55,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.selection not in ("best", "last"):
+            raise ValueError(f"unknown selection {self.selection!r} (best or last)")
+        if self.selection == "last" and self.patience is not None:
+            raise ValueError("patience stops at the best validation epoch: it needs selection='best'")
 
 
 @dataclass
@@ -276,7 +283,9 @@ def train_networks(nets: list[torch.nn.Module], train: GraphBatch, y: torch.Tens
             for m in range(k):
                 tau = kendall_tau(val[1], scores[m].numpy())
                 records[m]["val_tau"] = tau
-                if tau > best_tau[m]:
+                if cfg.selection == "last":
+                    best_tau[m] = tau
+                elif tau > best_tau[m]:
                     best_tau[m], best_epoch[m], since_best[m] = tau, epoch, 0
                     runner = runners[0] if len(runners) == 1 else runners[m]
                     states[m] = runner.snapshot(m if len(runners) == 1 else 0)
@@ -291,7 +300,8 @@ def train_networks(nets: list[torch.nn.Module], train: GraphBatch, y: torch.Tens
     else:
         for runner, state in zip(runners, states):
             runner.finish([state])
-    return [TrainResult(best_epoch=best_epoch[m] if val is not None else epoch,
+    keep_best = val is not None and cfg.selection == "best"
+    return [TrainResult(best_epoch=best_epoch[m] if keep_best else epoch,
                         val_tau=None if val is None else best_tau[m], epochs_run=epoch, history=history[m])
             for m in range(k)]
 
