@@ -103,6 +103,10 @@ def own_schedule_params(space: str, n: int) -> dict:
 #: recipe -> (predictor, params(space, n), all seeds in one process)
 RECIPES = {
     "flowerformer": ("flowerformer", flowerformer_params, False),
+    # the same, keeping the last epoch: a validation split of 40 cells (protocol A)
+    # picks epochs by noise (BENCHMARKS.md, "What limits the misses")
+    "flowerformer_last": ("flowerformer", lambda space, n: {**flowerformer_params(space, n), "selection": "last"},
+                          False),
     **{recipe: ("dele", dele_params(recipe), True) for recipe in DELE_SIGNALS},
     **{name: (name, lambda space, n: {}, False) for name in ("gcn", "mlp", "gbt", "narformer")},
     **{name: (name, own_schedule_params, False) for name in ("tagates", "narformer_v2")},
@@ -127,6 +131,7 @@ CELL_SETS = {
     # the recorded settings beyond N = 781 without a target, cheapest first
     "large_nb201": [("nb201", "A", 1563), ("nb201", "B", 3906), ("nb201", "A", 7812)],
     "large_nb301": [("nb301", "A", 609), ("nb301", "B", 609)],
+    "large_a": [("nb201", "A", 3906), ("nb201", "A", 1563), ("nb201", "A", 7812)],
     "dele": DELE_CELLS,
     # ... and the protocol-B targets up to N = 781, where experts help
     "dele_targets": DELE_CELLS + [("nb201", "B", 156), ("nb201", "B", 781)],
@@ -275,13 +280,13 @@ def render(args) -> None:
 
 
 def render_gains(rows) -> None:
-    """Paired Kendall tau gains of each dele recipe over flowerformer (same
-    seed: same split, same fine-tuning recipe, same encoder)."""
+    """Paired Kendall tau gains over flowerformer of the recipes built on it,
+    dele and flowerformer_last (same seed: same split, same encoder)."""
     base = {(r["space"], r["protocol"], r["n"]): r for r in rows if r["recipe"] == "flowerformer"}
     lines = []
     for r in rows:
         ff = base.get((r["space"], r["protocol"], r["n"]))
-        if not r["recipe"].startswith("dele") or ff is None:
+        if not r["recipe"].startswith(("dele", "flowerformer_")) or ff is None:
             continue
         seeds = sorted(set(r["per_seed_tau"]) & set(ff["per_seed_tau"]))
         gains = [r["per_seed_tau"][s] - ff["per_seed_tau"][s] for s in seeds]

@@ -131,18 +131,22 @@ def nb201_simulated(rows: list[dict], bands: int = 20) -> None:
           f"{' / '.join(f'{np.median([sd[b][j] for b in range(bands)]):.2f}' for j in range(3))} pp), seeds 0-4")
     print("| what | Kendall tau (mean of seeds 0-4) |")
     print("|---|---:|")
-    a, own, b_oracle = [], [], {n: [] for n in (1563, 3906, 7812)}
+    a, a_eq, a_single, own, b_oracle = [], [], [], [], {n: [] for n in (1563, 3906, 7812)}
     for seed in range(5):
         rng = np.random.default_rng(seed)
         e = mu + rng.normal(size=len(mu)) * sd_e
         label_val, label_test = e + rng.normal(size=len(mu)) * sd_val, e + rng.normal(size=len(mu)) * sd_test
         a.append(kendalltau(mu, label_val)[0])
+        a_eq.append(kendalltau(mu[has_eq], label_val[has_eq])[0])
+        a_single.append(kendalltau(mu[~has_eq], label_val[~has_eq])[0])
         own.append(kendalltau(label_test, label_val)[0])
         for n in b_oracle:
             seen = np.zeros(len(mu), bool)
             seen[split(len(mu), n, "B", seed)[0]] = True
             b_oracle[n].append(kendalltau(label_test, np.where(seen, label_val, mu))[0])
     print(f"| A: the function's mean -> a cell's validation accuracy, all {len(mu)} cells | {np.mean(a):.4f} |")
+    print(f"| A, the {has_eq.sum()} cells with an equivalent | {np.mean(a_eq):.4f} |")
+    print(f"| A, the {(~has_eq).sum()} cells without one | {np.mean(a_single):.4f} |")
     print(f"| B: a cell's own validation accuracy -> its test accuracy (the table itself: "
           f"{kendalltau(test, val)[0]:.4f}) | {np.mean(own):.4f} |")
     for n, taus in b_oracle.items():
