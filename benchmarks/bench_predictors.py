@@ -131,6 +131,7 @@ CELL_SETS = {
     # the recorded settings beyond N = 781 without a target, cheapest first
     "large_nb201": [("nb201", "A", 1563), ("nb201", "B", 3906), ("nb201", "A", 7812)],
     "large_nb301": [("nb301", "A", 609), ("nb301", "B", 609)],
+    # protocol A beyond N = 781, the target cell first (flowerformer_last)
     "large_a": [("nb201", "A", 3906), ("nb201", "A", 1563), ("nb201", "A", 7812)],
     "dele": DELE_CELLS,
     # ... and the protocol-B targets up to N = 781, where experts help

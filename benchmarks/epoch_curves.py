@@ -50,11 +50,13 @@ def run(n: int, seed: int, out: Path) -> None:
                        "test_noeq": kendall(t_test[~has_eq], s_test[~has_eq])})
         return epochs[-1]["val"]
 
-    train.kendall_tau = scored
     model = PREDICTORS.create("flowerformer", **flowerformer_params("nb201", n), seed=seed)
     both = np.concatenate([va, te])
-    model.fit([archs[i] for i in tr], y[tr], validation=([archs[i] for i in both], y[both]))
-    train.kendall_tau = kendall
+    train.kendall_tau = scored
+    try:
+        model.fit([archs[i] for i in tr], y[tr], validation=([archs[i] for i in both], y[both]))
+    finally:
+        train.kendall_tau = kendall
     pred = model.predict([archs[i] for i in te])
     doc = {"train_size": n, "seed": seed, "best_epoch": model.train_results_[0].best_epoch,
            "final_tau": metrics.kendall_tau(y[te], pred), "epochs": epochs}
@@ -68,9 +70,8 @@ def summary(out: Path) -> None:
           "| τ at the last epoch: all / with / without |")
     print("|---:|---:|---:|---|---|")
     rows = []
-    for p in sorted(out.glob("A*-s*.json"), key=lambda p: (json.loads(p.read_text())["train_size"],
-                                                          json.loads(p.read_text())["seed"])):
-        d = json.loads(p.read_text())
+    docs = [json.loads(p.read_text()) for p in out.glob("A*-s*.json")]
+    for d in sorted(docs, key=lambda d: (d["train_size"], d["seed"])):
         best, last = d["epochs"][d["best_epoch"] - 1], d["epochs"][-1]
         part = lambda e: [e["test"], e["test_eq"], e["test_noeq"]]  # noqa: E731
         rows.append(part(best) + part(last))

@@ -72,31 +72,40 @@ def main() -> None:
             print(f"| {protocol} | `{target}` | the cell's own `{source}` | {len(y)} (k = {k}) "
                   f"| {kendalltau(y, own)[0]:.4f} |")
 
-    nb201_protocol_b_oracle(rows, classes)
-    nb201_simulated(rows)
+    val = np.array([r["c10_valid_val_acc_200"] for r in rows])
+    test = np.array([r["c10_valid_test_acc_200"] for r in rows])
+    by_function = collections.defaultdict(list)
+    for i, r in enumerate(rows):
+        by_function[r["iso_key"]].append(i)
+    groups = [np.array(by_function[r["iso_key"]]) for r in rows]   # each cell's function, as row indices
+    nb201_protocol_b_oracle(val, test, groups)
+    nb201_simulated(val, test, groups)
 
 
-def nb201_protocol_b_oracle(rows: list[dict], classes: dict) -> None:
+def training_cells(n_table: int, n_train: int, seed: int) -> np.ndarray:
+    """Mask of protocol B's training cells for a seed (the benchmark's split)."""
+    seen = np.zeros(n_table, bool)
+    seen[split(n_table, n_train, "B", seed)[0]] = True
+    return seen
+
+
+def nb201_protocol_b_oracle(val: np.ndarray, test: np.ndarray, groups: list[np.ndarray]) -> None:
     """Protocol B's test set holds the training cells, whose test accuracy
     shares the noise of the label the predictor saw: the best a predictor
     can do is return that label for them and the function's mean elsewhere."""
-    val = np.array([r["c10_valid_val_acc_200"] for r in rows])
-    test = np.array([r["c10_valid_test_acc_200"] for r in rows])
-    cells = np.array([i for i, r in enumerate(rows) if len(classes[r["iso_key"]]) > 1])
-    loo = np.array([np.mean([o["c10_valid_val_acc_200"] for o in classes[rows[i]["iso_key"]] if o is not rows[i]])
-                    for i in cells])
+    cells = np.array([i for i, g in enumerate(groups) if len(g) > 1])
+    loo = np.array([val[groups[i][groups[i] != i]].mean() for i in cells])
     print("\n| protocol B oracle: N (train) | Kendall tau per seed 0-4 | mean |")
     print("|---:|---|---:|")
     for n in (1563, 3906, 7812):
         taus = []
         for seed in range(5):
-            seen = np.zeros(len(rows), bool)
-            seen[split(len(rows), n, "B", seed)[0]] = True
+            seen = training_cells(len(val), n, seed)
             taus.append(kendalltau(test[cells], np.where(seen[cells], val[cells], loo))[0])
         print(f"| {n} | {' / '.join(f'{t:.4f}' for t in taus)} | {np.mean(taus):.4f} |")
 
 
-def nb201_simulated(rows: list[dict], bands: int = 20) -> None:
+def nb201_simulated(val: np.ndarray, test: np.ndarray, groups: list[np.ndarray], bands: int = 20) -> None:
     """The leave-one-out means above are noisy themselves (a function with two
     cells has a "mean" of one cell), so those figures are lower bounds. Here
     the ceiling is simulated instead: a cell's true accuracy is its function's
@@ -105,12 +114,6 @@ def nb201_simulated(rows: list[dict], bands: int = 20) -> None:
     the within-function variances of val and test and the variance of
     val - test give the three: var(val) = e + d_val, var(test) = e + d_test,
     var(val - test) = d_val + d_test."""
-    val = np.array([r["c10_valid_val_acc_200"] for r in rows])
-    test = np.array([r["c10_valid_test_acc_200"] for r in rows])
-    by_function = collections.defaultdict(list)
-    for i, r in enumerate(rows):
-        by_function[r["iso_key"]].append(i)
-    groups = [np.array(by_function[r["iso_key"]]) for r in rows]
     mu = np.array([val[g].mean() for g in groups])
     has_eq = np.array([len(g) > 1 for g in groups])
 
@@ -141,8 +144,7 @@ def nb201_simulated(rows: list[dict], bands: int = 20) -> None:
         a_single.append(kendalltau(mu[~has_eq], label_val[~has_eq])[0])
         own.append(kendalltau(label_test, label_val)[0])
         for n in b_oracle:
-            seen = np.zeros(len(mu), bool)
-            seen[split(len(mu), n, "B", seed)[0]] = True
+            seen = training_cells(len(mu), n, seed)
             b_oracle[n].append(kendalltau(label_test, np.where(seen, label_val, mu))[0])
     print(f"| A: the function's mean -> a cell's validation accuracy, all {len(mu)} cells | {np.mean(a):.4f} |")
     print(f"| A, the {has_eq.sum()} cells with an equivalent | {np.mean(a_eq):.4f} |")
@@ -180,8 +182,7 @@ def nb101_recall(n_train: int = 4236) -> None:
     for sd in (0.045, 0.05, 0.055, 0.06, 0.065):
         taus = []
         for seed in range(5):
-            seen = np.zeros(len(acc), bool)
-            seen[split(len(acc), n_train, "B", seed)[0]] = True
+            seen = training_cells(len(acc), n_train, seed)
             pred = rank + np.random.default_rng(seed).normal(0.0, sd, len(acc))
             taus.append((kendalltau(acc[~seen], pred[~seen])[0], kendalltau(acc, pred)[0],
                          kendalltau(acc, np.where(seen, rank, pred))[0]))

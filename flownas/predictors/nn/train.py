@@ -4,9 +4,10 @@
 optional gradient clipping, and model selection on a validation split
 (Kendall tau, checked every ``eval_every`` epochs; the best weights are kept as
 a real copy, and ``patience`` stops early; ``selection="last"`` only records
-the split's tau). Without a validation split the last weights are kept. It is deterministic on CPU for a given seed: the network's
-initialization is the caller's (seed before building it), the data order and
-any augmentation draw from a ``torch.Generator`` seeded here.
+the split's tau). Without a validation split the last weights are kept. It is
+deterministic on CPU for a given seed: the network's initialization is the
+caller's (seed before building it), the data order and any augmentation draw
+from a ``torch.Generator`` seeded here.
 
 A network is any ``nn.Module`` mapping a ``GraphBatch`` to scores of shape
 (B,). Losses take (scores, targets) of that shape; ``loss_fn`` replaces the
