@@ -100,6 +100,14 @@ def own_schedule_params(space: str, n: int) -> dict:
     return {} if n <= OWN_SCHEDULE_MAX_N else {"epochs": max(FF_MIN_EPOCHS, round(OWN_SCHEDULE_PASSES / n))}
 
 
+def blend_dele_gcn_params(space: str, n: int) -> dict:
+    """DELE (FlowerFormer's encoder, low-fidelity experts) and the GCN, each with
+    its recipe of the grid: chosen on tuning seed 100 at NB201 A 3906, where the
+    pair ranked +0.002 above DELE alone and adding FlowerFormer or TA-GATES
+    gained nothing (BENCHMARKS.md, "Targets")."""
+    return {"members": [["dele", dele_params("dele_table_all_mlp")(space, n)], ["gcn", {}]]}
+
+
 #: recipe -> (predictor, params(space, n), all seeds in one process)
 RECIPES = {
     "flowerformer": ("flowerformer", flowerformer_params, False),
@@ -110,6 +118,8 @@ RECIPES = {
     **{recipe: ("dele", dele_params(recipe), True) for recipe in DELE_SIGNALS},
     **{name: (name, lambda space, n: {}, False) for name in ("gcn", "mlp", "gbt", "narformer")},
     **{name: (name, own_schedule_params, False) for name in ("tagates", "narformer_v2")},
+    # one process: DELE's pre-training is paid once per cell
+    "blend_dele_gcn": ("blend", blend_dele_gcn_params, True),
 }
 
 #: (space, protocol, N) with a Kendall tau target, in priority order
@@ -166,8 +176,13 @@ def command(space: str, recipe: str, protocol: str, n: int, seeds: str, out: str
     return cmd + ["--json", out]
 
 
+#: recipes with a DELE member -> the DELE recipe whose experts they use
+DELE_MEMBER = {"blend_dele_gcn": "dele_table_all_mlp"}
+
+
 def applicable(recipe: str, space: str) -> bool:
-    return recipe not in DELE_SIGNALS or space in DELE_SIGNALS[recipe]
+    signals = DELE_SIGNALS.get(DELE_MEMBER.get(recipe, recipe))
+    return signals is None or space in signals
 
 
 def run(args) -> None:

@@ -157,6 +157,10 @@ def run(space: str, predictor: str, n_train: int, protocol: str, seeds: list[int
                "predict_seconds": predict_s, "predict_cpu_seconds": predict_cpu,
                "predict_archs_per_second": len(te) / predict_s,
                "n_train": len(tr), "n_val": len(va), "n_test": len(te)}
+        members = getattr(model, "members_", None)
+        if members:   # a blend: each member's own figure beside the blend's, on the same split
+            rec["member_kendall_taus"] = [{"predictor": m.name, "kendall_tau": float(
+                metrics.kendall_tau(y_test[te], m.predict(test_archs)))} for m in members]
         results = getattr(model, "train_results_", None)
         if results:
             rec["best_epochs"] = [r.best_epoch for r in results]

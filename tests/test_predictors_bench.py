@@ -67,3 +67,14 @@ def test_the_command_rejects_unknown_hyper_parameters(capsys):
     assert main(["bench", "predictors", "--space", "nb201", "--predictor", "mlp",
                  "--train-size", "20", "--param", "bogus=1"]) == 1
     assert "unknown hyper-parameters: bogus" in capsys.readouterr().err
+
+
+def test_a_blend_records_each_members_figure_on_the_same_split(nb201_table, tmp_path):
+    out = tmp_path / "r.json"
+    members = '[["mlp", {"epochs": 5, "hidden": 16}], ["gbt", {"max_iter": 20}]]'
+    assert main(["bench", "predictors", "--space", "nb201", "--predictor", "blend", "--train-size", "100",
+                 "--seeds", "1", "--threads", "1", "--json", str(out), "--param", f"members={members}"]) == 0
+    rec = json.loads(out.read_text())["per_seed"][0]
+    taus = rec["member_kendall_taus"]
+    assert [m["predictor"] for m in taus] == ["mlp", "gbt"]
+    assert all(-1 <= m["kendall_tau"] <= 1 for m in taus) and taus[0]["kendall_tau"] != taus[1]["kendall_tau"]
