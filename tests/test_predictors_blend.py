@@ -64,3 +64,18 @@ def test_a_file_that_is_not_a_blend_is_refused(tmp_path):
     path.write_bytes(b"not a zip file")
     with pytest.raises(FlownasError, match="not a saved flownas blend"):
         BlendPredictor.load(path)
+
+
+def test_a_blend_guides_the_predictor_strategy(nb201_table):
+    from flownas.registry import STRATEGIES
+    from flownas.spaces.nb201 import NB201Space
+    strategy = STRATEGIES.get("predictor")(NB201Space(), seed=0, predictor={"name": "blend", "members": QUICK},
+                                           ensemble=2, num_init=12, refit_every=50, num_mutations=10,
+                                           num_random=10)
+    for _ in range(13):
+        (arch,) = strategy.ask(1)
+        strategy.tell(arch, nb201_table.row(arch)["c10_valid_val_acc_200"])
+    info = strategy.describe(arch)
+    assert info["origin"] != "random" and info["predicted_std"] >= 0
+    (blend,) = strategy.surrogate.members   # the blend trains the ensemble itself: two of each member
+    assert isinstance(blend, BlendPredictor) and [len(m.networks_) for m in blend.members_] == [2, 2]
