@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
+from .predictors.base import accepts_validation
 
 VAL_SIZE = {"A": 40, "B": 200}
 
@@ -142,7 +143,7 @@ def run(space: str, predictor: str, n_train: int, protocol: str, seeds: list[int
         tr, va, te = split(len(archs), n_train, protocol, seed)
         model = cls(**{**params, "seed": seed})
         fit_kwargs = {}
-        if _accepts_validation(model):
+        if accepts_validation(model):
             fit_kwargs["validation"] = ([archs[i] for i in va], y_train[va])
         start, cpu = time.perf_counter(), time.process_time()
         model.fit([archs[i] for i in tr], y_train[tr], **fit_kwargs)
@@ -191,11 +192,6 @@ def run(space: str, predictor: str, n_train: int, protocol: str, seeds: list[int
         f"train {doc['train_seconds']:.1f}s; predict {doc['predict_archs_per_second']:,.0f} archs/s; "
         f"peak RSS {doc['peak_rss_mb']:.0f} MB")
     return doc
-
-
-def _accepts_validation(model) -> bool:
-    import inspect
-    return "validation" in inspect.signature(model.fit).parameters
 
 
 def _mean(rows, key) -> float:

@@ -79,3 +79,10 @@ def test_a_blend_guides_the_predictor_strategy(nb201_table):
     assert info["origin"] != "random" and info["predicted_std"] >= 0
     (blend,) = strategy.surrogate.members   # the blend trains the ensemble itself: two of each member
     assert isinstance(blend, BlendPredictor) and [len(m.networks_) for m in blend.members_] == [2, 2]
+
+
+def test_every_member_sees_the_training_data_when_it_comes_as_a_generator(cells):
+    archs, y = cells
+    blend = BlendPredictor(QUICK).fit((a for a in archs[:60]), y[:60])
+    assert [len(m.networks_) for m in blend.members_] == [1, 1]
+    assert np.isfinite(blend.predict(archs[60:80])).all()

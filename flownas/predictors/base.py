@@ -54,6 +54,11 @@ class Predictor(abc.ABC):
         return f"{type(self).__name__}({params})"
 
 
+def accepts_validation(predictor: Predictor) -> bool:
+    """Whether ``predictor.fit`` takes a ``validation`` split (model selection)."""
+    return "validation" in inspect.signature(predictor.fit).parameters
+
+
 def check_archs(archs: Sequence[Architecture], space: str | None = None) -> list[Architecture]:
     """Non-empty, all ``Architecture``, all of one space (``space`` if given)."""
     archs = list(archs)

@@ -27,7 +27,7 @@ import numpy as np
 from ..arch import Architecture
 from ..errors import FlownasError
 from ..registry import PREDICTORS
-from .base import Predictor, check_archs
+from .base import Predictor, accepts_validation, check_archs, check_training_data
 from .gcn import GCNPredictor
 from .mlp import MLPPredictor
 from .neural import FORMAT, FORMAT_VERSION, NotFittedError
@@ -84,10 +84,12 @@ class BlendPredictor(Predictor):
     def fit(self, archs: Sequence[Architecture], y: Sequence[float], *,
             low_fidelity: dict[str, Sequence[float]] | None = None,
             validation: tuple[Sequence[Architecture], Sequence[float]] | None = None) -> "BlendPredictor":
+        # checked once, and a generator read once, before any member trains
+        archs, y, _, validation = check_training_data(archs, y, validation)
         fitted = []
         for member in self._build():
             kwargs: dict[str, Any] = {"low_fidelity": low_fidelity}
-            if validation is not None and "validation" in inspect.signature(member.fit).parameters:
+            if validation is not None and accepts_validation(member):
                 kwargs["validation"] = validation
             fitted.append(member.fit(archs, y, **kwargs))
         self.members_ = fitted
