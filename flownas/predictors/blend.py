@@ -15,7 +15,6 @@ Saved as a zip of each member's own file and a manifest.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import tempfile
 import zipfile
@@ -74,10 +73,8 @@ class BlendPredictor(Predictor):
         built = []
         for name, params in self.members:
             cls = PREDICTORS.get(name)
-            accepted = inspect.signature(cls.__init__).parameters
-            takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
-            shared = {k: v for k, v in (("seed", self.seed), ("ensemble", self.ensemble))
-                      if takes_all or k in accepted}
+            takes = cls(**params).get_params()   # what it accepts, as the search's Surrogate asks
+            shared = {k: v for k, v in (("seed", self.seed), ("ensemble", self.ensemble)) if k in takes}
             built.append(cls(**params, **shared))
         return built
 
@@ -95,17 +92,19 @@ class BlendPredictor(Predictor):
         self.members_ = fitted
         return self
 
-    def predict(self, archs: Sequence[Architecture], *, return_std: bool = False):
+    def _check_fitted(self) -> None:
         if not hasattr(self, "members_"):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit() first")
+
+    def predict(self, archs: Sequence[Architecture], *, return_std: bool = False):
+        self._check_fitted()
         archs = check_archs(archs)
         preds = np.stack([np.asarray(m.predict(archs), dtype=np.float64) for m in self.members_])
         mean = preds.mean(0)
         return (mean, preds.std(0)) if return_std else mean
 
     def save(self, path: str | Path) -> None:
-        if not hasattr(self, "members_"):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit() first")
+        self._check_fitted()
         manifest = {"format": FORMAT, "version": FORMAT_VERSION, "predictor": self.name,
                     "params": self.get_params()}
         with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(path, "w") as zf:
