@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from flownas.predictors.dele import DELEPredictor   # torch-free at import
+from flownas.registry import PREDICTORS
 
 #: FlowerFormer's training budget: batch 64, lr 2e-3, about 78,000
 #: training-sample passes (100 epochs at N = 781), between 30 and 300 epochs.
@@ -89,15 +90,23 @@ def dele_params(recipe: str):
                              **DELE_EXTRA.get(recipe, {})}
 
 
-#: TA-GATES and NAR-Former V2 keep their own schedules (200 epochs) up to
-#: N = 781; beyond, the training-sample passes of that schedule at N = 781, at
-#: least 30 epochs (as FlowerFormer's floor): 200 epochs at N = 7,812 would
-#: take 45-80 minutes per fit on one CPU thread
-OWN_SCHEDULE_PASSES, OWN_SCHEDULE_MAX_N = 200 * 781, 781
+#: TA-GATES, NAR-Former V2 and NAR-Former keep their own schedules (200, 200
+#: and 300 epochs) up to N = 781; beyond, the training-sample passes of that
+#: schedule at N = 781, at least 30 epochs (as FlowerFormer's floor): 200
+#: epochs at N = 7,812 would take 45-80 minutes per fit on one CPU thread,
+#: NAR-Former's 300 about 4 hours
+OWN_SCHEDULE_MAX_N = 781
 
 
-def own_schedule_params(space: str, n: int) -> dict:
-    return {} if n <= OWN_SCHEDULE_MAX_N else {"epochs": max(FF_MIN_EPOCHS, round(OWN_SCHEDULE_PASSES / n))}
+def own_schedule_params(predictor: str):
+    """The recipe's params(space, n) for a model that keeps its own schedule."""
+    own_epochs = PREDICTORS.get(predictor).defaults["epochs"]
+
+    def params(space: str, n: int) -> dict:
+        if n <= OWN_SCHEDULE_MAX_N:
+            return {}
+        return {"epochs": max(FF_MIN_EPOCHS, round(own_epochs * OWN_SCHEDULE_MAX_N / n))}
+    return params
 
 
 def blend_dele_gcn_params(space: str, n: int) -> dict:
@@ -116,8 +125,8 @@ RECIPES = {
     "flowerformer_last": ("flowerformer", lambda space, n: {**flowerformer_params(space, n), "selection": "last"},
                           False),
     **{recipe: ("dele", dele_params(recipe), True) for recipe in DELE_SIGNALS},
-    **{name: (name, lambda space, n: {}, False) for name in ("gcn", "mlp", "gbt", "narformer")},
-    **{name: (name, own_schedule_params, False) for name in ("tagates", "narformer_v2")},
+    **{name: (name, lambda space, n: {}, False) for name in ("gcn", "mlp", "gbt")},
+    **{name: (name, own_schedule_params(name), False) for name in ("tagates", "narformer_v2", "narformer")},
     # one process: DELE's pre-training is paid once per cell
     "blend_dele_gcn": ("blend", blend_dele_gcn_params, True),
 }
