@@ -94,7 +94,7 @@ def dele_params(recipe: str):
 #: and 300 epochs) up to N = 781; beyond, the training-sample passes of that
 #: schedule at N = 781, at least 30 epochs (as FlowerFormer's floor): 200
 #: epochs at N = 7,812 would take 45-80 minutes per fit on one CPU thread,
-#: NAR-Former's 300 about 4 hours
+#: NAR-Former's 300 about 3.5 hours
 OWN_SCHEDULE_MAX_N = 781
 
 
