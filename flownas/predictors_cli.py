@@ -128,7 +128,10 @@ def run(space: str, predictor: str, n_train: int, protocol: str, seeds: list[int
         torch.set_num_threads(threads)
     params = dict(params or {})
     cls = PREDICTORS.get(predictor)
-    cls(**params)  # bad hyper-parameters fail before the table loads
+    try:
+        cls(**params)  # bad hyper-parameters fail before the table loads
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"predictor {predictor}: {exc}") from None
     archs, cols, spec = load_targets(space, task)
     check_size(len(archs), n_train, protocol)
     protocol_text = describe(space if space != "transnas" else f"transnas micro, task {task}",
@@ -230,11 +233,7 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 def _cmd(args) -> int:
     params = dict(args.param or [])
-    try:
-        doc = run(args.space, args.predictor, args.train_size, args.protocol, args.seeds, params, args.threads,
-                  args.task)
-    except TypeError as exc:   # unknown hyper-parameters
-        raise ConfigError(str(exc)) from None
+    doc = run(args.space, args.predictor, args.train_size, args.protocol, args.seeds, params, args.threads, args.task)
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -336,3 +336,19 @@ def test_auto_epochs_follow_the_benchmarked_budget():
     assert PREDICTORS.create("flowerformer", epochs=7).train_config(781).epochs == 7
     with pytest.raises(ValueError, match="epochs must be a whole number or 'auto'"):
         PREDICTORS.create("flowerformer", epochs="many")
+
+
+@pytest.mark.parametrize("name, params, message", [
+    ("flowerformer", {"dim": 30, "heads": 4}, r"dim \(30\) must be divisible by heads \(4\)"),
+    ("flowerformer", {"norm": "group"}, "unknown norm 'group'"),
+    ("narformer", {"depths": [0]}, "depths must be positive"),
+    ("narformer_v2", {"readout": "max"}, "unknown readout 'max'"),
+    ("tagates", {"time_steps": 0}, "time_steps must be at least 1"),
+    ("dele", {"heads": 5}, r"dim \(64\) must be divisible by heads \(5\)"),   # no experts named yet
+    ("blend", {"members": [["flowerformer", {"dim": 30, "heads": 4}]]}, "member 'flowerformer': dim"),
+])
+def test_bad_network_hyper_parameters_fail_at_construction(name, params, message):
+    # not at the first fit, which in a search comes after num_init evaluations
+    from flownas.registry import PREDICTORS
+    with pytest.raises(ValueError, match=message):
+        PREDICTORS.create(name, **params)

@@ -69,6 +69,13 @@ def test_the_command_rejects_unknown_hyper_parameters(capsys):
     assert "unknown hyper-parameters: bogus" in capsys.readouterr().err
 
 
+def test_the_command_rejects_bad_network_hyper_parameters_in_one_line(capsys):
+    assert main(["bench", "predictors", "--space", "nb201", "--predictor", "flowerformer",
+                 "--train-size", "20", "--param", "dim=30", "--param", "heads=4"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "flownas: error: predictor flowerformer: dim (30) must be divisible by heads (4)"
+
+
 def test_a_blend_records_each_members_figure_on_the_same_split(nb201_table, tmp_path):
     out = tmp_path / "r.json"
     members = '[["mlp", {"epochs": 5, "hidden": 16}], ["gbt", {"max_iter": 20}]]'

@@ -108,6 +108,8 @@ def test_predictor_search_plots_predicted_vs_true(tmp_path, capsys, data_root):
     ("seed: 1.5\n", "seed: expected int"),
     ("strategy: random\npredictor: mlp\n", "predictor: the strategy 'random' uses no predictor"),
     ("predictor: flowerfomer\n", "predictor: unknown predictor 'flowerfomer'"),
+    ("predictor: {name: flowerformer, dim: 30, heads: 4}\n",
+     "strategy: predictor flowerformer: dim (30) must be divisible by heads (4)"),
     ("dataset: cifar1000\n", "has no dataset 'cifar1000'"),
     ("- just\n- a list\n", "a configuration is a mapping"),
     ("threads: 0\n", "threads must be at least 1"),

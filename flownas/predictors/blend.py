@@ -51,7 +51,10 @@ def _member_specs(members) -> list[tuple[str, dict[str, Any]]]:
         cls = PREDICTORS.get(name)   # unknown names fail here, listing the known ones
         if "seed" in params or "ensemble" in params:
             raise ValueError(f"member {name!r}: set seed and ensemble on the blend, not on a member")
-        cls(**params)                # so do unknown or bad hyper-parameters
+        try:                         # so do unknown or bad hyper-parameters
+            cls(**params)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"member {name!r}: {exc}") from None
         specs.append((name, params))
     return specs
 

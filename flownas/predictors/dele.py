@@ -119,6 +119,16 @@ class DELEPredictor(NeuralPredictor):
         super().__init__(**common)
 
     # -- the network -----------------------------------------------------------
+    def _check_network(self) -> None:
+        if self.signals:
+            return super()._check_network()
+        # the experts are named at pre-training: check the network with one
+        self.signals = ("stand-in",)
+        try:
+            super()._check_network()
+        finally:
+            self.signals = None
+
     def build_network(self, featurizer: GraphFeaturizer):
         from .nn.flowerformer import FlowerFormerEncoder
         if not self.signals:

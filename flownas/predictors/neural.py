@@ -8,6 +8,8 @@ trains ``ensemble`` members with different seeds through the one training loop
 squares line on the training set (ranking losses give scores of any scale),
 and averages the members (``predict(return_std=True)`` gives their spread).
 ``save``/``load`` keep everything needed to predict exactly as before.
+Bad hyper-parameters fail at construction: ``__init__`` checks the training
+ones and builds the network once on a stand-in vocabulary.
 
 Writing a new one (see ``flowerformer.py``)::
 
@@ -103,6 +105,15 @@ class NeuralPredictor(Predictor):
         if self.epochs != "auto" and (isinstance(self.epochs, bool) or not isinstance(self.epochs, int)):
             raise ValueError(f"epochs must be a whole number or 'auto', got {self.epochs!r}")
         self.train_config(1)  # validates the training hyper-parameters now, not at fit
+        self._check_network()
+
+    def _check_network(self) -> None:
+        """Build the network once on a stand-in vocabulary, so that a bad
+        architecture hyper-parameter (heads not dividing dim, an unknown norm)
+        fails at construction, not at a search's first refit. A subclass sets
+        its own attributes before calling ``super().__init__``."""
+        stand_in = GraphFeaturizer(ops=("input", "op", "output"), max_nodes=3 if self.fixed_size else None)
+        self.build_network(stand_in)
 
     # -- what a subclass provides ------------------------------------------
     def build_network(self, featurizer: GraphFeaturizer):

@@ -51,7 +51,10 @@ class Surrogate:
         else:
             spec = {"name": spec} if isinstance(spec, str) else dict(spec)
             self._cls, self._params = PREDICTORS.get(resolve_predictor_name(spec.pop("name", "auto"))), spec
-        hyper = self._cls(**self._params).get_params()
+        try:
+            hyper = self._cls(**self._params).get_params()
+        except (TypeError, ValueError) as exc:   # bad hyper-parameters: name the predictor
+            raise ConfigError(f"predictor {self._cls.name or self._cls.__name__}: {exc}") from None
         if "ensemble" in hyper and "ensemble" in self._params and not isinstance(spec, Predictor):
             raise ConfigError("predictor.ensemble: set the ensemble size with the strategy's ensemble")
         self._native = "ensemble" in hyper
