@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from flownas.arch import Architecture
+from flownas.errors import ConfigError
 from flownas.predictors.dele import DELEPredictor
 from flownas.predictors.metrics import kendall_tau
 from flownas.predictors.nn.batch import GraphBatch
@@ -128,8 +129,8 @@ def test_bad_signals_are_explained(data):
         DELEPredictor(signal_source=None, **QUICK).fit(pool[:10], y[:10])
     cells = [Architecture.from_edges(("input", op, "output"), [(0, 1), (1, 2)], "custom")
              for op in ("a", "b", "c")]
-    with pytest.raises(ValueError, match="no low-fidelity signals for space 'custom'.*pass fit"):
-        DELEPredictor(**QUICK).fit(cells, [1.0, 2.0, 3.0])
+    with pytest.raises(ConfigError, match="no low-fidelity signals for space 'custom'.*pass fit"):
+        DELEPredictor(**QUICK).fit(cells, [1.0, 2.0, 3.0])   # one line from the CLI, not a traceback
     with pytest.raises(ValueError, match="finetune must be one of"):
         DELEPredictor(finetune="encoder")
 
@@ -145,7 +146,6 @@ def test_pretraining_is_reused_across_fine_tuning_seeds(data):
 
 
 def test_the_dele_strategy_ranks_with_zero_cost_experts_by_default(nb201_table):
-    from flownas.errors import ConfigError
     from flownas.registry import SPACES, STRATEGIES
     from search_toys import ToySpace
     cls = STRATEGIES.get("dele")
@@ -167,6 +167,8 @@ def test_the_dele_strategy_ranks_with_zero_cost_experts_by_default(nb201_table):
         cls(space, predictor="gcn")
     with pytest.raises(ConfigError, match="no low-fidelity table signals for space 'toy'"):
         cls(ToySpace())
+    with pytest.raises(ConfigError, match="predictor.signals: unknown nb201 signals acc_13"):
+        cls(space, predictor={"signals": ["acc_13"]})   # at construction, not at the first refit
 
 
 def test_separate_encoders_as_in_the_official_code(data, tmp_path):

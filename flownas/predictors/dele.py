@@ -217,13 +217,13 @@ class DELEPredictor(NeuralPredictor):
     def table_pool(self, space: str):
         """The pool and signals ``fit`` pre-trains on with ``signal_source="table"``:
         the space's table, its ``signals`` (default every low-fidelity column)."""
-        from ..errors import FlownasError
+        from ..errors import ConfigError, FlownasError
         from ..evaluators.lowfidelity import every_signal, table_pool
         try:
             names = self.signals if self.signals is not None else every_signal(space, self.dataset)
             archs, signals = table_pool(space, self.dataset, names)
         except FlownasError as exc:   # no signals for the space, or its table is not installed
-            raise ValueError(f"DELE found no low-fidelity signals for space {space!r} ({exc}); pass "
+            raise ConfigError(f"DELE found no low-fidelity signals for space {space!r} ({exc}); pass "
                              "fit(..., pool=(archs, signals)) or low_fidelity=...") from None
         if self.pool_size is not None and self.pool_size < len(archs):
             pick = np.sort(np.random.default_rng(self.pretrain_seed).choice(len(archs), self.pool_size, replace=False))

@@ -237,12 +237,17 @@ class DELESearch(PredictorSearch):
             if spec.setdefault("name", "dele") != "dele":
                 raise ConfigError(f"predictor: the dele strategy ranks with the dele predictor, not "
                                   f"{spec['name']!r} (use strategy: predictor for other predictors)")
+            from ..evaluators.lowfidelity import check_signals, zero_cost_signals
             if "signals" not in spec:
-                from ..evaluators.lowfidelity import zero_cost_signals
                 try:
                     spec["signals"] = list(zero_cost_signals(space.name))
                 except ConfigError as exc:
                     raise ConfigError(f"strategy dele: {exc}") from None
+            elif spec.get("signal_source", "table") == "table":   # a typo fails now, not at the first refit
+                try:
+                    check_signals(space.name, spec["signals"], spec.get("dataset", "cifar10"))
+                except ConfigError as exc:
+                    raise ConfigError(f"predictor.signals: {exc}") from None
             predictor = spec
         super().__init__(space, seed=seed, predictor=predictor, ensemble=ensemble, acquisition=acquisition,
                          beta=beta, num_init=num_init, refit_every=refit_every, num_parents=num_parents,
