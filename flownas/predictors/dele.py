@@ -224,7 +224,7 @@ class DELEPredictor(NeuralPredictor):
             archs, signals = table_pool(space, self.dataset, names)
         except FlownasError as exc:   # no signals for the space, or its table is not installed
             raise ConfigError(f"DELE found no low-fidelity signals for space {space!r} ({exc}); pass "
-                             "fit(..., pool=(archs, signals)) or low_fidelity=...") from None
+                              "fit(..., pool=(archs, signals)) or low_fidelity=...") from None
         if self.pool_size is not None and self.pool_size < len(archs):
             pick = np.sort(np.random.default_rng(self.pretrain_seed).choice(len(archs), self.pool_size, replace=False))
             archs = [archs[i] for i in pick]
