@@ -33,3 +33,11 @@ class NotInTableError(FlownasError, LookupError):
 
 class ConfigError(FlownasError, ValueError):
     """A broken search configuration; the message names the bad key."""
+
+
+def construct(key: str, factory, *args, **kwargs):
+    """Call a constructor; a bad value becomes a ConfigError that names ``key``."""
+    try:
+        return factory(*args, **kwargs)
+    except (FlownasError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}: {exc}") from None

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, construct
 from .predictors.base import accepts_validation
 
 VAL_SIZE = {"A": 40, "B": 200}
@@ -128,10 +128,7 @@ def run(space: str, predictor: str, n_train: int, protocol: str, seeds: list[int
         torch.set_num_threads(threads)
     params = dict(params or {})
     cls = PREDICTORS.get(predictor)
-    try:
-        cls(**params)  # bad hyper-parameters fail before the table loads
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"predictor {predictor}: {exc}") from None
+    construct(f"predictor {predictor}", cls, **params)  # bad hyper-parameters fail before the table loads
     archs, cols, spec = load_targets(space, task)
     check_size(len(archs), n_train, protocol)
     protocol_text = describe(space if space != "transnas" else f"transnas micro, task {task}",

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..arch import Architecture
-from ..errors import FlownasError
+from ..errors import FlownasError, construct
 from ..registry import PREDICTORS
 from .base import Predictor, accepts_validation, check_archs, check_training_data
 from .gcn import GCNPredictor
@@ -51,10 +51,7 @@ def _member_specs(members) -> list[tuple[str, dict[str, Any]]]:
         cls = PREDICTORS.get(name)   # unknown names fail here, listing the known ones
         if "seed" in params or "ensemble" in params:
             raise ValueError(f"member {name!r}: set seed and ensemble on the blend, not on a member")
-        try:                         # so do unknown or bad hyper-parameters
-            cls(**params)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"member {name!r}: {exc}") from None
+        construct(f"member {name!r}", cls, **params)   # so do unknown or bad hyper-parameters
         specs.append((name, params))
     return specs
 

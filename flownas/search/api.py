@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .. import __version__
-from ..errors import ConfigError, FlownasError
+from ..errors import ConfigError, FlownasError, construct
 from ..evaluators.base import Evaluator
 from ..runtime.base import Executor
 from ..spaces.base import SearchSpace
@@ -36,16 +36,6 @@ class Components:
     executor: Executor
 
 
-def _construct(key: str, factory, *args, **kwargs):
-    """Call a constructor; a bad value becomes a ConfigError that names ``key``."""
-    try:
-        return factory(*args, **kwargs)
-    except FlownasError as exc:
-        raise ConfigError(f"{key}: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{key}: {exc}") from None
-
-
 def build(config: SearchConfig) -> Components:
     """The space, evaluator, strategy and executor a configuration names.
 
@@ -53,13 +43,13 @@ def build(config: SearchConfig) -> Components:
     the search to the tabulated members (``TableSubspace``).
     """
     from ..registry import EVALUATORS, EXECUTORS, SPACES, STRATEGIES
-    space = _construct("space", SPACES.get(config.space.name), **config.space.params)
-    evaluator = _construct("evaluator", EVALUATORS.get(config.evaluator.name), **config.evaluator_params())
+    space = construct("space", SPACES.get(config.space.name), **config.space.params)
+    evaluator = construct("evaluator", EVALUATORS.get(config.evaluator.name), **config.evaluator_params())
     if hasattr(evaluator, "members"):
         space = _restricted(space, evaluator, json.dumps(config.space.to_config(), sort_keys=True))
-    strategy = _construct("strategy", STRATEGIES.get(config.strategy.name), space, seed=config.seed,
+    strategy = construct("strategy", STRATEGIES.get(config.strategy.name), space, seed=config.seed,
                           **config.strategy_params())
-    executor = _construct("executor", EXECUTORS.get(config.executor.name), **config.executor.params)
+    executor = construct("executor", EXECUTORS.get(config.executor.name), **config.executor.params)
     return Components(space, evaluator, strategy, executor)
 
 

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..arch import Architecture
-from ..errors import ConfigError
+from ..errors import ConfigError, construct
 from ..predictors.base import Predictor
 from ..registry import PREDICTORS, STRATEGIES
 from ..spaces.base import SearchSpace
@@ -51,10 +51,7 @@ class Surrogate:
         else:
             spec = {"name": spec} if isinstance(spec, str) else dict(spec)
             self._cls, self._params = PREDICTORS.get(resolve_predictor_name(spec.pop("name", "auto"))), spec
-        try:
-            hyper = self._cls(**self._params).get_params()
-        except (TypeError, ValueError) as exc:   # bad hyper-parameters: name the predictor
-            raise ConfigError(f"predictor {self._cls.name or self._cls.__name__}: {exc}") from None
+        hyper = construct(f"predictor {self._cls.name or self._cls.__name__}", self._cls, **self._params).get_params()
         if "ensemble" in hyper and "ensemble" in self._params and not isinstance(spec, Predictor):
             raise ConfigError("predictor.ensemble: set the ensemble size with the strategy's ensemble")
         self._native = "ensemble" in hyper
