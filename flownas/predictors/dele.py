@@ -56,7 +56,7 @@ from ..arch import Architecture
 from ..registry import PREDICTORS
 from .base import check_archs, check_training_data
 from .features import GraphFeaturizer
-from .neural import NeuralPredictor, _calibration
+from .neural import NeuralPredictor
 
 FINETUNE = ("all", "heads", "gate")
 GATES = ("arch", "uniform")
@@ -276,12 +276,7 @@ class DELEPredictor(NeuralPredictor):
         # members that train every weight train at once, as one vmapped network
         results = train_networks(nets, batch, yt, self.train_config(len(archs)), seed=self.seed, val=val_batch,
                                  stacked=self.finetune == "all")
-        lines = [_calibration(self._scores(net, batch), yt.numpy()) for net in nets]
-        self.space_, self.featurizer_ = space, feat
-        self.networks_, self.calibration_ = nets, lines
-        self.y_mean_, self.y_std_ = mean, std
-        self.train_results_ = results
-        return self
+        return self._keep_fit(space, feat, nets, batch, yt, (mean, std), results)
 
     # -- inspection ------------------------------------------------------------------
     def expert_weights(self, archs: Sequence[Architecture]) -> np.ndarray:

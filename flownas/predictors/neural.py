@@ -189,10 +189,14 @@ class NeuralPredictor(Predictor):
         results = train_networks(nets, batch, yt, cfg, seed=self.seed, val=val_batch,
                                  augment=self._augment_hook(), step_loss=self.step_loss(cfg),
                                  stacked=self.stacked_ensemble)
-        lines = [_calibration(self._scores(net, batch), yt.numpy()) for net in nets]
-        self.space_, self.featurizer_ = space, feat
-        self.networks_, self.calibration_ = nets, lines
-        self.y_mean_, self.y_std_ = mean, std
+        return self._keep_fit(space, feat, nets, batch, yt, (mean, std), results)
+
+    def _keep_fit(self, space, feat, nets, batch, yt, scale, results):
+        """Record a finished fit: each member's calibration line on its
+        training batch, and what ``predict`` needs (shared with DELE)."""
+        self.calibration_ = [_calibration(self._scores(net, batch), yt.numpy()) for net in nets]
+        self.space_, self.featurizer_, self.networks_ = space, feat, nets
+        self.y_mean_, self.y_std_ = scale
         self.train_results_ = results
         return self
 
