@@ -53,6 +53,22 @@ def test_the_ledger_is_an_optuna_study(finished_run):
     assert study.best_value == best["value"]
 
 
+def test_the_documented_way_out_builds_the_best_network(finished_run, capsys):
+    """docs/search.md, "The result as a network", run on a finished search."""
+    import torch
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "search.md").read_text()
+    section = doc.split("### The result as a network", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(code.replace("runs/nb201-cifar10-predictor", str(finished_run)), namespace)
+    best, model = namespace["best"], namespace["model"]
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(best["string"]) and len(out) == 1 + 30
+    assert all(line.split()[1] == "complete" for line in out[1:])
+    assert max(float(line.split()[2]) for line in out[1:]) == best["value"]
+
+
 def test_report_redraws_from_the_ledger(finished_run, capsys):
     for name in ("best_so_far.png", "history.csv", "best.json"):
         (finished_run / name).unlink()
