@@ -19,7 +19,7 @@ from .store import Record
 
 HISTORY_FIELDS = ("evaluation", "seq", "state", "arch", "objective", "test", "best_so_far", "test_of_best",
                   "cost_s", "cumulative_cost_s", "wall_s", "origin", "predicted", "predicted_std", "fit",
-                  "restarts", "error")
+                  "restarts", "retried", "error")
 
 
 def history_rows(records: Sequence[Record], to_string, test_metric: str | None) -> list[dict[str, Any]]:
@@ -37,7 +37,7 @@ def history_rows(records: Sequence[Record], to_string, test_metric: str | None) 
             "cost_s": r.cost_s, "cumulative_cost_s": total, "wall_s": r.wall_s,
             "origin": r.info.get("origin"), "predicted": r.info.get("predicted"),
             "predicted_std": r.info.get("predicted_std"), "fit": r.info.get("fit"),
-            "restarts": r.restarts, "error": r.error})
+            "restarts": r.restarts, "retried": len(r.retried), "error": r.error})
     return rows
 
 

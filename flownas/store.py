@@ -44,6 +44,7 @@ class Record:
     error: str | None = None
     restarts: int = 0
     failures: list[str] = field(default_factory=list)   # worker deaths before the outcome (retried)
+    retried: list[str] = field(default_factory=list)    # errors of earlier attempts that failed (--retry-failed)
     trial_state: str = "RUNNING"     # the Optuna trial's state as stored
 
     @property
@@ -175,6 +176,22 @@ class Ledger:
         record.restarts += 1
         self.storage.set_trial_user_attr(record.trial_id, "restarts", record.restarts)
 
+    def retry(self, record: Record) -> Record:
+        """Run a failed candidate again: a new RUNNING trial with the same
+        dispatch number, which supersedes the failed one (that trial stays in
+        the study as it was); its ``retried`` attribute lists the errors of
+        the earlier attempts."""
+        import optuna
+        retried = [*record.retried, record.error or "failed"]
+        template = optuna.trial.create_trial(
+            state=optuna.trial.TrialState.RUNNING,
+            user_attrs={"seq": record.seq, "arch": record.arch.to_dict(), "arch_key": record.arch.key,
+                        "info": _jsonable(record.info), "restarts": record.restarts, "retried": retried,
+                        "retry_of": record.trial_id})
+        trial_id = self.storage.create_new_trial(self.study_id, template_trial=template)
+        return Record(record.seq, trial_id, record.arch, dict(record.info), restarts=record.restarts,
+                      retried=retried)
+
     def note_failure(self, record: Record, error: str) -> None:
         """Note that the worker running a candidate died (the candidate runs again):
         the trial's ``failures`` attribute lists every such death."""
@@ -205,15 +222,15 @@ class Ledger:
 
     # -- reading ---------------------------------------------------------
     def records(self) -> list[Record]:
-        """Every candidate, in dispatch order."""
-        out = []
+        """Every candidate, in dispatch order (of a retried one, its latest attempt)."""
+        out: dict[int, Record] = {}
         for t in self.storage.get_all_trials(self.study_id, deepcopy=False):
             attrs = t.user_attrs
             if "seq" not in attrs or "arch" not in attrs:
                 continue   # a trial someone added by hand
             rec = Record(seq=int(attrs["seq"]), trial_id=t._trial_id, arch=Architecture.from_dict(attrs["arch"]),
                          info=dict(attrs.get("info") or {}), restarts=int(attrs.get("restarts", 0)),
-                         failures=list(attrs.get("failures") or []),
+                         failures=list(attrs.get("failures") or []), retried=list(attrs.get("retried") or []),
                          trial_state=t.state.name)
             result = attrs.get("result")
             if result is not None:
@@ -224,9 +241,9 @@ class Ledger:
                 rec.error = result.get("error")
                 rec.state = "failed" if rec.error is not None else "complete"
                 rec.value = None if result.get("value") is None else float(result["value"])
-            out.append(rec)
-        out.sort(key=lambda r: r.seq)
-        return out
+            if rec.seq not in out or rec.trial_id > out[rec.seq].trial_id:   # a retry supersedes
+                out[rec.seq] = rec
+        return sorted(out.values(), key=lambda r: r.seq)
 
     def close(self) -> None:
         remove = getattr(self.storage, "remove_session", None)

@@ -64,7 +64,7 @@ def test_the_documented_way_out_builds_the_best_network(finished_run, capsys):
     best, model = namespace["best"], namespace["model"]
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith(best["string"]) and len(out) == 1 + 30
+    assert out[0].startswith(best["string"]) and len(out) == 1 + len(namespace["ledger"].records())
     assert all(line.split()[1] == "complete" for line in out[1:])
     assert max(float(line.split()[2]) for line in out[1:]) == best["value"]
 
@@ -89,6 +89,10 @@ def test_resume_may_extend_the_budget_but_not_change_the_search(finished_run, ca
     assert "--seed: 2 differs from the search recorded" in err
     err = one_line_error(capsys, "search", "--resume", "--out", tmp_path / "nothing", "--quiet")
     assert "holds no search to resume" in err
+    err = one_line_error(capsys, "search", "--retry-failed", "--out", tmp_path / "new", "--quiet")
+    assert "--retry-failed goes with --resume" in err and not (tmp_path / "new").exists()
+    code, out, _ = run(capsys, "search", "--resume", "--retry-failed", "--out", finished_run, "--quiet")
+    assert code == 0 and "30 replayed" in out and "ran again" not in out   # nothing failed: a plain replay
     code, out, _ = run(capsys, "search", "--resume", "--out", finished_run, "--budget", "40", "--quiet")
     assert code == 0 and "40 finished" in out and "30 replayed" in out
 

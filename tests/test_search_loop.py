@@ -2,7 +2,9 @@
 resume by replaying the ledger (in process; tests/test_search_resume.py
 kills real processes)."""
 import inspect
+import warnings
 
+import optuna
 import pytest
 
 from flownas.errors import DataError
@@ -171,6 +173,55 @@ def test_a_strategy_that_does_not_replay_falls_back_to_a_warm_start(tmp_path):
     keys = [r.arch.key for r in ledger.records()]
     assert len(keys) == len(set(keys)) == 30
     assert len(log.read_text().split()) == 30
+
+
+def test_retry_failed_runs_the_failures_again_and_keeps_them_in_the_study(tmp_path):
+    url = storage_url(tmp_path / "l.db")
+    log = tmp_path / "log"
+    ledger = Ledger.create(url, "t", {})
+    first = loop(ledger, name="random", evaluator=ToyEvaluator(fail="abab", log=str(log)), budget=Budget(80)).run()
+    assert first.failures == 1
+    failed = next(r for r in ledger.records() if r.state == "failed")
+
+    # the error was transient: the same search, resumed with retry_failed, runs it again
+    result = loop(Ledger.open(url, "t"), name="random", evaluator=ToyEvaluator(log=str(log)), budget=Budget(80),
+                  retry_failed=True).run()
+    assert result.retried == 1 and result.warm_started and result.failures == 0
+    records = Ledger.open(url, "t").records()
+    assert len(records) == 80 and all(r.state == "complete" for r in records)   # no budget spent on it
+    again = records[failed.seq]
+    assert again.arch == failed.arch and again.trial_id != failed.trial_id
+    assert again.retried == ["RuntimeError: training of abab diverged"] and again.done == 80
+    assert len({r.done for r in records}) == 80
+    evaluated = log.read_text().split()
+    assert evaluated.count("abab") == 2 and len(evaluated) == 81
+    study = optuna.load_study(study_name="t", storage=url)   # the failed trial is still there, as it was
+    states = [t.state.name for t in study.trials]
+    (kept,) = [t for t in study.trials if t.state.name == "FAIL"]
+    assert len(states) == 81 and kept._trial_id == failed.trial_id and kept.user_attrs["seq"] == failed.seq
+
+    # a later resume cannot replay that history: it warm-starts at once, without a warning, and runs nothing
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        later = loop(Ledger.open(url, "t"), name="random", evaluator=ToyEvaluator(log=str(log)),
+                     budget=Budget(80)).run()
+    assert later.warm_started and later.retried == 0 and len(later.records) == 80
+    assert len(log.read_text().split()) == 81
+
+
+def test_a_retry_that_fails_again_lists_every_error_and_nothing_failed_is_a_plain_replay():
+    ledger = Ledger.create(None, "t", {})
+    loop(ledger, name="random", evaluator=ToyEvaluator(fail="abab"), budget=Budget(80)).run()
+    for attempt in (1, 2):
+        result = loop(ledger, name="random", evaluator=ToyEvaluator(fail="abab"), budget=Budget(80),
+                      retry_failed=True).run()
+        assert result.retried == 1 and result.failures == 1
+        (failed,) = [r for r in ledger.records() if r.state == "failed"]
+        assert failed.retried == ["RuntimeError: training of abab diverged"] * attempt
+    clean = Ledger.create(None, "t", {})
+    loop(clean, budget=Budget(15)).run()
+    resumed = loop(clean, budget=Budget(15), retry_failed=True).run()
+    assert resumed.replayed == 15 and not resumed.warm_started and resumed.retried == 0
 
 
 def test_async_resume_reruns_only_what_was_running(tmp_path):

@@ -160,9 +160,12 @@ def _changed(key: str, value: Any, old: Any, run_dir: Path) -> str:
 
 def run_search(config: SearchConfig | None, *, resume: bool = False, run_dir: str | Path | None = None,
                flags: dict[str, Any] | None = None, callbacks: Sequence[Callback] = (),
-               report: bool = True) -> tuple[SearchResult, Run, dict[str, Path]]:
+               report: bool = True, retry_failed: bool = False) -> tuple[SearchResult, Run, dict[str, Path]]:
     """Run a new search (``config``), or resume the one in ``run_dir`` (then
-    ``config`` and ``flags`` may only change its budget and executor)."""
+    ``config`` and ``flags`` may only change its budget and executor;
+    ``retry_failed`` runs its failed candidates again)."""
+    if retry_failed and not resume:
+        raise ConfigError("--retry-failed goes with --resume: it runs a recorded search's failed candidates again")
     if resume:
         if run_dir is None:
             raise ConfigError("--resume needs the run directory (--out) or the configuration it was run with")
@@ -175,7 +178,7 @@ def run_search(config: SearchConfig | None, *, resume: bool = False, run_dir: st
         ledger.update_meta(**describe_objective(parts.evaluator))
         _write_config(run.dir, config)
         loop = SearchLoop(parts.space, parts.strategy, parts.evaluator, ledger, executor=parts.executor,
-                          budget=config.budget, callbacks=callbacks)
+                          budget=config.budget, callbacks=callbacks, retry_failed=retry_failed)
         result = loop.run()
         files = write_run_report(run, ledger) if report else {}
     finally:

@@ -61,6 +61,9 @@ def register(subparsers) -> None:
     _add_search_flags(p)
     p.add_argument("--resume", action="store_true",
                    help="continue the search in the run directory (finished candidates are not re-evaluated)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="with --resume: run the failed candidates again first (e.g. after a transient error); "
+                        "the failed trials stay in the ledger")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_search)
 
@@ -101,9 +104,11 @@ def _cmd_search(args) -> int:
         if args.resume:
             run_dir = Path(args.out) if args.out else config.run_dir
             result, run, files = run_search(given, resume=True, run_dir=run_dir, flags=_flags(args),
-                                            callbacks=[progress] if progress else [])
+                                            callbacks=[progress] if progress else [],
+                                            retry_failed=args.retry_failed)
         else:
-            result, run, files = run_search(config, callbacks=[progress] if progress else [])
+            result, run, files = run_search(config, callbacks=[progress] if progress else [],
+                                            retry_failed=args.retry_failed)
     finally:
         if progress:
             progress.stop()
@@ -162,6 +167,9 @@ def _print_summary(run, records, files, result=None) -> None:
     line = f"{len(finished)} finished, {failed} failed"
     if result is not None:
         line += f" ({result.replayed} replayed from the ledger; stopped: {result.stopped})"
+    retried = sum(bool(r.retried) for r in finished)
+    if retried:
+        line += f"; {retried} ran again after failing (--retry-failed)"
     table.add_row("evaluations", line)
     if best is not None:
         from ..registry import get_space

@@ -15,7 +15,13 @@ again, and the strategy and its predictor end in exactly the state they had,
 so a deterministic strategy with a tabular evaluator finishes with exactly
 the result of an uninterrupted run. If the strategy proposes something else
 than the ledger holds (it is not deterministic), the loop falls back to a
-warm start: a fresh strategy is told every recorded outcome in order.
+warm start: a fresh strategy is told every recorded outcome in order, and a
+later resume of that search starts with a warm start.
+
+``retry_failed`` runs the failed candidates again (a transient error: a GPU
+out of memory, a full disk): it is a warm start in which the failures are not
+told; the retries are dispatched first, each as a new trial that supersedes
+the failed one in the ledger (``Ledger.retry``), and cost no budget.
 """
 from __future__ import annotations
 
@@ -59,6 +65,7 @@ class SearchResult:
     wall_s: float
     workers: int = 1
     busy_s: float = 0.0              # evaluation time of the candidates run (not replayed) by this run
+    retried: int = 0                 # failed candidates run again (retry_failed)
 
     @property
     def failures(self) -> int:
@@ -95,7 +102,7 @@ class SearchLoop:
     def __init__(self, space: SearchSpace, strategy: Strategy, evaluator: Evaluator, ledger: Ledger, *,
                  executor: Executor | None = None, budget: Budget = Budget(),
                  callbacks: Sequence[Callback] = (), fidelity: Any = None,
-                 max_consecutive_failures: int = 20):
+                 max_consecutive_failures: int = 20, retry_failed: bool = False):
         from ..runtime.local import InlineExecutor
         self.space = space
         self.strategy = strategy
@@ -106,12 +113,14 @@ class SearchLoop:
         self.callbacks = list(callbacks)
         self.fidelity = fidelity
         self.max_consecutive_failures = max_consecutive_failures
+        self.retry_failed = retry_failed
         # progress, read by callbacks
         self.finished: list[Record] = []
         self.best: Record | None = None
         self.cost_s = 0.0
         self.replayed = 0
         self.warm_started = False
+        self.retried = 0
         self.busy_s = 0.0
         self.started = time.perf_counter()
         self.executor.on_retry = self._retried
@@ -123,11 +132,15 @@ class SearchLoop:
         self._recorded = {r.seq: r for r in records}
         self._log = deque(sorted((r for r in records if r.finished), key=lambda r: r.done))
         self._inflight: dict[int, _Flight] = {}
-        self._next_seq = 0
+        self._retry: deque[Record] = deque()
+        self._next_seq = self._next_done = 0
         self._failures_in_a_row = 0
         self.started = time.perf_counter()
         stopped = "budget"
         try:
+            retry = self.retry_failed and any(r.state == "failed" for r in records)
+            if retry or self.ledger.meta.get("warm_started"):   # that history cannot be replayed
+                self._warm_start(retry=retry)
             while True:
                 try:
                     if not self._fill() and not self._inflight:
@@ -141,7 +154,8 @@ class SearchLoop:
         finally:
             self.executor.shutdown(cancel=True)
         return SearchResult(list(self.finished), self.best, stopped, self.replayed, self.warm_started,
-                            time.perf_counter() - self.started, self.executor.workers, self.busy_s)
+                            time.perf_counter() - self.started, self.executor.workers, self.busy_s,
+                            self.retried)
 
     def _budget_left(self) -> bool:
         b = self.budget
@@ -150,6 +164,10 @@ class SearchLoop:
 
     def _fill(self) -> bool:
         """Dispatch until every worker is busy; False when the strategy has nothing left."""
+        while self._retry and len(self._inflight) < self.executor.workers:   # failed ones first, no budget
+            record = self.ledger.retry(self._retry.popleft())
+            self.retried += 1
+            self._inflight[record.seq] = _Flight(record, self._submit(record.arch))
         while len(self._inflight) < self.executor.workers and self._budget_left():
             proposed = self.strategy.ask(1)
             if not proposed:
@@ -206,7 +224,7 @@ class SearchLoop:
 
     def _settle(self, record: Record, future: cf.Future) -> None:
         """Fill ``record`` with the outcome of ``future`` (a result or a failure)."""
-        record.done = len(self.finished)
+        record.done = self._next_done
         exc = future.exception()
         if isinstance(exc, DataError):
             raise exc   # missing tables fail every candidate: stop; this one re-runs on --resume
@@ -227,6 +245,7 @@ class SearchLoop:
         """Tell the strategy and update the progress."""
         self.strategy.tell(record.arch, record.value, record.metrics)
         self.finished.append(record)
+        self._next_done = max(self._next_done, record.done + 1)
         self.cost_s += record.cost_s or 0.0
         if record.state == "complete":
             self._failures_in_a_row = 0
@@ -240,20 +259,27 @@ class SearchLoop:
             raise SearchAborted(f"{self._failures_in_a_row} evaluations failed in a row; "
                                 f"the last: {record.error}")
 
-    def _warm_start(self, exc: _Diverged) -> None:
-        """Continue from the recorded outcomes with a fresh strategy (no replay)."""
-        warnings.warn(f"the strategy did not replay the recorded search ({exc}); continuing from the "
-                      f"recorded outcomes instead (warm start)", RuntimeWarning, stacklevel=2)
+    def _warm_start(self, diverged: _Diverged | None = None, retry: bool = False) -> None:
+        """Continue from the recorded outcomes with a fresh strategy (no replay);
+        with ``retry``, the failed candidates are queued to run again instead."""
+        if diverged is not None:
+            warnings.warn(f"the strategy did not replay the recorded search ({diverged}); continuing from "
+                          f"the recorded outcomes instead (warm start)", RuntimeWarning, stacklevel=2)
         self.warm_started = True
+        if not self.ledger.meta.get("warm_started"):
+            self.ledger.update_meta(warm_started=True)
         futures = {seq: f.future for seq, f in self._inflight.items() if f.future is not None}
         records = self.ledger.records()
+        failed = [r for r in records if r.state == "failed"] if retry else []
+        again = {r.seq for r in failed}
         self.strategy = self.strategy.fresh()
         self.finished, self.best, self.cost_s = [], None, 0.0
-        self._failures_in_a_row = 0
-        for record in sorted((r for r in records if r.finished), key=lambda r: r.done):
+        self._failures_in_a_row = self._next_done = 0
+        for record in sorted((r for r in records if r.finished and r.seq not in again), key=lambda r: r.done):
             self._accept(record)
         running = [r for r in records if not r.finished]
-        self.strategy.reserve(r.arch for r in running)
+        self.strategy.reserve(r.arch for r in running + failed)
+        self._retry = deque(failed)
         self._inflight = {}
         for record in running:
             future = futures.get(record.seq)
