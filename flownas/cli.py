@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from typing import Sequence
 
@@ -64,9 +65,10 @@ def _cmd_lookup(args) -> int:
 
 def _cmd_data_list(args) -> int:
     from .data import status
-    from .benchmarks.base import data_root
+    from .benchmarks.base import DATA_ENV, data_root
     root = data_root(required=False)
-    print(f"FLOWNAS_DATA={root if root else '(not set)'}")
+    given = os.environ.get(DATA_ENV)
+    print(f"{DATA_ENV}={root or (f'{given} (not a directory)' if given else '(not set)')}")
     for row in status(root):
         mark = "ok     " if row["present"] else "MISSING"
         print(f"{mark} {row['table']:<50} {row['sha256'][:16]}…")

@@ -58,3 +58,7 @@ def test_missing_data_is_explained(capsys, monkeypatch, tmp_path):
     finally:
         load_benchmark.cache_clear()
     assert code == 1 and "missing benchmark table" in err and "nb201_all.jsonl.gz" in err and "fetch" in err
+    monkeypatch.setenv("FLOWNAS_DATA", str(tmp_path / "nowhere"))
+    code, out, _ = run(capsys, "data", "list")
+    assert code == 0 and out.startswith(f"FLOWNAS_DATA={tmp_path / 'nowhere'} (not a directory)\n")
+    assert "MISSING nasbench201/nb201_all.jsonl.gz" in out

@@ -152,6 +152,22 @@ def test_bad_flags_and_files(tmp_path, capsys):
     assert "cannot read config" in one_line_error(capsys, "search", tmp_path / "missing.yaml")
 
 
+def test_missing_data_stops_a_new_search_before_it_leaves_a_run_directory(tmp_path, capsys, monkeypatch):
+    from flownas.benchmarks.base import load_benchmark
+    from flownas.search import api
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("FLOWNAS_DATA", str(tmp_path / "empty"))
+    monkeypatch.setattr(api, "_SUBSPACES", {})   # as in a fresh process
+    load_benchmark.cache_clear()
+    try:
+        err = one_line_error(capsys, "search", "--strategy", "random", "--budget", "3", "--out", tmp_path / "r",
+                             "--quiet")
+    finally:
+        load_benchmark.cache_clear()
+    # so the same command, once the data is there, starts the search (no "--resume" needed)
+    assert "missing benchmark table" in err and not (tmp_path / "r").exists()
+
+
 def test_unreachable_storage_is_one_clear_line(tmp_path, capsys, data_root):
     err = one_line_error(capsys, "search", "--strategy", "random", "--budget", "3", "--out", tmp_path / "r",
                          "--storage", "postgresql://flownas:pw@127.0.0.1:1/ledger", "--quiet")

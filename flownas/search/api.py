@@ -170,10 +170,15 @@ def run_search(config: SearchConfig | None, *, resume: bool = False, run_dir: st
         if run_dir is None:
             raise ConfigError("--resume needs the run directory (--out) or the configuration it was run with")
         run, ledger, config = resume_run(Path(run_dir), config, flags or {})
+        try:
+            parts = build(config)
+        except BaseException:
+            ledger.close()
+            raise
     else:
+        parts = build(config)   # an unknown component or a missing table: no run directory is left behind
         run, ledger = start_run(config)
     try:
-        parts = build(config)
         _set_torch_threads(config.threads, parts.strategy)
         ledger.update_meta(**describe_objective(parts.evaluator))
         _write_config(run.dir, config)
