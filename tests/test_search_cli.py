@@ -125,6 +125,7 @@ def test_predictor_search_plots_predicted_vs_true(tmp_path, capsys, data_root):
     ("strategy: {name: evolution, population: 5}\n", "strategy.population: strategy 'evolution' takes no"),
     ("strategy: {name: evolution, population_size: many}\n", "strategy.population_size: expected int"),
     ("budget: {evaluations: -3}\n", "budget.evaluations must be at least 1"),
+    ("seed: -1\n", "seed must be an integer >= 0"),
     ("seed: 1.5\n", "seed: expected int"),
     ("strategy: random\npredictor: mlp\n", "predictor: the strategy 'random' uses no predictor"),
     ("predictor: flowerfomer\n", "predictor: unknown predictor 'flowerfomer'"),

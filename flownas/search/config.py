@@ -182,6 +182,8 @@ class SearchConfig:
             raise ConfigError(f"budget.evaluations must be at least 1, got {self.budget.evaluations}")
         if self.budget.cost_s is not None and self.budget.cost_s <= 0:
             raise ConfigError(f"budget.cost_s must be positive, got {self.budget.cost_s}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0 (numpy's and Optuna's seeds), got {self.seed}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be at least 1 (or null for torch's default), got {self.threads}")
 
