@@ -94,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="random architectures of a space, as JSON lines")
     p.add_argument("space")
-    p.add_argument("-n", type=_positive_int, default=1, help="how many (default 1)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-n", type=positive_int, default=1, help="how many (default 1)")
+    p.add_argument("--seed", type=seed, default=0)
     p.set_defaults(func=_cmd_sample)
 
     p = sub.add_parser("lookup", help="benchmark-table metrics of one architecture, as JSON")
@@ -127,10 +127,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
+# -- argument types, shared by every command ---------------------------------------------
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    value = _int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def seed(text: str) -> int:
+    """A random seed: numpy, torch and Optuna take integers >= 0."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed is an integer >= 0, got {value}")
+    return value
+
+
+def resource(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
     return value
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .cli import positive_int
 from .errors import ConfigError, construct
 from .predictors.base import accepts_validation
 
@@ -214,6 +215,8 @@ def parse_seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"seeds must be a count (5) or a list (0,1,2), got {text!r}") from None
     if not seeds:
         raise argparse.ArgumentTypeError("at least one seed")
+    if min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"a seed is an integer >= 0, got {min(seeds)}")
     return seeds
 
 
@@ -252,7 +255,7 @@ def register_bench(bench_subparsers) -> None:
     p.add_argument("--param", type=parse_param, action="append", metavar="KEY=VALUE",
                    help="a predictor hyper-parameter (JSON value), repeatable")
     p.add_argument("--task", default="class_scene", help="TransNAS task (default class_scene)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch threads (default 2)")
     p.add_argument("--json", metavar="OUT", help="write the figures here")
     p.set_defaults(func=_cmd)
 

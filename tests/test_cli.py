@@ -43,6 +43,23 @@ def test_bad_input_is_one_line_error(capsys, argv, message):
     assert err.count("\n") == 1 and err.startswith("flownas: error:") and message in err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["sample", "nb201", "--seed", "-5"], "argument --seed: a seed is an integer >= 0, got -5"),
+    (["sample", "nb201", "--seed", "x"], "argument --seed: expected an integer, got 'x'"),
+    (["search", "--seed", "-2"], "argument --seed: a seed is an integer >= 0, got -2"),
+    (["bench", "search", "--first-seed", "-1"], "argument --first-seed: a seed is an integer >= 0"),
+    (["bench", "predictors", "--space", "nb201", "--predictor", "mlp", "--train-size", "50", "--seeds", "0,-1"],
+     "argument --seeds: a seed is an integer >= 0, got -1"),
+    (["bench", "predictors", "--space", "nb201", "--predictor", "mlp", "--train-size", "50", "--threads", "0"],
+     "argument --threads: must be at least 1, got 0"),
+])
+def test_bad_flags_are_argparse_errors_naming_the_flag(capsys, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and message in err.splitlines()[-1]
+
+
 def test_help_everywhere():
     for argv in (["--help"], ["sample", "--help"], ["lookup", "--help"], ["data", "fetch", "--help"]):
         proc = subprocess.run([sys.executable, "-m", "flownas", *argv], capture_output=True, text=True)

@@ -8,28 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..cli import positive_int, resource, seed
+
 SEARCH_FLAGS = ("space", "dataset", "strategy", "predictor", "budget", "seed", "storage", "out", "executor",
                 "workers", "ray_address", "num_gpus", "num_cpus", "threads")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _resource(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
-    return value
 
 
 def _add_search_flags(p: argparse.ArgumentParser, *, run_flags: bool = True) -> None:
@@ -39,19 +21,19 @@ def _add_search_flags(p: argparse.ArgumentParser, *, run_flags: bool = True) -> 
     p.add_argument("--strategy", help="random, evolution, predictor, predictor-evolution, optuna, ... "
                                       "(default predictor)")
     p.add_argument("--predictor", help="predictor of a predictor-guided strategy (default: the best registered)")
-    p.add_argument("--budget", type=_positive_int, help="number of evaluations (default 100)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--threads", type=_positive_int,
+    p.add_argument("--budget", type=positive_int, help="number of evaluations (default 100)")
+    p.add_argument("--seed", type=seed)
+    p.add_argument("--threads", type=positive_int,
                    help="torch threads of the search process (default 1: fastest for the predictors' small graphs)")
     if run_flags:
         p.add_argument("--storage", help="ledger: SQLAlchemy URL or SQLite file (default RUN_DIR/ledger.db)")
         p.add_argument("--out", help="run directory (default runs/NAME)")
         p.add_argument("--executor", help="local (default), inline, process, ray, or a registered one")
-        p.add_argument("--workers", type=_positive_int, help="evaluations in flight (default 1)")
+        p.add_argument("--workers", type=positive_int, help="evaluations in flight (default 1)")
         p.add_argument("--ray-address", help="ray executor: the cluster (auto, HOST:PORT or ray://HOST:PORT; "
                                              "default: start Ray on this machine)")
-        p.add_argument("--num-gpus", type=_resource, help="ray executor: GPUs per evaluation (fractions allowed)")
-        p.add_argument("--num-cpus", type=_resource, help="ray executor: CPUs per evaluation (default 1)")
+        p.add_argument("--num-gpus", type=resource, help="ray executor: GPUs per evaluation (fractions allowed)")
+        p.add_argument("--num-cpus", type=resource, help="ray executor: CPUs per evaluation (default 1)")
 
 
 def register(subparsers) -> None:
@@ -78,9 +60,9 @@ def register_bench(subparsers) -> None:
                                           "accuracy after 25/50/100/150 evaluations, how often and how soon "
                                           "the global optimum is found, and the wall time.")
     _add_search_flags(p, run_flags=False)
-    p.add_argument("--seeds", type=_positive_int, default=30, help="number of seeds (default 30)")
-    p.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST..FIRST+SEEDS-1 (default 0)")
-    p.add_argument("--jobs", type=_positive_int, default=1, help="seeds run in parallel processes (default 1)")
+    p.add_argument("--seeds", type=positive_int, default=30, help="number of seeds (default 30)")
+    p.add_argument("--first-seed", type=seed, default=0, help="seeds are FIRST..FIRST+SEEDS-1 (default 0)")
+    p.add_argument("--jobs", type=positive_int, default=1, help="seeds run in parallel processes (default 1)")
     p.add_argument("--json", help="write every figure and per-seed curve to this file")
     p.set_defaults(func=_cmd_bench, budget_default=150)
 
