@@ -97,8 +97,8 @@ class Run:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise FlownasError(f"{run_dir} holds no search to resume (no {RUN_FILE}; a search killed before "
-                               f"it started is run again without --resume)") from None
+            raise FlownasError(f"{run_dir} holds no search (no {RUN_FILE}; a search killed before it started "
+                               f"is run again without --resume)") from None
         except (OSError, json.JSONDecodeError) as exc:
             raise FlownasError(f"{path} is unreadable: {exc}") from None
         return cls(run_dir, data.get("storage"), data["study"])
