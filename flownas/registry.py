@@ -3,7 +3,8 @@
 A registry discovers its implementations lazily: the first lookup imports every
 module of its package, then every plug-in of the entry-point group
 ``flownas.<kind>`` (so a pip-installed plug-in appears without editing flownas).
-Importing flownas itself stays cheap.
+A plug-in that fails to import is reported (a warning, and its name's lookup
+says why) without taking the others down. Importing flownas itself stays cheap.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import fnmatch
 import importlib
 import importlib.metadata
 import pkgutil
+import warnings
 from typing import Any, Callable
 
 from .errors import UnknownNameError
@@ -22,6 +24,7 @@ class Registry:
         self.kind = kind                  # "space", "predictor", ...
         self.package = package            # "flownas.spaces"
         self._entries: dict[str, Any] = {}
+        self._broken: dict[str, str] = {}  # plug-ins that failed to load: name -> why
         self._discovered = False
 
     def register(self, name: str, obj: Any = None):
@@ -40,6 +43,9 @@ class Registry:
         try:
             return self._entries[name]
         except KeyError:
+            if name in self._broken:
+                raise UnknownNameError(f"{self.kind} {name!r} is an installed plug-in that failed to load: "
+                                       f"{self._broken[name]}") from None
             close = difflib.get_close_matches(name, self._entries, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise UnknownNameError(
@@ -65,7 +71,13 @@ class Registry:
             if not mod.name.startswith("_"):
                 importlib.import_module(f"{self.package}.{mod.name}")
         for ep in importlib.metadata.entry_points(group=f"flownas.{self.kind}s"):
-            obj = ep.load()
+            try:
+                obj = ep.load()
+            except Exception as exc:
+                self._broken[ep.name] = f"{ep.value}: {type(exc).__name__}: {exc}"
+                warnings.warn(f"flownas {self.kind} plug-in {ep.name!r} failed to load ({self._broken[ep.name]})",
+                              RuntimeWarning, stacklevel=3)
+                continue
             if ep.name not in self._entries:   # a plug-in may register itself
                 self.register(ep.name, obj)
         # set last: a failed import fails again, loudly, on the next lookup

@@ -183,6 +183,23 @@ def test_installed_plugin_appears_in_flownas_spaces(tmp_path, monkeypatch, fresh
     assert len(lines) == 2 and Architecture.from_json(lines[0]).space == "demo-cells"
 
 
+def test_a_broken_plugin_is_named_and_the_other_spaces_still_work(monkeypatch, fresh_registry, capsys):
+    import importlib.metadata
+    broken = importlib.metadata.EntryPoint("broken-cells", "flownas_no_such_plugin:Cells", "flownas.spaces")
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group: [broken] if group == "flownas.spaces" else real(group=group))
+    monkeypatch.setattr(fresh_registry, "_broken", {})
+    with pytest.warns(RuntimeWarning, match="plug-in 'broken-cells' failed to load"):
+        assert "nb201" in fresh_registry.names()
+    assert main(["sample", "nb201", "-n", "1"]) == 0
+    capsys.readouterr()
+    assert main(["sample", "broken-cells"]) == 1
+    err = capsys.readouterr().err
+    assert "space 'broken-cells' is an installed plug-in that failed to load" in err
+    assert "ModuleNotFoundError" in err and "flownas_no_such_plugin" in err
+
+
 # -- docs/custom_spaces.md, executed ------------------------------------------------------------
 ROOT = Path(__file__).resolve().parents[1]
 
