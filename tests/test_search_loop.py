@@ -175,7 +175,8 @@ def test_a_strategy_that_does_not_replay_falls_back_to_a_warm_start(tmp_path):
     assert len(log.read_text().split()) == 30
 
 
-def test_retry_failed_runs_the_failures_again_and_keeps_them_in_the_study(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_retry_failed_runs_the_failures_again_and_keeps_them_in_the_study(tmp_path, workers):
     url = storage_url(tmp_path / "l.db")
     log = tmp_path / "log"
     ledger = Ledger.create(url, "t", {})
@@ -185,7 +186,7 @@ def test_retry_failed_runs_the_failures_again_and_keeps_them_in_the_study(tmp_pa
 
     # the error was transient: the same search, resumed with retry_failed, runs it again
     result = loop(Ledger.open(url, "t"), name="random", evaluator=ToyEvaluator(log=str(log)), budget=Budget(80),
-                  retry_failed=True).run()
+                  retry_failed=True, executor=ProcessExecutor(workers) if workers > 1 else None).run()
     assert result.retried == 1 and result.warm_started and result.failures == 0
     records = Ledger.open(url, "t").records()
     assert len(records) == 80 and all(r.state == "complete" for r in records)   # no budget spent on it
