@@ -98,6 +98,16 @@ def test_resume_may_extend_the_budget_but_not_change_the_search(finished_run, ca
     assert code == 0 and "40 finished" in out and "30 replayed" in out
 
 
+def test_a_second_driver_is_refused_while_the_search_runs(finished_run, capsys):
+    import os
+    from flownas.search.api import driving
+    with driving(finished_run):   # as another process running this search would hold it
+        err = one_line_error(capsys, "search", "--resume", "--out", finished_run, "--quiet")
+    assert f"{finished_run} is being searched by pid {os.getpid()} on " in err and "before resuming" in err
+    code, _, _ = run(capsys, "search", "--resume", "--out", finished_run, "--quiet")   # released: it resumes
+    assert code == 0
+
+
 def test_predictor_search_plots_predicted_vs_true(tmp_path, capsys, data_root):
     out = tmp_path / "pred"
     cfg = tmp_path / "c.yaml"

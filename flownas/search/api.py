@@ -3,10 +3,12 @@ directory and its ledger (new, or resumed), run the loop, write the report.
 
 A run directory holds ``run.json`` (where the ledger is), ``config.yaml``
 (the configuration as run), the SQLite ledger ``ledger.db`` unless another
-storage was given, and the report files (``flownas.report``).
+storage was given, ``run.lock`` (held while a process runs the search) and
+the report files (``flownas.report``).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from dataclasses import dataclass, replace
@@ -26,6 +28,7 @@ from .loop import Callback, SearchLoop, SearchResult
 RUN_FILE = "run.json"
 LEDGER_FILE = "ledger.db"
 CONFIG_FILE = "config.yaml"
+LOCK_FILE = "run.lock"     # held by the process running the search (``driving``)
 
 
 @dataclass
@@ -166,19 +169,21 @@ def run_search(config: SearchConfig | None, *, resume: bool = False, run_dir: st
     ``retry_failed`` runs its failed candidates again)."""
     if retry_failed and not resume:
         raise ConfigError("--retry-failed goes with --resume: it runs a recorded search's failed candidates again")
-    if resume:
-        if run_dir is None:
-            raise ConfigError("--resume needs the run directory (--out) or the configuration it was run with")
-        run, ledger, config = resume_run(Path(run_dir), config, flags or {})
-        try:
+    with contextlib.ExitStack() as held:
+        if resume:
+            if run_dir is None:
+                raise ConfigError("--resume needs the run directory (--out) or the configuration it was run with")
+            run_dir = Path(run_dir)
+            if (run_dir / RUN_FILE).is_file():
+                held.enter_context(driving(run_dir))
+            run, ledger, config = resume_run(run_dir, config, flags or {})
+            held.callback(ledger.close)
             parts = build(config)
-        except BaseException:
-            ledger.close()
-            raise
-    else:
-        parts = build(config)   # an unknown component or a missing table: no run directory is left behind
-        run, ledger = start_run(config)
-    try:
+        else:
+            parts = build(config)   # an unknown component or a missing table: no run directory is left behind
+            run, ledger = start_run(config)
+            held.callback(ledger.close)
+            held.enter_context(driving(run.dir))
         _set_torch_threads(config.threads, parts.strategy)
         ledger.update_meta(**describe_objective(parts.evaluator))
         _write_config(run.dir, config)
@@ -186,9 +191,32 @@ def run_search(config: SearchConfig | None, *, resume: bool = False, run_dir: st
                           budget=config.budget, callbacks=callbacks, retry_failed=retry_failed)
         result = loop.run()
         files = write_run_report(run, ledger) if report else {}
-    finally:
-        ledger.close()
     return result, run, files
+
+
+@contextlib.contextmanager
+def driving(run_dir: Path):
+    """Hold the run directory's lock while this process runs its search, so a
+    second driver (a --resume started while the first still runs) is refused
+    instead of evaluating and recording the same candidates again. The lock is
+    flock(2): the kernel releases it when the process dies, even by SIGKILL,
+    so a dead search never blocks its resume."""
+    import fcntl
+    import os
+    import socket
+    with open(run_dir / LOCK_FILE, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise FlownasError(f"{run_dir} is being searched by {holder}: let it finish, or stop it, "
+                               f"before resuming") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        fh.flush()
+        yield
 
 
 def _set_torch_threads(threads: int | None, strategy) -> None:
