@@ -12,6 +12,8 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 # one torch thread per test process (read when torch is imported): the suite runs
 # on two xdist workers, and spin-waiting OpenMP threads make small nets crawl
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# no on-disk cache (flownas.cache) unless a test sets one: each run computes what it checks
+os.environ["FLOWNAS_CACHE"] = "off"
 _SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 if not os.environ.get("FLOWNAS_DATA") and _SHARED.is_dir():
     os.environ["FLOWNAS_DATA"] = str(_SHARED)   # as the Makefile does

@@ -145,6 +145,60 @@ def test_pretraining_is_reused_across_fine_tuning_seeds(data):
     assert not all(torch.equal(v, other.pretrained_state_[k]) for k, v in first.pretrained_state_.items())
 
 
+def test_pretraining_is_cached_on_disk_for_later_processes(data, tmp_path, monkeypatch):
+    from flownas import cache
+    from flownas.predictors import dele
+    from flownas.predictors.nn import train
+    pool, y, signals = data
+    monkeypatch.setenv("FLOWNAS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(dele, "_PRETRAINED", type(dele._PRETRAINED)())   # as in a new process
+    params = {**QUICK, "pretrain_seed": 11}
+    first = DELEPredictor(seed=0, **params).pretrain(pool, signals)
+    (entry,) = (tmp_path / "cache" / "dele-pretrained").glob("*.pt")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("pre-trained again despite the cache")
+    monkeypatch.setattr(dele, "_PRETRAINED", type(dele._PRETRAINED)())   # another new process
+    monkeypatch.setattr(train, "train_network", no_training)
+    again = DELEPredictor(seed=0, **params).pretrain(pool, signals)
+    assert all(torch.equal(v, again.pretrained_state_[k]) for k, v in first.pretrained_state_.items())
+    assert again.pretrain_featurizer_.config() == first.pretrain_featurizer_.config()
+    assert again.pretrain_result_ == first.pretrain_result_
+    fit = lambda p: p.fit(pool[:60], y[:60]).predict(pool[60:])   # noqa: E731
+    np.testing.assert_array_equal(fit(again), fit(DELEPredictor(seed=0, **params).pretrain(pool, signals)))
+
+    # another version of the code is a miss; a damaged entry is recomputed, with a warning
+    monkeypatch.setattr(dele, "_PRETRAINED", type(dele._PRETRAINED)())
+    monkeypatch.setattr(dele, "code_fingerprint", lambda *packages: "changed")
+    with pytest.raises(AssertionError, match="pre-trained again"):
+        DELEPredictor(seed=0, **params).pretrain(pool, signals)
+    monkeypatch.undo()
+    monkeypatch.setenv("FLOWNAS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(dele, "_PRETRAINED", type(dele._PRETRAINED)())
+    entry.write_bytes(b"truncated")
+    with pytest.warns(RuntimeWarning, match="unreadable cache entry"):
+        redone = DELEPredictor(seed=0, **params).pretrain(pool, signals)
+    assert all(torch.equal(v, redone.pretrained_state_[k]) for k, v in first.pretrained_state_.items())
+    assert cache.load("dele-pretrained", entry.stem) is not None   # rewritten whole
+
+
+def test_the_cache_can_be_turned_off_and_an_unwritable_one_only_warns(data, tmp_path, monkeypatch):
+    from flownas import cache
+    from flownas.predictors import dele
+    pool, _, signals = data
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("FLOWNAS_CACHE", "off")
+    assert cache.cache_dir() is None and cache.store("k", "x", {"a": 1}) is None
+    monkeypatch.setenv("FLOWNAS_CACHE", "")
+    assert cache.cache_dir() == tmp_path / ".cache" / "flownas"
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("FLOWNAS_CACHE", str(tmp_path / "file"))
+    monkeypatch.setattr(dele, "_PRETRAINED", type(dele._PRETRAINED)())
+    with pytest.warns(RuntimeWarning, match="could not write the cache entry"):
+        DELEPredictor(seed=0, **{**QUICK, "pretrain_seed": 12}).pretrain(pool, signals)
+
+
 def test_the_dele_strategy_ranks_with_zero_cost_experts_by_default(nb201_table):
     from flownas.registry import SPACES, STRATEGIES
     from search_toys import ToySpace

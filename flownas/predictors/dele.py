@@ -40,10 +40,13 @@ N = 156, tuning seeds: 0.904 with the 12-epoch accuracy, params and NASWOT,
 Pre-training depends on the pool, its signals, the encoder and pre-training
 hyper-parameters and ``pretrain_seed``, not on ``seed`` (which seeds the
 fine-tuning): its result is kept per process for those inputs, so a search
-that refits its predictor every round with new seeds pre-trains once.
+that refits its predictor every round with new seeds pre-trains once, and on
+disk (``flownas.cache``, keyed also by the predictor code and torch version),
+so later processes load it instead of pre-training again.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -52,7 +55,9 @@ from typing import Sequence
 
 import numpy as np
 
+from .. import cache
 from ..arch import Architecture
+from ..cache import code_fingerprint
 from ..registry import PREDICTORS
 from .base import check_archs, check_training_data
 from .features import GraphFeaturizer
@@ -69,6 +74,7 @@ PRETRAIN_PARAMS = ("dim", "layers", "heads", "dropout", "attn_dropout", "norm", 
 # predictor after every round, with new seeds) reuse the pre-training
 _PRETRAINED: "OrderedDict[str, tuple]" = OrderedDict()
 _PRETRAINED_KEPT = 4
+CACHE_KIND = "dele-pretrained"   # and on disk, across processes (flownas.cache)
 
 
 @PREDICTORS.register("dele")
@@ -146,7 +152,7 @@ class DELEPredictor(NeuralPredictor):
         (``signals``: name -> one value per architecture, None where missing)."""
         import torch
 
-        from .nn.train import TrainConfig, pairwise_hinge, train_network
+        from .nn.train import TrainConfig, TrainResult, pairwise_hinge, train_network
 
         archs = check_archs(archs)
         names = self._signal_names(signals)
@@ -175,16 +181,24 @@ class DELEPredictor(NeuralPredictor):
 
         key = self._pretrain_key(archs, values)
         if key not in _PRETRAINED:
-            feat, batch = self._training_batch(archs, archs[0].space)
-            targets = torch.as_tensor(values, dtype=torch.float32)
-            cfg = TrainConfig(epochs=self.pretrain_epochs, batch_size=self.pretrain_batch_size,
-                              lr=self.pretrain_lr, weight_decay=self.weight_decay, warmup=self.warmup,
-                              grad_clip=self.grad_clip)
-            seed = int(np.random.SeedSequence([self.pretrain_seed, 1]).generate_state(1)[0])
-            torch.manual_seed(seed)
-            net = self.build_network(feat)
-            result = train_network(net, batch, targets, cfg, seed=seed, step_loss=expert_loss)
-            state = {k: v.clone() for k, v in net.state_dict().items()}
+            disk_key = hashlib.sha256(f"{key} {code_fingerprint('flownas.predictors', 'flownas.arch')}".encode())
+            cached = cache.load(CACHE_KIND, disk_key.hexdigest())
+            if cached is not None:   # another process pre-trained the same (deterministic on one machine)
+                feat, state = GraphFeaturizer(**cached["featurizer"]), cached["state"]
+                result = TrainResult(**cached["result"])
+            else:
+                feat, batch = self._training_batch(archs, archs[0].space)
+                targets = torch.as_tensor(values, dtype=torch.float32)
+                cfg = TrainConfig(epochs=self.pretrain_epochs, batch_size=self.pretrain_batch_size,
+                                  lr=self.pretrain_lr, weight_decay=self.weight_decay, warmup=self.warmup,
+                                  grad_clip=self.grad_clip)
+                seed = int(np.random.SeedSequence([self.pretrain_seed, 1]).generate_state(1)[0])
+                torch.manual_seed(seed)
+                net = self.build_network(feat)
+                result = train_network(net, batch, targets, cfg, seed=seed, step_loss=expert_loss)
+                state = {k: v.clone() for k, v in net.state_dict().items()}
+                cache.store(CACHE_KIND, disk_key.hexdigest(),
+                            {"featurizer": feat.config(), "state": state, "result": dataclasses.asdict(result)})
             _PRETRAINED[key] = (feat, state, result)
             while len(_PRETRAINED) > _PRETRAINED_KEPT:
                 _PRETRAINED.popitem(last=False)
