@@ -232,6 +232,9 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 
 def _cmd(args) -> int:
+    # train_seconds includes DELE's pre-training (the first seed's): no on-disk
+    # cache here unless FLOWNAS_CACHE asks for one
+    os.environ.setdefault("FLOWNAS_CACHE", "off")
     params = dict(args.param or [])
     doc = run(args.space, args.predictor, args.train_size, args.protocol, args.seeds, params, args.threads, args.task)
     if args.json:
