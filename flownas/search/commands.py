@@ -116,7 +116,9 @@ class _Progress:
             self.progress.start()
             self.task = self.progress.add_task("search", total=loop.budget.evaluations, best="-")
         best = f"{loop.best.value:.4g}" if loop.best else "-"
-        label = f"search (replayed {loop.replayed})" if loop.replayed else "search"
+        so_far = [f"replayed {loop.replayed}"] if loop.replayed else []
+        so_far += [f"retried {loop.retried}"] if loop.retried else []
+        label = f"search ({', '.join(so_far)})" if so_far else "search"
         self.progress.update(self.task, completed=len(loop.finished), best=best, description=label)
 
     def stop(self) -> None:
