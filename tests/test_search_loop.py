@@ -210,6 +210,38 @@ def test_retry_failed_runs_the_failures_again_and_keeps_them_in_the_study(tmp_pa
     assert len(log.read_text().split()) == 81
 
 
+class FailAt(ToyEvaluator):
+    """A transient error at the given evaluation numbers of this process (from 1)."""
+
+    def __init__(self, at, log=None):
+        super().__init__(log=log)
+        self.at, self.count = at, 0
+
+    def evaluate(self, arch, fidelity=None):
+        self.count += 1
+        if self.count in self.at:
+            raise RuntimeError("CUDA out of memory")
+        return super().evaluate(arch, fidelity)
+
+
+def test_a_search_killed_while_retrying_resumes_the_retry(tmp_path):
+    url = storage_url(tmp_path / "l.db")
+    loop(Ledger.create(url, "t", {}), name="random", evaluator=FailAt({3, 7}), budget=Budget(20)).run()
+    with pytest.raises(KeyboardInterrupt):   # killed during the second retry
+        loop(Ledger.open(url, "t"), name="random", evaluator=KillOnce(2, str(tmp_path / "log")), budget=Budget(20),
+             retry_failed=True).run()
+    before = {r.seq: r for r in Ledger.open(url, "t").records()}
+    assert [(r.state, r.retried) for r in before.values() if r.retried] == [
+        ("complete", ["RuntimeError: CUDA out of memory"]), ("running", ["RuntimeError: CUDA out of memory"])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = loop(Ledger.open(url, "t"), name="random", evaluator=ToyEvaluator(), budget=Budget(20)).run()
+    after = Ledger.open(url, "t").records()
+    assert result.warm_started and result.failures == 0 and len(after) == 20
+    assert [r.restarts for r in after if r.retried] == [0, 1]      # the interrupted retry ran again
+    assert len({r.done for r in after}) == 20
+
+
 def test_a_retry_that_fails_again_lists_every_error_and_nothing_failed_is_a_plain_replay():
     ledger = Ledger.create(None, "t", {})
     loop(ledger, name="random", evaluator=ToyEvaluator(fail="abab"), budget=Budget(80)).run()
