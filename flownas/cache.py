@@ -52,6 +52,12 @@ def code_fingerprint(*packages: str) -> str:
     return h.hexdigest()
 
 
+def off_unless_set() -> None:
+    """Turn the cache off in this process unless ``FLOWNAS_CACHE`` names one:
+    for benchmarks, whose timings include what the cache would skip."""
+    os.environ.setdefault(CACHE_ENV, "off")
+
+
 def _path(kind: str, key: str) -> Path | None:
     root = cache_dir()
     return None if root is None else root / kind / f"{key}.pt"

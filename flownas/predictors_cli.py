@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .cli import positive_int
+from .cli import positive_int, seed as seed_arg
 from .errors import ConfigError, construct
 from .predictors.base import accepts_validation
 
@@ -215,9 +215,7 @@ def parse_seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"seeds must be a count (5) or a list (0,1,2), got {text!r}") from None
     if not seeds:
         raise argparse.ArgumentTypeError("at least one seed")
-    if min(seeds) < 0:
-        raise argparse.ArgumentTypeError(f"a seed is an integer >= 0, got {min(seeds)}")
-    return seeds
+    return [seed_arg(str(s)) for s in seeds]   # each a valid seed (>= 0), as --seed checks it
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -232,9 +230,8 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 
 def _cmd(args) -> int:
-    # train_seconds includes DELE's pre-training (the first seed's): no on-disk
-    # cache here unless FLOWNAS_CACHE asks for one
-    os.environ.setdefault("FLOWNAS_CACHE", "off")
+    from .cache import off_unless_set
+    off_unless_set()   # train_seconds includes DELE's pre-training (the first seed's)
     params = dict(args.param or [])
     doc = run(args.space, args.predictor, args.train_size, args.protocol, args.seeds, params, args.threads, args.task)
     if args.json:

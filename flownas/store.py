@@ -165,10 +165,13 @@ class Ledger:
     # -- writing ---------------------------------------------------------
     def start(self, seq: int, arch: Architecture, info: Mapping[str, Any] | None = None) -> int:
         """Record a dispatched candidate (RUNNING), in one transaction; its trial id."""
+        return self._new_trial(seq, arch, info or {})
+
+    def _new_trial(self, seq: int, arch: Architecture, info: Mapping[str, Any], **attrs: Any) -> int:
         import optuna
         template = optuna.trial.create_trial(
             state=optuna.trial.TrialState.RUNNING,
-            user_attrs={"seq": seq, "arch": arch.to_dict(), "arch_key": arch.key, "info": _jsonable(info or {})})
+            user_attrs={"seq": seq, "arch": arch.to_dict(), "arch_key": arch.key, "info": _jsonable(info), **attrs})
         return self.storage.create_new_trial(self.study_id, template_trial=template)
 
     def restart(self, record: Record) -> None:
@@ -181,14 +184,9 @@ class Ledger:
         dispatch number, which supersedes the failed one (that trial stays in
         the study as it was); its ``retried`` attribute lists the errors of
         the earlier attempts."""
-        import optuna
         retried = [*record.retried, record.error or "failed"]
-        template = optuna.trial.create_trial(
-            state=optuna.trial.TrialState.RUNNING,
-            user_attrs={"seq": record.seq, "arch": record.arch.to_dict(), "arch_key": record.arch.key,
-                        "info": _jsonable(record.info), "restarts": record.restarts, "retried": retried,
-                        "retry_of": record.trial_id})
-        trial_id = self.storage.create_new_trial(self.study_id, template_trial=template)
+        trial_id = self._new_trial(record.seq, record.arch, record.info, restarts=record.restarts, retried=retried,
+                                   retry_of=record.trial_id)
         return Record(record.seq, trial_id, record.arch, dict(record.info), restarts=record.restarts,
                       retried=retried)
 

@@ -169,7 +169,7 @@ def test_pretraining_is_cached_on_disk_for_later_processes(data, tmp_path, monke
 
     # another version of the code is a miss; a damaged entry is recomputed, with a warning
     monkeypatch.setattr(dele, "_PRETRAINED", type(dele._PRETRAINED)())
-    monkeypatch.setattr(dele, "code_fingerprint", lambda *packages: "changed")
+    monkeypatch.setattr(cache, "code_fingerprint", lambda *packages: "changed")
     with pytest.raises(AssertionError, match="pre-trained again"):
         DELEPredictor(seed=0, **params).pretrain(pool, signals)
     monkeypatch.undo()

@@ -57,7 +57,6 @@ import numpy as np
 
 from .. import cache
 from ..arch import Architecture
-from ..cache import code_fingerprint
 from ..registry import PREDICTORS
 from .base import check_archs, check_training_data
 from .features import GraphFeaturizer
@@ -181,8 +180,7 @@ class DELEPredictor(NeuralPredictor):
 
         key = self._pretrain_key(archs, values)
         if key not in _PRETRAINED:
-            disk_key = hashlib.sha256(f"{key} {code_fingerprint('flownas.predictors', 'flownas.arch')}".encode())
-            cached = cache.load(CACHE_KIND, disk_key.hexdigest())
+            cached = cache.load(CACHE_KIND, key)
             if cached is not None:   # another process pre-trained the same (deterministic on one machine)
                 feat, state = GraphFeaturizer(**cached["featurizer"]), cached["state"]
                 result = TrainResult(**cached["result"])
@@ -197,7 +195,7 @@ class DELEPredictor(NeuralPredictor):
                 net = self.build_network(feat)
                 result = train_network(net, batch, targets, cfg, seed=seed, step_loss=expert_loss)
                 state = {k: v.clone() for k, v in net.state_dict().items()}
-                cache.store(CACHE_KIND, disk_key.hexdigest(),
+                cache.store(CACHE_KIND, key,
                             {"featurizer": feat.config(), "state": state, "result": dataclasses.asdict(result)})
             _PRETRAINED[key] = (feat, state, result)
             while len(_PRETRAINED) > _PRETRAINED_KEPT:
@@ -208,10 +206,12 @@ class DELEPredictor(NeuralPredictor):
         return self
 
     def _pretrain_key(self, archs: list[Architecture], values: np.ndarray) -> str:
-        """What decides the pre-trained state: the pool, its signals and the
-        pre-training hyper-parameters (not the fine-tuning ones, not ``seed``)."""
+        """What decides the pre-trained state: the pool, its signals, the
+        pre-training hyper-parameters (not the fine-tuning ones, not ``seed``)
+        and the code (the key of the on-disk cache too)."""
         h = hashlib.sha256(json.dumps({k: getattr(self, k) for k in PRETRAIN_PARAMS},
                                       sort_keys=True, default=list).encode())
+        h.update(cache.code_fingerprint("flownas.predictors", "flownas.arch").encode())
         for arch in archs:
             h.update(arch.key.encode())
         h.update(np.ascontiguousarray(values).tobytes())

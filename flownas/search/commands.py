@@ -195,10 +195,9 @@ def _cmd_report(args) -> int:
 
 # -- bench --------------------------------------------------------------------
 def _cmd_bench(args) -> int:
-    import os
-
+    from ..cache import off_unless_set
     from .bench import bench_config, bench_search, write_json
-    os.environ.setdefault("FLOWNAS_CACHE", "off")   # each seed's wall time includes DELE's pre-training
+    off_unless_set()   # each seed's wall time includes DELE's pre-training
     if args.budget is None:
         args.budget = args.budget_default
     _, config = _config(args)
