@@ -2,7 +2,8 @@
 ``flownas report RUN_DIR`` redraws it at any time, also while it runs):
 
 * ``best.json``   the best architecture (flownas JSON, native string, metrics)
-* ``history.csv`` one row per finished candidate, in completion order
+* ``history.csv`` one row per finished candidate, in completion order (a
+  constrained search adds a column per constrained metric)
 * ``best_so_far.png``       best objective (and its test metric) vs evaluations
 * ``predicted_vs_true.png`` the predictor's score for each candidate, made
   before it was evaluated, against the true objective (predictor strategies)
@@ -37,7 +38,8 @@ def history_rows(records: Sequence[Record], to_string, test_metric: str | None) 
             "cost_s": r.cost_s, "cumulative_cost_s": total, "wall_s": r.wall_s,
             "origin": r.info.get("origin"), "predicted": r.info.get("predicted"),
             "predicted_std": r.info.get("predicted_std"), "fit": r.info.get("fit"),
-            "restarts": r.restarts, "retried": len(r.retried), "error": r.error})
+            "restarts": r.restarts, "retried": len(r.retried), "error": r.error,
+            **r.info.get("constraints", {})})
     return rows
 
 
@@ -48,16 +50,21 @@ def best_record(records: Sequence[Record]) -> Record | None:
 
 
 def write_history(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """The fixed columns, then one column per constrained metric (constrained searches)."""
+    fields = list(HISTORY_FIELDS)
+    fields += sorted({k for row in rows for k in row} - set(fields))
     with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=HISTORY_FIELDS)
+        writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: "" if row[k] is None else row[k] for k in HISTORY_FIELDS})
+            writer.writerow({k: "" if row.get(k) is None else row[k] for k in fields})
 
 
 def write_best(path: Path, best: Record, to_string, objective: str) -> None:
     record = {"arch": best.arch.to_dict(), "string": to_string(best.arch), "objective": objective,
               "value": best.value, "metrics": best.metrics, "evaluation": best.done + 1, "seq": best.seq}
+    if "constraints" in best.info:
+        record["constraints"] = best.info["constraints"]
     path.write_text(json.dumps(record, indent=2) + "\n")
 
 

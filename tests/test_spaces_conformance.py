@@ -1,5 +1,7 @@
 """One suite that every registered search space must pass (Optuna's idea of
 conformance tests): a new space is checked the day it is registered."""
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -9,11 +11,24 @@ from flownas.errors import ArchitectureError, NotInSpaceError
 from flownas.registry import SPACES, get_space
 
 NAMES = SPACES.names()
+# a wrapper space passes the same suite: NB201 cells within 5 ms on a Pixel 3 (HELP latency table)
+CONSTRAINED = "nb201-within-5ms-pixel3"
 
 
-@pytest.fixture(params=NAMES)
+@pytest.fixture(params=NAMES + [CONSTRAINED])
 def space(request):
+    if request.param == CONSTRAINED:
+        return _constrained_nb201()
     return get_space(request.param)
+
+
+@functools.cache
+def _constrained_nb201():
+    from conftest import require_data
+    from flownas.evaluators.latency import TableLatencyEvaluator
+    from flownas.search.constraints import ConstrainedSpace, Constraint
+    require_data("nasbench201/nb201_all.jsonl.gz")
+    return ConstrainedSpace(get_space("nb201"), [Constraint("latency_ms", TableLatencyEvaluator("pixel3"), max=5.0)])
 
 
 def _samples(space, n=8, seed=0):

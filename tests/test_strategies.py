@@ -12,7 +12,7 @@ from search_toys import RidgePredictor, ToyEvaluator, ToySpace, optimum, score
 NAMES = STRATEGIES.names()
 
 
-def make(name, seed=0, **params):
+def make(name, seed=0, space=None, **params):
     cls = STRATEGIES.get(name)
     accepted = inspect.signature(cls.__init__).parameters
     if "predictor" in accepted:   # small pools: the toy space has 80 members
@@ -20,7 +20,7 @@ def make(name, seed=0, **params):
         for key, value in (("num_mutations", 30), ("num_random", 10), ("num_children", 8)):
             if key in accepted:
                 params.setdefault(key, value)
-    return cls(ToySpace(), seed=seed, **params)
+    return cls(space or ToySpace(), seed=seed, **params)
 
 
 def drive(strategy, steps, evaluator=ToyEvaluator(), batch=1, until=None):
@@ -53,6 +53,14 @@ def test_proposals_are_new_members_until_the_space_runs_out(name):
     for arch, _ in told:
         ToySpace().validate(arch)
     assert strategy.ask(3) == []
+
+
+def test_under_constraints_every_proposal_is_feasible_until_none_is_left(name):
+    from flownas.search.constraints import ConstrainedSpace, Constraint
+    space = ConstrainedSpace(ToySpace(), [Constraint("size", ToyEvaluator(), min=1, max=2)])  # 1 or 2 ops 'c'
+    told = drive(make(name, space=space), 500)
+    counts = [ToySpace().chain(a).count("c") for a, _ in told]
+    assert len(told) == space.size() == 4 * 2 ** 3 + 6 * 2 ** 2 and set(counts) == {1, 2}
 
 
 def test_same_seed_same_search_other_seed_other_search(name):

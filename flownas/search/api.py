@@ -43,20 +43,23 @@ def build(config: SearchConfig) -> Components:
     """The space, evaluator, strategy and executor a configuration names.
 
     A tabular evaluator whose table covers only part of the space restricts
-    the search to the tabulated members (``TableSubspace``).
+    the search to the tabulated members (``TableSubspace``); constraints
+    restrict it to the members that satisfy them (``ConstrainedSpace``).
     """
     from ..registry import EVALUATORS, EXECUTORS, SPACES, STRATEGIES
     space = construct("space", SPACES.get(config.space.name), **config.space.params)
     evaluator = construct("evaluator", EVALUATORS.get(config.evaluator.name), **config.evaluator_params())
     if hasattr(evaluator, "members"):
         space = _restricted(space, evaluator, json.dumps(config.space.to_config(), sort_keys=True))
+    if config.constraints:
+        space = _constrained(space, evaluator, config)
     strategy = construct("strategy", STRATEGIES.get(config.strategy.name), space, seed=config.seed,
                           **config.strategy_params())
     executor = construct("executor", EXECUTORS.get(config.executor.name), **config.executor.params)
     return Components(space, evaluator, strategy, executor)
 
 
-_SUBSPACES: dict[tuple[str, str], SearchSpace] = {}
+_SUBSPACES: dict[tuple[str, ...], SearchSpace] = {}
 
 
 def _restricted(space: SearchSpace, evaluator, space_config: str) -> SearchSpace:
@@ -70,6 +73,21 @@ def _restricted(space: SearchSpace, evaluator, space_config: str) -> SearchSpace
             from .subspace import TableSubspace
             space = TableSubspace(space, archs)
         _SUBSPACES[key] = space
+    return _SUBSPACES[key]
+
+
+def _constrained(space: SearchSpace, evaluator: Evaluator, config: SearchConfig) -> SearchSpace:
+    """``space`` restricted to the members that satisfy the configuration's
+    constraints (built once per process: a finite space is filtered member by member)."""
+    from ..registry import EVALUATORS
+    from .constraints import ConstrainedSpace, Constraint
+    key = (json.dumps(config.space.to_config(), sort_keys=True), repr(evaluator),   # what ``space`` is
+           json.dumps([c.to_config() for c in config.constraints], sort_keys=True))
+    if key not in _SUBSPACES:
+        constraints = [Constraint(c.metric, construct(f"constraints[{i}].evaluator", EVALUATORS.get(c.evaluator.name),
+                                                      **c.evaluator.params), c.max, c.min)
+                       for i, c in enumerate(config.constraints)]
+        _SUBSPACES[key] = ConstrainedSpace(space, constraints)
     return _SUBSPACES[key]
 
 
@@ -137,9 +155,9 @@ def resume_run(run_dir: Path, given: SearchConfig | None, flags: dict[str, Any])
     recorded_d = recorded.to_dict()
     if given is not None:
         given_d = given.to_dict()
-        for key, value in given_d.items():
-            if key not in RESUMABLE and key != "name" and value != recorded_d[key]:
-                raise ConfigError(_changed(key, value, recorded_d[key], run.dir))
+        for key in dict.fromkeys([*given_d, *recorded_d]):   # a key only one side has (constraints) differs too
+            if key not in RESUMABLE and key != "name" and given_d.get(key) != recorded_d.get(key):
+                raise ConfigError(_changed(key, given_d.get(key), recorded_d.get(key), run.dir))
     for key in ("space", "dataset", "strategy", "predictor", "seed", "threads"):
         value = flags.get(key)
         if value is not None:

@@ -155,6 +155,8 @@ def _print_summary(run, records, files, result=None) -> None:
     if retried:
         line += f"; {retried} ran again after failing (--retry-failed)"
     table.add_row("evaluations", line)
+    if config.get("constraints"):
+        table.add_row("constraints", "; ".join(_constraint_text(c) for c in config["constraints"]))
     if best is not None:
         from ..registry import get_space
         space = get_space(name(config["space"]))
@@ -163,6 +165,8 @@ def _print_summary(run, records, files, result=None) -> None:
         test = meta.get("test_metric")
         if test and test in best.metrics:
             table.add_row(test, f"{best.metrics[test]:.4f}")
+        for metric, value in best.info.get("constraints", {}).items():
+            table.add_row(metric, f"{value:g} (constrained)")
     cost = sum(r.cost_s or 0.0 for r in finished)
     table.add_row("cost", f"{cost / 3600:.1f} h of training (simulated for tables)")
     if result is not None:
@@ -177,6 +181,14 @@ def _print_summary(run, records, files, result=None) -> None:
         table.add_row("worker deaths", f"{deaths} (the candidates ran again; see the trials' failures)")
     table.add_row("files", ", ".join(sorted(p.name for p in files.values())) or "-")
     Console().print(table)
+
+
+def _constraint_text(c: dict) -> str:
+    evaluator = c["evaluator"] if isinstance(c["evaluator"], str) else " ".join(
+        [c["evaluator"]["name"]] + [f"{k}={v}" for k, v in c["evaluator"].items() if k != "name"])
+    bounds = [f"<= {c['max']:g}" if c.get("max") is not None else None,
+              f">= {c['min']:g}" if c.get("min") is not None else None]
+    return f"{c['metric']} {' and '.join(b for b in bounds if b)} ({evaluator})"
 
 
 # -- report -------------------------------------------------------------------

@@ -15,6 +15,8 @@ predictor, executor), each either as a plain name or as a mapping with a
     storage: null             # default: SQLite file ledger.db in the run directory
     out: runs/nb201-cifar10-predictor
     threads: 1                # torch threads of the search process (null: torch's default)
+    constraints:              # optional: search only the members within these bounds
+      - {metric: latency_ms, max: 5.0, evaluator: {name: latency_table, device: pixel3}}
 
 Every error names the bad key: unknown keys, wrong types, unknown names and
 parameters the component does not take.
@@ -32,7 +34,7 @@ from ..errors import ConfigError, UnknownNameError
 from .loop import Budget
 
 KEYS = ("name", "space", "dataset", "evaluator", "strategy", "predictor", "budget", "seed", "executor",
-        "storage", "out", "threads")
+        "storage", "out", "threads", "constraints")
 # threads: the predictor's graphs are tiny; one torch thread runs the NB201
 # main job 2.6x faster than two on a 2-core machine (BENCHMARKS.md, "Search")
 DEFAULTS = {"space": "nb201", "strategy": "predictor", "budget": 100, "seed": 0, "executor": "local",
@@ -57,6 +59,24 @@ class Component:
 
 
 @dataclass(frozen=True)
+class ConstraintSpec:
+    """A bound on one metric of an evaluator (``flownas.search.constraints``)."""
+
+    metric: str
+    evaluator: Component
+    max: float | None = None
+    min: float | None = None
+
+    def __post_init__(self):
+        from .constraints import check_bounds
+        check_bounds(self.metric, self.max, self.min)
+
+    def to_config(self) -> dict[str, Any]:
+        d = {"metric": self.metric, "max": self.max, "min": self.min, "evaluator": self.evaluator.to_config()}
+        return {k: v for k, v in d.items() if v is not None}
+
+
+@dataclass(frozen=True)
 class SearchConfig:
     space: Component
     strategy: Component
@@ -70,6 +90,7 @@ class SearchConfig:
     storage: str | None = None
     out: str | None = None
     threads: int | None = 1
+    constraints: tuple[ConstraintSpec, ...] = ()
 
     # -- reading -----------------------------------------------------------
     @classmethod
@@ -113,7 +134,8 @@ class SearchConfig:
                      name=_typed(d.get("name"), "name", (str, type(None))),
                      storage=_typed(d.get("storage"), "storage", (str, type(None))),
                      out=_typed(d.get("out"), "out", (str, type(None))),
-                     threads=_typed(d.get("threads"), "threads", (int, type(None))))
+                     threads=_typed(d.get("threads"), "threads", (int, type(None))),
+                     constraints=_constraints(d.get("constraints")))
         config.validate()
         return config
 
@@ -149,6 +171,8 @@ class SearchConfig:
                              "budget": {"evaluations": self.budget.evaluations, "cost_s": self.budget.cost_s},
                              "seed": self.seed, "executor": self.executor.to_config(),
                              "storage": self.storage, "out": self.out, "threads": self.threads}
+        if self.constraints:   # absent when unconstrained: configs recorded before the key stay equal
+            d["constraints"] = [c.to_config() for c in self.constraints]
         return d
 
     @property
@@ -169,6 +193,8 @@ class SearchConfig:
             raise ConfigError(f"dataset: the evaluator {self.evaluator.name!r} takes no dataset")
         _check_component(EVALUATORS, Component(self.evaluator.name, self.evaluator_params()), "evaluator")
         _check_component(EXECUTORS, self.executor, "executor")
+        for i, constraint in enumerate(self.constraints):
+            _check_component(EVALUATORS, constraint.evaluator, f"constraints[{i}].evaluator")
         takes_predictor = "predictor" in _parameters(strategy_cls)
         if self.predictor is not None:
             if not takes_predictor:
@@ -222,6 +248,32 @@ def _component(value: Any, key: str) -> Component:
                 raise ConfigError(f"{key}: parameter names must be strings, got {k!r}")
         return Component(value["name"], params)
     raise ConfigError(f"{key}: expected a name or a mapping with a name, got {type(value).__name__} {value!r}")
+
+
+def _constraints(value: Any) -> tuple[ConstraintSpec, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, Mapping):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"constraints: expected a list of mappings, got {type(value).__name__} {value!r}")
+    out = []
+    for i, item in enumerate(value):
+        key = f"constraints[{i}]"
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"{key}: expected a mapping (metric, max and/or min, evaluator), got {item!r}")
+        unknown = [k for k in item if k not in ("metric", "max", "min", "evaluator")]
+        if unknown:
+            raise ConfigError(f"{key}.{unknown[0]}: unknown key (known: metric, max, min, evaluator)")
+        for required in ("metric", "evaluator"):
+            if item.get(required) is None:
+                raise ConfigError(f"{key}.{required}: required (e.g. {{metric: latency_ms, max: 5.0, "
+                                  f"evaluator: {{name: latency_table, device: pixel3}}}})")
+        bounds = {b: _typed(item.get(b), f"{key}.{b}", (int, float, type(None))) for b in ("max", "min")}
+        out.append(ConstraintSpec(_typed(item["metric"], f"{key}.metric", str),
+                                  _component(item["evaluator"], f"{key}.evaluator"),
+                                  *(None if bounds[b] is None else float(bounds[b]) for b in ("max", "min"))))
+    return tuple(out)
 
 
 def _budget(value: Any) -> Budget:

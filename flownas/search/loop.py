@@ -173,7 +173,7 @@ class SearchLoop:
             if not proposed:
                 return False
             arch = proposed[0]
-            info = self.strategy.describe(arch)
+            info = {**self.strategy.describe(arch), **self.space.describe(arch)}
             seq = self._next_seq
             recorded = self._recorded.get(seq)
             if recorded is not None:

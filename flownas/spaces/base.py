@@ -122,6 +122,11 @@ class SearchSpace(abc.ABC):
                     found.setdefault(other.key, other)
         return list(found.values())
 
+    def describe(self, arch: Architecture) -> dict[str, Any]:
+        """What the space records of a candidate in the ledger, beside its
+        outcome (a constrained space: the constrained metrics)."""
+        return {}
+
     def enumerate(self) -> Iterator[Architecture]:
         """Every member, once (no two equal); only for finite spaces."""
         raise NotImplementedError(f"space {self.name!r} cannot be enumerated")

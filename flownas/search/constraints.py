@@ -1,0 +1,202 @@
+"""Constraints: search only the architectures that satisfy them.
+
+A constraint bounds one metric of a cheap evaluator: a latency looked up in
+the HELP tables for a device, a latency measured here, the parameter count
+from a table. ``ConstrainedSpace`` wraps a space so that every strategy,
+unchanged, proposes feasible members only: an infeasible candidate is never
+trained and costs no budget. A finite space is filtered once (its feasible
+members become a ``TableSubspace``, whose mutations move to the nearest
+feasible member); an infinite one is sampled and mutated by rejection.
+
+In a configuration::
+
+    constraints:
+      - {metric: latency_ms, max: 5.0, evaluator: {name: latency_table, device: pixel3}}
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from ..arch import Architecture
+from ..errors import ArchitectureError, ConfigError, NotInSpaceError
+from ..evaluators.base import Evaluator
+from ..spaces.base import SearchSpace
+
+# a finite space up to this size is filtered once, member by member
+ENUMERABLE = 200_000
+# rejection sampling (infinite spaces) gives up after this many infeasible draws in a row
+MAX_TRIES = 1000
+
+
+def check_bounds(metric: str, max: float | None, min: float | None) -> None:
+    if max is None and min is None:
+        raise ConfigError(f"constraint on {metric!r}: give max, min or both")
+    if max is not None and min is not None and min > max:
+        raise ConfigError(f"constraint on {metric!r}: min {min:g} is above max {max:g}")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``min <= evaluator's metric <= max`` (either bound may be None)."""
+
+    metric: str
+    evaluator: Evaluator
+    max: float | None = None
+    min: float | None = None
+
+    def __post_init__(self):
+        check_bounds(self.metric, self.max, self.min)
+
+    def value(self, arch: Architecture) -> float:
+        metrics = self.evaluator.evaluate(arch).metrics
+        if self.metric not in metrics:
+            raise ConfigError(f"constraint: the evaluator {_name(self.evaluator)} gives no metric {self.metric!r} "
+                              f"(it gives: {', '.join(sorted(metrics))})")
+        value = float(metrics[self.metric])
+        if not math.isfinite(value):
+            raise ArchitectureError(f"constraint: {self.metric} of {arch!r} is {value}")
+        return value
+
+    def holds(self, value: float) -> bool:
+        return (self.max is None or value <= self.max) and (self.min is None or value >= self.min)
+
+    def __str__(self) -> str:
+        bounds = [f"{self.metric} <= {self.max:g}" if self.max is not None else None,
+                  f"{self.metric} >= {self.min:g}" if self.min is not None else None]
+        return f"{' and '.join(b for b in bounds if b)} ({_name(self.evaluator)})"
+
+
+def _name(evaluator: Evaluator) -> str:
+    from ..registry import EVALUATORS
+    for name in EVALUATORS.names():
+        if type(evaluator) is EVALUATORS.get(name):
+            return name
+    return type(evaluator).__name__
+
+
+class ConstrainedSpace(SearchSpace):
+    """The members of ``space`` that satisfy every constraint."""
+
+    def __init__(self, space: SearchSpace, constraints: Sequence[Constraint]):
+        if not constraints:
+            raise ConfigError("a constrained space needs at least one constraint")
+        self.base = space
+        self.constraints = tuple(constraints)
+        self.name = space.name
+        self.ops = space.ops
+        self.input_op = space.input_op
+        self.output_op = space.output_op
+        self.input_shape = space.input_shape
+        self._values: dict[str, dict[str, float]] = {}
+        self.feasible_members: SearchSpace | None = None   # finite spaces: a TableSubspace of the feasible
+        size = space.size()
+        if size is not None and size <= ENUMERABLE:
+            self._filter(list(space.enumerate()))
+        else:   # a metric the evaluator does not give fails now, not at the search's first proposal
+            self.values(space.sample(np.random.default_rng(0)))
+
+    def __repr__(self) -> str:
+        return f"<space {self.name} where {'; '.join(map(str, self.constraints))}>"
+
+    # -- what the constraints say of an architecture ------------------------
+    def values(self, arch: Architecture) -> dict[str, float]:
+        """Each constrained metric of ``arch`` (computed once per architecture)."""
+        arch = self.base.normalize(arch)
+        if arch.key not in self._values:
+            self._values[arch.key] = {c.metric: c.value(arch) for c in self.constraints}
+        return self._values[arch.key]
+
+    def broken(self, arch: Architecture) -> list[Constraint]:
+        values = self.values(arch)
+        return [c for c in self.constraints if not c.holds(values[c.metric])]
+
+    def feasible(self, arch: Architecture) -> bool:
+        return not self.broken(arch)
+
+    def describe(self, arch: Architecture) -> dict[str, Any]:
+        """Recorded in the ledger with each candidate: its constrained metrics."""
+        return {"constraints": dict(self.values(arch))}
+
+    def _filter(self, members: list[Architecture]) -> None:
+        from .subspace import TableSubspace
+        feasible = [a for a in members if self.feasible(a)]
+        if not feasible:
+            raise ConfigError(f"no architecture of space {self.name!r} satisfies "
+                              f"{'; '.join(map(str, self.constraints))}: {self._ranges(members)}")
+        self.feasible_members = TableSubspace(self.base, feasible)
+
+    def _ranges(self, archs: Sequence[Architecture]) -> str:
+        parts = []
+        for c in self.constraints:
+            vs = [self.values(a)[c.metric] for a in archs]
+            parts.append(f"{c.metric} ranges from {min(vs):g} to {max(vs):g}")
+        return ", ".join(parts) + f" over {len(archs)} members"
+
+    # -- the space ------------------------------------------------------
+    def sample(self, rng: np.random.Generator) -> Architecture:
+        if self.feasible_members is not None:
+            return self.feasible_members.sample(rng)
+        return self._rejection(lambda: self.base.sample(rng), "samples")
+
+    def mutate(self, arch: Architecture, rng: np.random.Generator) -> Architecture:
+        if self.feasible_members is not None:
+            return self.feasible_members.mutate(arch, rng)
+        arch = self.base.normalize(arch)
+
+        def child() -> Architecture:
+            out = self.base.normalize(self.base.mutate(arch, rng))
+            return out if out.key != arch.key else self.base.sample(rng)
+        return self._rejection(child, "mutations of a member")
+
+    def _rejection(self, draw, what: str) -> Architecture:
+        tried = []
+        for _ in range(MAX_TRIES):
+            arch = self.base.normalize(draw())
+            if self.feasible(arch):
+                return arch
+            tried.append(arch)
+        raise ArchitectureError(f"{MAX_TRIES} {what} in a row broke the constraints of space {self.name!r}: "
+                                f"{self._ranges(tried)}; loosen {'; '.join(map(str, self.constraints))}")
+
+    def validate(self, arch: Architecture) -> None:
+        self.base.validate(arch)
+        broken = self.broken(arch)
+        if broken:
+            values = self.values(arch)
+            raise NotInSpaceError(self.name, "breaks the constraint " + "; ".join(
+                f"{c} with {c.metric} = {values[c.metric]:g}" for c in broken))
+
+    def normalize(self, arch: Architecture) -> Architecture:
+        return self.base.normalize(arch)
+
+    def enumerate(self) -> Iterator[Architecture]:
+        if self.feasible_members is None:
+            return self.base.enumerate()   # raises: the space is infinite or too large
+        return self.feasible_members.enumerate()
+
+    def size(self) -> int | None:
+        return None if self.feasible_members is None else self.feasible_members.size()
+
+    def to_model(self, arch: Architecture, **options: Any):
+        return self.base.to_model(arch, **options)
+
+    def param_space(self) -> dict[str, tuple]:
+        return self.base.param_space()
+
+    def to_params(self, arch: Architecture) -> dict[str, Any]:
+        return self.base.to_params(arch)
+
+    def from_params(self, params: Mapping[str, Any]) -> Architecture:
+        arch = self.base.normalize(self.base.from_params(params))
+        self.validate(arch)
+        return arch
+
+    def to_string(self, arch: Architecture) -> str:
+        return self.base.to_string(arch)
+
+    def from_string(self, text: str) -> Architecture:
+        return self.base.from_string(text)

@@ -1,0 +1,169 @@
+"""Constrained searches: only members within the bounds are proposed, trained and recorded."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from flownas.cli import main
+from flownas.errors import ArchitectureError, ConfigError, NotInSpaceError
+from flownas.search.constraints import ConstrainedSpace, Constraint
+from flownas.search.config import SearchConfig
+from flownas.search.simple import RegularizedEvolution
+from search_toys import ToyEvaluator, ToySpace
+
+# the toy evaluator's "size" counts the ops 'c' of a cell
+AT_MOST_ONE_C = Constraint("size", ToyEvaluator(), max=1)
+
+
+class UnsizedToy(ToySpace):
+    """The toy space as if it were infinite: constraints fall back to rejection."""
+
+    def size(self):
+        return None
+
+    def enumerate(self):
+        raise NotImplementedError("space 'toy' cannot be enumerated")
+
+
+def c_count(space, arch) -> int:
+    return space.base.chain(arch).count("c") if isinstance(space, ConstrainedSpace) else space.chain(arch).count("c")
+
+
+@pytest.mark.parametrize("base", [ToySpace, UnsizedToy], ids=["finite", "rejection"])
+def test_every_proposal_is_feasible(base):
+    space = ConstrainedSpace(base(), [AT_MOST_ONE_C])
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(200)]
+    archs += [space.mutate(a, rng) for a in archs]
+    assert all(c_count(space, a) <= 1 for a in archs)
+    assert {c_count(space, a) for a in archs} == {0, 1}   # the bound is reached, not only the easy side
+    assert all(space.mutate(a, rng) != a for a in archs[:50])
+    for arch in archs[:20]:
+        assert all(c_count(space, n) <= 1 for n in space.neighbours(arch))
+
+
+def test_a_finite_space_is_filtered_once():
+    space = ConstrainedSpace(ToySpace(), [AT_MOST_ONE_C])
+    members = list(space.enumerate())
+    # 2^4 cells without 'c' + 4 * 2^3 with one 'c'
+    assert space.size() == len(members) == 16 + 32
+    assert len({a.key for a in members}) == len(members)
+    assert {c_count(space, a) for a in members} == {0, 1}
+
+
+def test_a_search_never_evaluates_an_infeasible_candidate():
+    space = ConstrainedSpace(ToySpace(), [Constraint("size", ToyEvaluator(), min=1, max=2)])
+    strategy = RegularizedEvolution(space, seed=3, population_size=8, sample_size=3)
+    seen = []
+    for _ in range(30):
+        for arch in strategy.ask(1):
+            seen.append(arch)
+            strategy.tell(arch, ToyEvaluator().evaluate(arch).metrics["val"])
+    assert len(seen) == 30 and all(1 <= c_count(space, a) <= 2 for a in seen)
+
+
+def test_infeasible_architectures_are_refused_by_name():
+    space = ConstrainedSpace(ToySpace(), [AT_MOST_ONE_C])
+    bad = ToySpace().make("ccab")
+    with pytest.raises(NotInSpaceError, match=r"breaks the constraint size <= 1 \(ToyEvaluator\) with size = 2"):
+        space.validate(bad)
+    with pytest.raises(NotInSpaceError, match="breaks the constraint"):
+        space.from_params({"p0": "c", "p1": "c", "p2": "a", "p3": "b"})
+    assert not space.contains(bad) and space.contains(ToySpace().make("cabb"))
+    assert space.describe(bad) == {"constraints": {"size": 2.0}}
+
+
+def test_constraints_nothing_satisfies_are_an_error_with_the_range():
+    with pytest.raises(ConfigError, match=r"no architecture of space 'toy' satisfies size >= 5 .*"
+                                          r"size ranges from 0 to 3 over 80 members"):
+        ConstrainedSpace(ToySpace(), [Constraint("size", ToyEvaluator(), min=5)])
+    space = ConstrainedSpace(UnsizedToy(), [Constraint("size", ToyEvaluator(), min=5)])
+    with pytest.raises(ArchitectureError, match="1000 samples in a row broke the constraints"):
+        space.sample(np.random.default_rng(0))
+
+
+def test_bad_constraints_name_the_problem():
+    with pytest.raises(ConfigError, match="give max, min or both"):
+        Constraint("size", ToyEvaluator())
+    with pytest.raises(ConfigError, match="min 3 is above max 1"):
+        Constraint("size", ToyEvaluator(), max=1, min=3)
+    for base in (ToySpace, UnsizedToy):   # found when the space is built, finite or not
+        with pytest.raises(ConfigError, match=r"gives no metric 'latency_ms' \(it gives: size, test, val\)"):
+            ConstrainedSpace(base(), [Constraint("latency_ms", ToyEvaluator(), max=1)])
+
+
+LATENCY = "constraints:\n  - {metric: latency_ms, max: 5.0, evaluator: {name: latency_table, device: pixel3}}\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("constraints: 5\n", "constraints: expected a list of mappings"),
+    ("constraints: [latency]\n", "constraints[0]: expected a mapping"),
+    ("constraints: [{metric: latency_ms, max: 5}]\n", "constraints[0].evaluator: required"),
+    ("constraints: [{max: 5, evaluator: latency_table}]\n", "constraints[0].metric: required"),
+    ("constraints: [{metric: latency_ms, evaluator: latency_table}]\n", "give max, min or both"),
+    ("constraints: [{metric: latency_ms, max: fast, evaluator: latency_table}]\n",
+     "constraints[0].max: expected int or float or null, got str"),
+    ("constraints: [{metric: latency_ms, max: 5, under: 3, evaluator: latency_table}]\n",
+     "constraints[0].under: unknown key"),
+    ("constraints: [{metric: latency_ms, max: 5, evaluator: latency_tabel}]\n",
+     "constraints[0].evaluator: unknown evaluator 'latency_tabel'"),
+    ("constraints: [{metric: latency_ms, max: 5, evaluator: latency_table}]\n",
+     "constraints[0].evaluator.device: required by evaluator 'latency_table'"),
+    ("constraints: [{metric: latency_ms, max: 5, evaluator: {name: latency_table, device: pixel3, x: 1}}]\n",
+     "constraints[0].evaluator.x: evaluator 'latency_table' takes no parameter 'x'"),
+])
+def test_bad_constraint_configs_name_the_key(text, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        SearchConfig.from_dict(__import__("yaml").safe_load(text))
+
+
+def test_constraints_round_trip_through_the_recorded_config():
+    config = SearchConfig.from_dict(__import__("yaml").safe_load(LATENCY))
+    again = SearchConfig.from_dict(config.to_dict())
+    assert again == config and again.constraints[0].max == 5.0
+    assert "constraints" not in SearchConfig.from_dict({}).to_dict()   # older recorded configs stay equal
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_latency_constrained_search_end_to_end(tmp_path, capsys, data_root):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("strategy: evolution\nbudget: 20\nseed: 2\n" + LATENCY)
+    out = tmp_path / "run"
+    code, stdout, err = run(capsys, "search", cfg, "--out", out)
+    assert code == 0, err
+    assert "latency_ms <= 5 (latency_table device=pixel3)" in stdout
+    rows = list(csv.DictReader(open(out / "history.csv")))
+    assert len(rows) == 20 and all(float(r["latency_ms"]) <= 5.0 for r in rows)
+    best = json.loads((out / "best.json").read_text())
+    assert best["constraints"]["latency_ms"] <= 5.0
+    # the values are the table's
+    from flownas.evaluators.latency import table_latency
+    from flownas.registry import get_space
+    arch = get_space("nb201").parse(rows[0]["arch"])
+    assert float(rows[0]["latency_ms"]) == pytest.approx(table_latency(arch, "pixel3"))
+    # a resume keeps the constraint: it extends the same search
+    code, _, err = run(capsys, "search", "--resume", "--out", out, "--budget", "30", "--quiet")
+    assert code == 0, err
+    rows = list(csv.DictReader(open(out / "history.csv")))
+    assert len(rows) == 30 and all(float(r["latency_ms"]) <= 5.0 for r in rows)
+    # ... and refuses a config that drops or changes it
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("strategy: evolution\nbudget: 40\nseed: 2\n")
+    code, _, err = run(capsys, "search", plain, "--resume", "--out", out, "--quiet")
+    assert code == 1 and "constraints: None differs from the search recorded" in err
+
+
+def test_an_unsatisfiable_constraint_leaves_no_run_directory(tmp_path, capsys, data_root):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("strategy: random\nbudget: 5\n" + LATENCY.replace("max: 5.0", "max: 0.001"))
+    code, _, err = run(capsys, "search", cfg, "--out", tmp_path / "run", "--quiet")
+    assert code == 1 and err.count("\n") == 1
+    assert "no architecture of space 'nb201' satisfies latency_ms <= 0.001 (latency_table)" in err
+    assert "latency_ms ranges from 0.0033 to 36.7665 over 15625 members" in err
+    assert not (tmp_path / "run").exists()
