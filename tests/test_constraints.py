@@ -167,3 +167,46 @@ def test_an_unsatisfiable_constraint_leaves_no_run_directory(tmp_path, capsys, d
     assert "no architecture of space 'nb201' satisfies latency_ms <= 0.001 (latency_table)" in err
     assert "latency_ms ranges from 0.0033 to 36.7665 over 15625 members" in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def pixel3_latency_predictor(tmp_path_factory, fbnet_table):
+    """A narformer_v2 fitted on 150 FBNet networks' Pixel 3 latencies (log ms), saved."""
+    from flownas.registry import PREDICTORS
+    archs, ms = fbnet_table.latencies("pixel3")
+    cls = PREDICTORS.get("narformer_v2")
+    model = cls(**{**cls.quick_params, "epochs": 8, "target_transform": "log", "seed": 0})
+    model.fit(archs[:150], ms[:150])
+    path = tmp_path_factory.mktemp("pred") / "pixel3.pt"
+    model.save(path)
+    return path, model, archs[150:400], np.array(ms[150:400])
+
+
+def test_a_predicted_latency_bounds_a_space_no_table_covers(pixel3_latency_predictor):
+    import pickle
+    from flownas.registry import EVALUATORS, get_space
+    path, model, held_out, ms = pixel3_latency_predictor
+    evaluator = EVALUATORS.create("predicted", path=str(path), metric="latency_ms")
+    values = np.array([evaluator.evaluate(a).metrics["latency_ms"] for a in held_out])
+    assert values == pytest.approx(model.predict(held_out), rel=1e-5)   # the saved predictor (float32, alone)
+    assert np.corrcoef(np.log(values), np.log(ms))[0, 1] > 0.7        # and it has learnt latency
+    assert pickle.loads(pickle.dumps(evaluator))._model is None        # workers read the file themselves
+    bound = float(np.median(values))
+    space = ConstrainedSpace(get_space("fbnet"), [Constraint("latency_ms", evaluator, max=bound)])
+    assert space.size() is None                                       # 10^20 members: by rejection
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(10)]
+    archs += [space.mutate(a, rng) for a in archs]
+    assert all(float(model.predict([a])[0]) <= bound for a in archs)
+
+
+def test_a_missing_predictor_file_is_named(tmp_path, data_root):
+    from flownas.registry import EVALUATORS
+    evaluator = EVALUATORS.create("predicted", path=str(tmp_path / "none.pt"))
+    with pytest.raises(ConfigError, match="no saved predictor at .*none.pt"):
+        ConstrainedSpace(UnsizedToy(), [Constraint("predicted", evaluator, max=1)])
+    from flownas.search.api import build
+    config = SearchConfig.from_dict({"constraints": [{"metric": "latency_ms", "max": 5, "evaluator": {
+        "name": "predicted", "path": "x.pt", "predictor": "narformer3"}}]})
+    with pytest.raises(ConfigError, match=r"constraints\[0\].evaluator: unknown predictor 'narformer3'"):
+        build(config)
