@@ -193,6 +193,14 @@ def test_experiment_configs_are_valid(path):
     assert config.name == path.stem and config.out == f"runs/{path.stem}"
 
 
+def test_another_strategy_by_flag_drops_a_predictor_it_cannot_use():
+    config = SearchConfig.load(EXPERIMENTS[0].parent / "nb201-cifar10-dele.yaml")
+    assert config.with_flags(strategy="evolution").predictor is None
+    assert config.with_flags(strategy="predictor").predictor == config.predictor   # one that ranks keeps it
+    with pytest.raises(ConfigError, match="the strategy 'random' uses no predictor"):
+        config.with_flags(strategy="random", predictor="mlp")   # asked for both: an error, as in a file
+
+
 def test_flags_override_the_config(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("strategy: {name: evolution, population_size: 12}\nbudget: 50\nseed: 4\n")

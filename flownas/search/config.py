@@ -146,6 +146,10 @@ class SearchConfig:
             value = flags.get(key)
             if value is not None and (getattr(self, key) is None or getattr(self, key).name != value):
                 changes[key] = Component(value)   # another component: its parameters do not carry over
+        if "strategy" in changes and "predictor" not in changes and self.predictor is not None:
+            from ..registry import STRATEGIES   # the config's predictor belonged to its strategy
+            if "predictor" not in _parameters(_lookup(STRATEGIES, changes["strategy"], "strategy")):
+                changes["predictor"] = None
         if "space" in changes and "evaluator" not in changes and self.evaluator.name == "tabular":
             changes["evaluator"] = _default_evaluator(changes["space"])
             changes["dataset"] = self.dataset or DEFAULT_DATASET
