@@ -1,10 +1,13 @@
 """Constrained search (BENCHMARKS.md, "Constrained search"): a search told the
-constraint against the same search run without it and filtered afterwards.
+constraint against the same search run without it and filtered afterwards;
+and how far a predicted latency can be trusted as a constraint.
 
-    python benchmarks/bench_constrained.py --out benchmarks/results/constrained.json \
+    python benchmarks/bench_constrained.py search --out benchmarks/results/constrained.json \
         [--strategies random,evolution,dele] [--seeds 10] [--dele-seeds 5] [--budget 150] [--jobs 2]
+    python benchmarks/bench_constrained.py predicted --out benchmarks/results/constrained-predicted.json \
+        [--table fbnet] [--device pixel3] [--seeds 0] [--train 1000]
 
-Protocol: the experiment ``experiments/nb201-cifar10-dele-pixel3.yaml``
+Protocol (search): the experiment ``experiments/nb201-cifar10-dele-pixel3.yaml``
 (NB201 cifar10, objective ``c10_valid_val_acc_200``, constraint: latency on a
 Pixel 3 at most 5 ms, HELP table). For each strategy and seed 0..S-1, one
 search with the constraint and one without (the same configuration with
@@ -14,6 +17,17 @@ both, after 50, 100 and 150 evaluations: the test accuracy
 (mean and sd over seeds), and for the unconstrained search the share of
 seeds whose incumbent breaks the constraint. The constrained optimum is the
 best feasible cell of the table by the objective.
+
+Protocol (predicted): per seed, a permutation of the latency table's
+networks (``numpy.random.default_rng(seed)``); ``narformer_v2`` with the
+settings of ``bench_latency_prediction.py`` (PRESETS) is fitted on the first
+``--train`` latencies, saved, and read back by the ``predicted`` evaluator.
+On the other networks, for bounds at the 10/25/50/75 % quantiles of the
+table's latencies: precision (share of the networks the prediction admits
+that truly meet the bound), recall (share of those meeting it that are
+admitted) and the largest true latency admitted, relative to the bound. Last,
+the rate at which ``ConstrainedSpace`` draws feasible members of the whole
+space under the median bound (rejection).
 """
 from __future__ import annotations
 
@@ -26,6 +40,8 @@ import statistics
 import sys
 from dataclasses import replace
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # bench_latency_prediction's presets
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "experiments" / "nb201-cifar10-dele-pixel3.yaml"
@@ -89,15 +105,86 @@ def summarize(runs: list[dict]) -> dict:
     return out
 
 
+def cmd_predicted(args) -> int:
+    import tempfile
+    import time
+
+    import numpy as np
+    import torch
+    from bench_latency_prediction import PRESETS, table_latencies
+    from flownas.registry import EVALUATORS, PREDICTORS, get_space
+    from flownas.search.constraints import ConstrainedSpace, Constraint
+    torch.set_num_threads(args.threads)
+    archs, ms = table_latencies(args.table, args.device)
+    quantiles = (10, 25, 50, 75)
+    bounds = {q: float(np.percentile(ms, q)) for q in quantiles}
+    print(f"protocol: {args.table} {args.device}, narformer_v2 {PRESETS['narformer_v2']}, train {args.train}, "
+          f"seeds {args.seeds}", file=sys.stderr)
+    per_seed = []
+    for seed in args.seeds:
+        order = np.random.default_rng(seed).permutation(len(archs))
+        train, test = order[:args.train], order[args.train:]
+        start = time.perf_counter()
+        model = PREDICTORS.create("narformer_v2", seed=seed, **PRESETS["narformer_v2"])
+        model.fit([archs[i] for i in train], ms[train])
+        fit_s = time.perf_counter() - start
+        with tempfile.TemporaryDirectory() as tmp:
+            model.save(f"{tmp}/latency.pt")
+            evaluator = EVALUATORS.create("predicted", path=f"{tmp}/latency.pt", metric="latency_ms")
+            predicted = np.array(evaluator.model.predict([archs[i] for i in test]))
+            true = ms[test]
+            rows = {}
+            for q, bound in bounds.items():
+                admitted, meets = predicted <= bound, true <= bound
+                rows[str(q)] = {"bound_ms": bound, "precision": float((admitted & meets).sum() / max(admitted.sum(), 1)),
+                                "recall": float((admitted & meets).sum() / max(meets.sum(), 1)),
+                                "worst_admitted_over_bound": float(true[admitted].max() / bound) if admitted.any() else None}
+            space = ConstrainedSpace(get_space(args.table), [Constraint("latency_ms", evaluator, max=bounds[50])])
+            rng = np.random.default_rng(seed)
+            start = time.perf_counter()
+            drawn = [space.sample(rng) for _ in range(200)]
+            draw_s = (time.perf_counter() - start) / len(drawn)
+        mape = float(np.mean(np.abs(predicted - true) / true) * 100)
+        per_seed.append({"seed": seed, "mape": mape, "fit_s": fit_s, "bounds": rows,
+                         "feasible_draw_ms": 1e3 * draw_s, "drawn": len(drawn)})
+        print(f"seed {seed}: MAPE {mape:.2f} %, fit {fit_s:.0f} s, a feasible draw {1e3 * draw_s:.1f} ms", file=sys.stderr)
+    data = {"date": datetime.date.today().isoformat(), "table": args.table, "device": args.device,
+            "train": args.train, "seeds": args.seeds, "params": PRESETS["narformer_v2"],
+            "command": "python benchmarks/bench_constrained.py " + " ".join(sys.argv[1:]), "per_seed": per_seed}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(data, indent=1) + "\n")
+    print("| bound (quantile of the table) | bound ms | precision | recall | worst admitted / bound |")
+    print("|---|---:|---:|---:|---:|")
+    for q in quantiles:
+        rows = [s["bounds"][str(q)] for s in per_seed]
+        mean = lambda k: statistics.fmean(r[k] for r in rows)   # noqa: E731
+        worst = max(r["worst_admitted_over_bound"] or 0 for r in rows)
+        print(f"| {q} % | {rows[0]['bound_ms']:.2f} | {mean('precision'):.3f} | {mean('recall'):.3f} | {worst:.3f} |")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--strategies", default="random,evolution,dele")
-    ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--dele-seeds", type=int, default=5, help="DELE's searches take minutes each")
-    ap.add_argument("--budget", type=int, default=150)
-    ap.add_argument("--jobs", type=int, default=2)
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("search", help="constrained against unconstrained-then-filtered searches")
+    p.add_argument("--out", required=True)
+    p.add_argument("--strategies", default="random,evolution,dele")
+    p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--dele-seeds", type=int, default=5, help="DELE's searches take minutes each")
+    p.add_argument("--budget", type=int, default=150)
+    p.add_argument("--jobs", type=int, default=2)
+    p = sub.add_parser("predicted", help="a predicted latency as a constraint: precision and recall")
+    p.add_argument("--out", required=True)
+    p.add_argument("--table", default="fbnet", choices=("fbnet", "ofa"))
+    p.add_argument("--device", default="pixel3")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--train", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
+    return cmd_predicted(args) if args.command == "predicted" else cmd_search(args)
+
+
+def cmd_search(args) -> int:
     from flownas.evaluators.tabular import TabularEvaluator
     from flownas.search.api import build
     from flownas.search.bench import optimum
@@ -117,7 +204,7 @@ def main(argv=None) -> int:
     summary = summarize(runs)
     data = {"date": datetime.date.today().isoformat(), "protocol": __doc__.split("Protocol:")[1].strip(),
             "experiment": EXPERIMENT.name, "budget": args.budget, "constrained_optimum": best,
-            "command": "python benchmarks/bench_constrained.py " + " ".join(argv or sys.argv[1:]),
+            "command": "python benchmarks/bench_constrained.py " + " ".join(sys.argv[1:]),
             "summary": summary, "runs": runs}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(data, indent=1) + "\n")
