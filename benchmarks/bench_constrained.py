@@ -4,6 +4,7 @@ and how far a predicted latency can be trusted as a constraint.
 
     python benchmarks/bench_constrained.py search --out benchmarks/results/constrained.json \
         [--strategies random,evolution,dele] [--seeds 10] [--dele-seeds 5] [--budget 150] [--jobs 2]
+    python benchmarks/bench_constrained.py table benchmarks/results/constrained.json   # its table again
     python benchmarks/bench_constrained.py predicted --out benchmarks/results/constrained-predicted.json \
         [--table fbnet] [--device pixel3] [--seeds 0] [--train 1000]
 
@@ -86,7 +87,7 @@ def incumbents(rows: list[dict], n: int) -> tuple[float | None, bool]:
     return (best_feasible["test"] if best_feasible else None), bool(best and best["feasible"])
 
 
-def summarize(runs: list[dict]) -> dict:
+def summarize(runs: list[dict], optimum: float) -> dict:
     out = {}
     for strategy in sorted({r["strategy"] for r in runs}):
         for constrained in (True, False):
@@ -102,7 +103,31 @@ def summarize(runs: list[dict]) -> dict:
                                     "sd": statistics.stdev(tests) if len(tests) > 1 else 0.0,
                                     "seeds_with_a_feasible_candidate": len(tests),
                                     "incumbent_infeasible_share": sum(not f for _, f in results) / len(group)}
+            # evaluations until the constrained optimum is evaluated (beyond the budget: budget + 1)
+            found = [next((i + 1 for i, row in enumerate(r["rows"]) if row["feasible"] and row["value"] >= optimum - 1e-9),
+                          len(r["rows"]) + 1) for r in group]
+            out[key]["found_optimum_share"] = sum(f <= len(r["rows"]) for f, r in zip(found, group)) / len(group)
+            out[key]["median_evals_to_optimum"] = statistics.median(found)
+            out[key]["feasible_share_of_evaluations"] = statistics.fmean(
+                sum(row["feasible"] for row in r["rows"]) / len(r["rows"]) for r in group)
     return out
+
+
+def print_table(data: dict) -> None:
+    best = data["constrained_optimum"]
+    print(f"constrained optimum: val {best['objective']:.2f}, test {best['test']:.2f}")
+    print("| search | " + " | ".join(f"after {n}" for n in CHECKPOINTS)
+          + " | incumbent breaks it | optimum found | median evaluations to it | feasible evaluations |")
+    print("|---|" + "---|" * (len(CHECKPOINTS) + 4))
+    for key, s in data["summary"].items():
+        cells = [f"{s[str(n)]['test_of_best_feasible_mean']:.2f} ± {s[str(n)]['sd']:.2f}"
+                 if s[str(n)]["test_of_best_feasible_mean"] is not None else "-" for n in CHECKPOINTS]
+        last = s[str(CHECKPOINTS[-1])]
+        median = s["median_evals_to_optimum"]
+        print(f"| {key} ({len(s['seeds'])} seeds) | " + " | ".join(cells)
+              + f" | {last['incumbent_infeasible_share']:.0%} | {s['found_optimum_share']:.0%} | "
+              + (f"{median:g}" if median <= data["budget"] else f"> {data['budget']}")
+              + f" | {s['feasible_share_of_evaluations']:.0%} |")
 
 
 def cmd_predicted(args) -> int:
@@ -180,8 +205,10 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--train", type=int, default=1000)
     p.add_argument("--threads", type=int, default=1)
+    p = sub.add_parser("table", help="the table of a search results file")
+    p.add_argument("json")
     args = ap.parse_args(argv)
-    return cmd_predicted(args) if args.command == "predicted" else cmd_search(args)
+    return {"predicted": cmd_predicted, "search": cmd_search, "table": cmd_table}[args.command](args)
 
 
 def cmd_search(args) -> int:
@@ -201,22 +228,22 @@ def cmd_search(args) -> int:
             runs.append(run)
             print(f"{run['strategy']:>10} {'constrained' if run['constrained'] else 'free':>11} seed "
                   f"{run['seed']}: {run['wall_s']:.0f} s", file=sys.stderr)
-    summary = summarize(runs)
-    data = {"date": datetime.date.today().isoformat(), "protocol": __doc__.split("Protocol:")[1].strip(),
-            "experiment": EXPERIMENT.name, "budget": args.budget, "constrained_optimum": best,
-            "command": "python benchmarks/bench_constrained.py " + " ".join(sys.argv[1:]),
-            "summary": summary, "runs": runs}
+    data = {"date": datetime.date.today().isoformat(), "protocol": __doc__.split("Protocol (search):")[1].split(
+                "Protocol (predicted)")[0].strip(), "experiment": EXPERIMENT.name, "budget": args.budget,
+            "constrained_optimum": best, "command": "python benchmarks/bench_constrained.py " + " ".join(sys.argv[1:]),
+            "summary": summarize(runs, best["objective"]), "runs": runs}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(data, indent=1) + "\n")
-    print(f"constrained optimum: val {best['objective']:.2f}, test {best['test']:.2f}")
-    print("| search | " + " | ".join(f"after {n}" for n in CHECKPOINTS) + " | incumbent breaks it (after 150) |")
-    print("|---|" + "---|" * (len(CHECKPOINTS) + 1))
-    for key, s in summary.items():
-        cells = [f"{s[str(n)]['test_of_best_feasible_mean']:.2f} ± {s[str(n)]['sd']:.2f}"
-                 if s[str(n)]["test_of_best_feasible_mean"] is not None else "-" for n in CHECKPOINTS]
-        last = s[str(CHECKPOINTS[-1])]
-        print(f"| {key} ({len(s['seeds'])} seeds) | " + " | ".join(cells)
-              + f" | {last['incumbent_infeasible_share']:.0%} |")
+    head = json.dumps({k: v for k, v in data.items() if k != "runs"}, indent=1)[:-2]   # one line per run
+    Path(args.out).write_text(head + ',\n "runs": [\n' + ",\n".join(json.dumps(r) for r in runs) + "\n ]\n}\n")
+    print_table(data)
+    return 0
+
+
+def cmd_table(args) -> int:
+    """The table again from a results file (summarized anew from its runs)."""
+    data = json.loads(Path(args.json).read_text())
+    data["summary"] = summarize(data["runs"], data["constrained_optimum"]["objective"])
+    print_table(data)
     return 0
 
 
