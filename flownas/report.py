@@ -7,6 +7,8 @@
 * ``best_so_far.png``       best objective (and its test metric) vs evaluations
 * ``predicted_vs_true.png`` the predictor's score for each candidate, made
   before it was evaluated, against the true objective (predictor strategies)
+* ``constraints.png``       constrained searches: the objective of each
+  candidate against each constrained metric, with the bounds
 """
 from __future__ import annotations
 
@@ -125,6 +127,36 @@ def plot_predicted_vs_true(path: Path, rows: Sequence[dict[str, Any]], objective
     return True
 
 
+def plot_constraints(path: Path, rows: Sequence[dict[str, Any]], objective: str,
+                     constraints: Sequence[dict[str, Any]], title: str) -> bool:
+    """One panel per constrained metric: each candidate's objective against
+    the metric, the bounds as lines, the incumbent as a star."""
+    metrics = [c["metric"] for c in constraints]
+    pts = [r for r in rows if r["objective"] is not None and all(r.get(m) is not None for m in metrics)]
+    if not pts:
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.2), squeeze=False)
+    best = max(pts, key=lambda r: r["objective"])
+    for ax, c in zip(axes[0], constraints):
+        m = c["metric"]
+        ax.scatter([r[m] for r in pts], [r["objective"] for r in pts], s=10, alpha=0.6, label="each candidate")
+        ax.scatter([best[m]], [best["objective"]], s=140, marker="*", color="tab:red", zorder=3,
+                   label=f"best: {best['objective']:.4g} at {m} {best[m]:.4g}")
+        for bound in ("max", "min"):
+            if c.get(bound) is not None:
+                ax.axvline(c[bound], color="black", linestyle="--", linewidth=1, label=f"{bound} {c[bound]:g}")
+        ax.set_xlabel(m)
+        ax.set_ylabel(objective)
+        ax.legend(loc="lower right", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def _kendall(rows: Sequence[dict[str, Any]]) -> float:
     if len(rows) < 3:
         return math.nan
@@ -140,7 +172,8 @@ def _pyplot():
 
 
 def write_report(run_dir: Path, records: Sequence[Record], *, to_string, objective: str,
-                 test_metric: str | None, title: str) -> dict[str, Path]:
+                 test_metric: str | None, title: str,
+                 constraints: Sequence[dict[str, Any]] = ()) -> dict[str, Path]:
     """Every file above that the records allow; returns them by kind."""
     run_dir = Path(run_dir)
     rows = history_rows(records, to_string, test_metric)
@@ -155,4 +188,7 @@ def write_report(run_dir: Path, records: Sequence[Record], *, to_string, objecti
     path = run_dir / "predicted_vs_true.png"
     if plot_predicted_vs_true(path, rows, objective, title):
         files["predicted_vs_true"] = path
+    path = run_dir / "constraints.png"
+    if constraints and plot_constraints(path, rows, objective, constraints, title):
+        files["constraints"] = path
     return files

@@ -142,6 +142,7 @@ def test_a_latency_constrained_search_end_to_end(tmp_path, capsys, data_root):
     assert len(rows) == 20 and all(float(r["latency_ms"]) <= 5.0 for r in rows)
     best = json.loads((out / "best.json").read_text())
     assert best["constraints"]["latency_ms"] <= 5.0
+    assert (out / "constraints.png").stat().st_size > 0 and "constraints.png" in stdout
     # the values are the table's
     from flownas.evaluators.latency import table_latency
     from flownas.registry import get_space

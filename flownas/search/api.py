@@ -259,4 +259,5 @@ def write_run_report(run: Run, ledger: Ledger) -> dict[str, Path]:
     space = get_space(config.space.name, **config.space.params)
     title = " ".join(str(p) for p in (space.name, config.dataset, config.strategy.name, f"seed {config.seed}") if p)
     return write_report(run.dir, ledger.records(), to_string=space.to_string, objective=meta["objective"],
-                        test_metric=meta.get("test_metric"), title=title)
+                        test_metric=meta.get("test_metric"), title=title,
+                        constraints=[c.to_config() for c in config.constraints])
