@@ -1,6 +1,7 @@
 """Constrained searches: only members within the bounds are proposed, trained and recorded."""
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,6 +159,15 @@ def test_a_latency_constrained_search_end_to_end(tmp_path, capsys, data_root):
     plain.write_text("strategy: evolution\nbudget: 40\nseed: 2\n")
     code, _, err = run(capsys, "search", plain, "--resume", "--out", out, "--quiet")
     assert code == 1 and "constraints: None differs from the search recorded" in err
+
+
+def test_a_constraint_that_cannot_measure_the_space_says_which(tmp_path, capsys, data_root):
+    experiment = Path(__file__).resolve().parents[1] / "experiments" / "nb201-cifar10-dele-pixel3.yaml"
+    code, _, err = run(capsys, "search", experiment, "--space", "nb101",
+                       "--strategy", "evolution", "--out", tmp_path / "run", "--quiet")
+    assert code == 1 and err.count("\n") == 1
+    assert "constraint latency_ms <= 5 (latency_table): no latency table records" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_an_unsatisfiable_constraint_leaves_no_run_directory(tmp_path, capsys, data_root):

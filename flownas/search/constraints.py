@@ -22,7 +22,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..arch import Architecture
-from ..errors import ArchitectureError, ConfigError, NotInSpaceError
+from ..errors import ArchitectureError, ConfigError, DataError, FlownasError, NotInSpaceError
 from ..evaluators.base import Evaluator
 from ..spaces.base import SearchSpace
 
@@ -52,7 +52,12 @@ class Constraint:
         check_bounds(self.metric, self.max, self.min)
 
     def value(self, arch: Architecture) -> float:
-        metrics = self.evaluator.evaluate(arch).metrics
+        try:
+            metrics = self.evaluator.evaluate(arch).metrics
+        except DataError:
+            raise
+        except FlownasError as exc:   # e.g. a latency table of another space: say which constraint asked
+            raise ConfigError(f"constraint {self}: {exc}") from None
         if self.metric not in metrics:
             raise ConfigError(f"constraint: the evaluator {_name(self.evaluator)} gives no metric {self.metric!r} "
                               f"(it gives: {', '.join(sorted(metrics))})")
