@@ -127,6 +127,15 @@ def plot_predicted_vs_true(path: Path, rows: Sequence[dict[str, Any]], objective
     return True
 
 
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other beats on both counts (x lower, y higher), by x."""
+    front: list[tuple[float, float]] = []
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or y > front[-1][1]:
+            front.append((x, y))
+    return front
+
+
 def plot_constraints(path: Path, rows: Sequence[dict[str, Any]], objective: str,
                      constraints: Sequence[dict[str, Any]], title: str) -> bool:
     """One panel per constrained metric: each candidate's objective against
@@ -143,6 +152,10 @@ def plot_constraints(path: Path, rows: Sequence[dict[str, Any]], objective: str,
         ax.scatter([r[m] for r in pts], [r["objective"] for r in pts], s=10, alpha=0.6, label="each candidate")
         ax.scatter([best[m]], [best["objective"]], s=140, marker="*", color="tab:red", zorder=3,
                    label=f"best: {best['objective']:.4g} at {m} {best[m]:.4g}")
+        if c.get("max") is not None:   # an upper bound: lower is better, so the front is the upper-left edge
+            front = pareto_front([(r[m], r["objective"]) for r in pts])
+            ax.step([x for x, _ in front], [y for _, y in front], where="post", color="tab:orange",
+                    linewidth=1.2, label="front: none lower and better")
         for bound in ("max", "min"):
             if c.get(bound) is not None:
                 ax.axvline(c[bound], color="black", linestyle="--", linewidth=1, label=f"{bound} {c[bound]:g}")

@@ -221,3 +221,27 @@ def test_a_missing_predictor_file_is_named(tmp_path, data_root):
         "name": "predicted", "path": "x.pt", "predictor": "narformer3"}}]})
     with pytest.raises(ConfigError, match=r"constraints\[0\].evaluator: unknown predictor 'narformer3'"):
         build(config)
+
+
+def test_a_constrained_metric_can_also_be_an_objective(data_root):
+    """NSGA-II trades accuracy against the latency the constraint measures."""
+    from optuna.trial import TrialState
+    from flownas.search.api import build
+    from flownas.search.loop import Budget, SearchLoop
+    from flownas.store import Ledger
+    import yaml
+    config = SearchConfig.from_dict(yaml.safe_load(
+        "strategy: {name: optuna, objectives: [c10_valid_val_acc_200, 'latency_ms:min']}\nbudget: 24\n"
+        + LATENCY.replace("max: 5.0", "max: 10.0")))
+    parts = build(config)
+    SearchLoop(parts.space, parts.strategy, parts.evaluator, Ledger.create(None, "mo", {}),
+               budget=Budget(evaluations=24)).run()
+    told = [t for t in parts.strategy._study.trials if t.state == TrialState.COMPLETE]
+    assert len(told) >= 24 and all(len(t.values) == 2 and 0 < t.values[1] <= 10.0 for t in told)
+
+
+def test_the_front_keeps_only_the_undominated():
+    from flownas.report import pareto_front
+    points = [(3.0, 80.0), (1.0, 70.0), (2.0, 60.0), (3.0, 85.0), (4.0, 84.0), (1.0, 72.0), (5.0, 90.0)]
+    assert pareto_front(points) == [(1.0, 72.0), (3.0, 85.0), (5.0, 90.0)]
+    assert pareto_front([]) == []

@@ -243,7 +243,8 @@ class SearchLoop:
 
     def _accept(self, record: Record) -> None:
         """Tell the strategy and update the progress."""
-        self.strategy.tell(record.arch, record.value, record.metrics)
+        # the constrained metrics too, so that a multi-objective strategy can trade one off
+        self.strategy.tell(record.arch, record.value, {**record.info.get("constraints", {}), **record.metrics})
         self.finished.append(record)
         self._next_done = max(self._next_done, record.done + 1)
         self.cost_s += record.cost_s or 0.0
