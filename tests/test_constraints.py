@@ -8,6 +8,7 @@ import pytest
 
 from flownas.cli import main
 from flownas.errors import ArchitectureError, ConfigError, NotInSpaceError
+from flownas.evaluators.base import Result
 from flownas.search.constraints import ConstrainedSpace, Constraint
 from flownas.search.config import SearchConfig
 from flownas.search.simple import RegularizedEvolution
@@ -62,6 +63,20 @@ def test_a_search_never_evaluates_an_infeasible_candidate():
             seen.append(arch)
             strategy.tell(arch, ToyEvaluator().evaluate(arch).metrics["val"])
     assert len(seen) == 30 and all(1 <= c_count(space, a) <= 2 for a in seen)
+
+
+class UniformCells(ToyEvaluator):
+    """``uniform`` = 1 for the cells of one op ('aaaa', 'bbbb'), else 0."""
+
+    def evaluate(self, arch, fidelity=None):
+        return Result({"uniform": float(len(set(ToySpace().chain(arch))) == 1)}, cost_s=0.0)
+
+
+def test_a_member_without_feasible_mutations_mutates_into_a_fresh_sample():
+    space = ConstrainedSpace(UnsizedToy(), [Constraint("uniform", UniformCells(), min=1)])
+    rng = np.random.default_rng(0)
+    # every mutation of 'aaaa' changes one op: none is uniform, so the child is the other uniform cell
+    assert {ToySpace().chain(space.mutate(ToySpace().make("aaaa"), rng)) for _ in range(5)} == {tuple("bbbb")}
 
 
 def test_infeasible_architectures_are_refused_by_name():

@@ -25,11 +25,14 @@ from ..arch import Architecture
 from ..errors import ArchitectureError, ConfigError, DataError, FlownasError, NotInSpaceError
 from ..evaluators.base import Evaluator
 from ..spaces.base import SearchSpace
+from .subspace import Subspace, TableSubspace
 
 # a finite space up to this size is filtered once, member by member
 ENUMERABLE = 200_000
-# rejection sampling (infinite spaces) gives up after this many infeasible draws in a row
+# rejection sampling (infinite spaces) gives up after this many infeasible draws in a row;
+# a mutation then falls back to a feasible sample
 MAX_TRIES = 1000
+MUTATION_TRIES = 100
 
 
 def check_bounds(metric: str, max: float | None, min: float | None) -> None:
@@ -83,19 +86,14 @@ def _name(evaluator: Evaluator) -> str:
     return type(evaluator).__name__
 
 
-class ConstrainedSpace(SearchSpace):
+class ConstrainedSpace(Subspace):
     """The members of ``space`` that satisfy every constraint."""
 
     def __init__(self, space: SearchSpace, constraints: Sequence[Constraint]):
         if not constraints:
             raise ConfigError("a constrained space needs at least one constraint")
-        self.base = space
+        super().__init__(space)
         self.constraints = tuple(constraints)
-        self.name = space.name
-        self.ops = space.ops
-        self.input_op = space.input_op
-        self.output_op = space.output_op
-        self.input_shape = space.input_shape
         self._values: dict[str, dict[str, float]] = {}
         self.feasible_members: SearchSpace | None = None   # finite spaces: a TableSubspace of the feasible
         size = space.size()
@@ -127,7 +125,6 @@ class ConstrainedSpace(SearchSpace):
         return {"constraints": dict(self.values(arch))}
 
     def _filter(self, members: list[Architecture]) -> None:
-        from .subspace import TableSubspace
         feasible = [a for a in members if self.feasible(a)]
         if not feasible:
             raise ConfigError(f"no architecture of space {self.name!r} satisfies "
@@ -151,20 +148,19 @@ class ConstrainedSpace(SearchSpace):
         if self.feasible_members is not None:
             return self.feasible_members.mutate(arch, rng)
         arch = self.base.normalize(arch)
+        try:
+            return self._rejection(lambda: self.base.mutate(arch, rng), "mutations", MUTATION_TRIES)
+        except ArchitectureError:   # a member whose neighbours all break a bound: start afresh
+            return self._rejection(lambda: self.base.sample(rng), "samples", exclude=arch.key)
 
-        def child() -> Architecture:
-            out = self.base.normalize(self.base.mutate(arch, rng))
-            return out if out.key != arch.key else self.base.sample(rng)
-        return self._rejection(child, "mutations of a member")
-
-    def _rejection(self, draw, what: str) -> Architecture:
+    def _rejection(self, draw, what: str, tries: int = MAX_TRIES, exclude: str | None = None) -> Architecture:
         tried = []
-        for _ in range(MAX_TRIES):
+        for _ in range(tries):
             arch = self.base.normalize(draw())
-            if self.feasible(arch):
+            if arch.key != exclude and self.feasible(arch):
                 return arch
             tried.append(arch)
-        raise ArchitectureError(f"{MAX_TRIES} {what} in a row broke the constraints of space {self.name!r}: "
+        raise ArchitectureError(f"{tries} {what} in a row broke the constraints of space {self.name!r}: "
                                 f"{self._ranges(tried)}; loosen {'; '.join(map(str, self.constraints))}")
 
     def validate(self, arch: Architecture) -> None:
@@ -175,9 +171,6 @@ class ConstrainedSpace(SearchSpace):
             raise NotInSpaceError(self.name, "breaks the constraint " + "; ".join(
                 f"{c} with {c.metric} = {values[c.metric]:g}" for c in broken))
 
-    def normalize(self, arch: Architecture) -> Architecture:
-        return self.base.normalize(arch)
-
     def enumerate(self) -> Iterator[Architecture]:
         if self.feasible_members is None:
             return self.base.enumerate()   # raises: the space is infinite or too large
@@ -186,22 +179,7 @@ class ConstrainedSpace(SearchSpace):
     def size(self) -> int | None:
         return None if self.feasible_members is None else self.feasible_members.size()
 
-    def to_model(self, arch: Architecture, **options: Any):
-        return self.base.to_model(arch, **options)
-
-    def param_space(self) -> dict[str, tuple]:
-        return self.base.param_space()
-
-    def to_params(self, arch: Architecture) -> dict[str, Any]:
-        return self.base.to_params(arch)
-
     def from_params(self, params: Mapping[str, Any]) -> Architecture:
         arch = self.base.normalize(self.base.from_params(params))
         self.validate(arch)
         return arch
-
-    def to_string(self, arch: Architecture) -> str:
-        return self.base.to_string(arch)
-
-    def from_string(self, text: str) -> Architecture:
-        return self.base.from_string(text)

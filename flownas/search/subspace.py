@@ -1,4 +1,5 @@
-"""``TableSubspace``: the members of a space that a benchmark table holds.
+"""``Subspace``: part of a space, and ``TableSubspace``: the members of a
+space that a benchmark table holds.
 
 A table that covers only part of its space (the NB101 table holds 20,001 of
 423,624 cells) can still be searched: samples are drawn from the table, and a
@@ -17,14 +18,41 @@ from ..errors import ArchitectureError
 from ..spaces.base import SearchSpace
 
 
-class TableSubspace(SearchSpace):
+class Subspace(SearchSpace):
+    """Part of ``base``: its name, vocabulary and shapes, and all but
+    membership delegated to it; subclasses say which members belong
+    (``sample``, ``mutate``, ``validate``, ``from_params``)."""
+
+    def __init__(self, base: SearchSpace):
+        self.base = base
+        self.name = base.name
+        self.ops = base.ops
+        self.input_op = base.input_op
+        self.output_op = base.output_op
+        self.input_shape = base.input_shape
+
+    def normalize(self, arch: Architecture) -> Architecture:
+        return self.base.normalize(arch)
+
+    def to_model(self, arch: Architecture, **options: Any):
+        return self.base.to_model(arch, **options)
+
+    def param_space(self) -> dict[str, tuple]:
+        return self.base.param_space()
+
+    def to_params(self, arch: Architecture) -> dict[str, Any]:
+        return self.base.to_params(arch)
+
+    def to_string(self, arch: Architecture) -> str:
+        return self.base.to_string(arch)
+
+    def from_string(self, text: str) -> Architecture:
+        return self.base.from_string(text)
+
+
+class TableSubspace(Subspace):
     def __init__(self, space: SearchSpace, members: Sequence[Architecture]):
-        self.base = space
-        self.name = space.name
-        self.ops = space.ops
-        self.input_op = space.input_op
-        self.output_op = space.output_op
-        self.input_shape = space.input_shape
+        super().__init__(space)
         self._members: dict[str, Architecture] = {}
         for arch in members:
             arch = space.normalize(arch)
@@ -80,31 +108,13 @@ class TableSubspace(SearchSpace):
         if arch not in self:
             raise self._error("the benchmark table has no record of this architecture")
 
-    def normalize(self, arch: Architecture) -> Architecture:
-        return self.base.normalize(arch)
-
     def enumerate(self) -> Iterator[Architecture]:
         return iter(self._list)
 
     def size(self) -> int:
         return len(self._list)
 
-    def to_model(self, arch: Architecture, **options: Any):
-        return self.base.to_model(arch, **options)
-
-    def param_space(self) -> dict[str, tuple]:
-        return self.base.param_space()
-
-    def to_params(self, arch: Architecture) -> dict[str, Any]:
-        return self.base.to_params(arch)
-
     def from_params(self, params: Mapping[str, Any]) -> Architecture:
         arch = self.base.from_params(params)
         self.validate(arch)
         return self._members[self.base.normalize(arch).key]
-
-    def to_string(self, arch: Architecture) -> str:
-        return self.base.to_string(arch)
-
-    def from_string(self, text: str) -> Architecture:
-        return self.base.from_string(text)
