@@ -222,12 +222,19 @@ def cmd_search(args) -> int:
           f"(dele: 0..{args.dele_seeds - 1}); {len(tasks)} searches", file=sys.stderr)
     best = optimum(TabularEvaluator(), build(config_for("evolution", True)).space)
     runs = []
-    with cf.ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for future in cf.as_completed([pool.submit(one_search, *t) for t in tasks]):
-            run = future.result()
-            runs.append(run)
-            print(f"{run['strategy']:>10} {'constrained' if run['constrained'] else 'free':>11} seed "
-                  f"{run['seed']}: {run['wall_s']:.0f} s", file=sys.stderr)
+
+    def done(run: dict) -> None:
+        runs.append(run)
+        print(f"{run['strategy']:>10} {'constrained' if run['constrained'] else 'free':>11} seed "
+              f"{run['seed']}: {run['wall_s']:.0f} s", file=sys.stderr)
+    if args.jobs == 1:
+        for task in tasks:
+            done(one_search(*task))
+    else:
+        with cf.ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for future in cf.as_completed([pool.submit(one_search, *t) for t in tasks]):
+                done(future.result())
+    runs.sort(key=lambda r: (r["strategy"], not r["constrained"], r["seed"]))
     data = {"date": datetime.date.today().isoformat(), "protocol": __doc__.split("Protocol (search):")[1].split(
                 "Protocol (predicted)")[0].strip(), "experiment": EXPERIMENT.name, "budget": args.budget,
             "constrained_optimum": best, "command": "python benchmarks/bench_constrained.py " + " ".join(sys.argv[1:]),

@@ -260,3 +260,20 @@ def test_the_front_keeps_only_the_undominated():
     points = [(3.0, 80.0), (1.0, 70.0), (2.0, 60.0), (3.0, 85.0), (4.0, 84.0), (1.0, 72.0), (5.0, 90.0)]
     assert pareto_front(points) == [(1.0, 72.0), (3.0, 85.0), (5.0, 90.0)]
     assert pareto_front([]) == []
+
+
+def test_the_benchmark_compares_constrained_with_filtered_searches(tmp_path, capsys, data_root, monkeypatch):
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(root / "benchmarks"))
+    import bench_constrained
+    out = tmp_path / "c.json"
+    assert bench_constrained.main(["search", "--out", str(out), "--strategies", "random", "--seeds", "2",
+                                   "--budget", "12", "--jobs", "1"]) == 0
+    data = json.loads(out.read_text())
+    constrained = data["summary"]["random constrained"]
+    assert constrained["feasible_share_of_evaluations"] == 1.0 and constrained["seeds"] == [0, 1]
+    assert data["summary"]["random unconstrained, filtered after"]["feasible_share_of_evaluations"] < 1.0
+    assert all(len(r["rows"]) == 12 for r in data["runs"]) and data["constrained_optimum"]["test"] == 90.935
+    capsys.readouterr()
+    assert bench_constrained.main(["table", str(out)]) == 0
+    assert "| random constrained (2 seeds) |" in capsys.readouterr().out
