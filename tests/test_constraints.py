@@ -185,6 +185,15 @@ def test_a_constraint_that_cannot_measure_the_space_says_which(tmp_path, capsys,
     assert not (tmp_path / "run").exists()
 
 
+def test_check_counts_the_members_within_the_constraints(tmp_path, capsys, data_root):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("strategy: random\nbudget: 5\n" + LATENCY)
+    code, out, err = run(capsys, "search", cfg, "--out", tmp_path / "run", "--check")
+    assert code == 0, err
+    assert "nb201: 3,087 of 15,625 members, those within the constraints" in out
+    assert not (tmp_path / "run").exists()
+
+
 def test_an_unsatisfiable_constraint_leaves_no_run_directory(tmp_path, capsys, data_root):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("strategy: random\nbudget: 5\n" + LATENCY.replace("max: 5.0", "max: 0.001"))

@@ -98,6 +98,25 @@ def test_resume_may_extend_the_budget_but_not_change_the_search(finished_run, ca
     assert code == 0 and "40 finished" in out and "30 replayed" in out
 
 
+def test_check_says_what_would_run_and_writes_nothing(finished_run, capsys, tmp_path):
+    from flownas.search.api import Run
+    code, out, _ = run(capsys, "search", "--strategy", "evolution", "--check", "--out", tmp_path / "new")
+    assert code == 0 and "new search" in out and "nb201: 15,625 members" in out
+    assert "\nstrategy: evolution\n" in out and not (tmp_path / "new").exists()
+    finished = len(list(csv.DictReader(open(finished_run / "history.csv"))))
+    code, out, _ = run(capsys, "search", "--resume", "--out", finished_run, "--budget", "500", "--check")
+    assert code == 0 and f"resumes: {finished} finished (0 failed)" in out and "500 evaluations" in out
+    ledger = Run.load(finished_run).open_ledger()
+    try:
+        assert ledger.meta["config"]["budget"]["evaluations"] != 500 and len(ledger.records()) == finished
+    finally:
+        ledger.close()
+    assert "already holds a search" in one_line_error(capsys, "search", "--strategy", "evolution", "--check",
+                                                      "--out", finished_run)
+    assert "--seed: 2 differs" in one_line_error(capsys, "search", "--resume", "--out", finished_run, "--seed",
+                                                 "2", "--check")
+
+
 def test_a_second_driver_is_refused_while_the_search_runs(finished_run, capsys):
     import os
     from flownas.search.api import driving

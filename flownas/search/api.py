@@ -146,9 +146,11 @@ def start_run(config: SearchConfig) -> tuple[Run, Ledger]:
 RESUMABLE = ("budget", "executor", "out", "storage")   # may differ when resuming
 
 
-def resume_run(run_dir: Path, given: SearchConfig | None, flags: dict[str, Any]) -> tuple[Run, Ledger, SearchConfig]:
+def resume_run(run_dir: Path, given: SearchConfig | None, flags: dict[str, Any],
+               record: bool = True) -> tuple[Run, Ledger, SearchConfig]:
     """The run in ``run_dir`` with its recorded configuration; ``given`` (a
-    config file) and ``flags`` may only change the budget and the executor."""
+    config file) and ``flags`` may only change the budget and the executor
+    (recorded in the ledger unless ``record`` is False)."""
     run = Run.load(run_dir)
     ledger = run.open_ledger()
     recorded = SearchConfig.from_dict(ledger.meta["config"], where=f"{run.dir} (recorded)")
@@ -170,13 +172,54 @@ def resume_run(run_dir: Path, given: SearchConfig | None, flags: dict[str, Any])
         config = replace(config, budget=given.budget, executor=given.executor)
     config = config.with_flags(budget=flags.get("budget"), executor=flags.get("executor"),
                                **{flag: flags.get(flag) for flag in EXECUTOR_FLAGS})
-    ledger.update_meta(config=config.to_dict())
+    if record:
+        ledger.update_meta(config=config.to_dict())
     return run, ledger, config
 
 
 def _changed(key: str, value: Any, old: Any, run_dir: Path) -> str:
     return (f"{key}: {value!r} differs from the search recorded in {run_dir} ({old!r}); --resume continues "
             f"a search as it was configured (only the budget and the executor may change)")
+
+
+def check_search(config: SearchConfig | None, *, resume: bool = False, run_dir: str | Path | None = None,
+                 flags: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What ``run_search`` would run, found the same way (every component
+    built, tables and constraints included), without running or writing anything."""
+    records = None
+    if resume:
+        if run_dir is None:
+            raise ConfigError("--resume needs the run directory (--out) or the configuration it was run with")
+        run, ledger, config = resume_run(Path(run_dir), config, flags or {}, record=False)
+        try:
+            records = ledger.records()
+        finally:
+            ledger.close()
+    else:
+        run = Run(config.run_dir, config.storage, config.run_name)
+        if (run.dir / RUN_FILE).exists():
+            raise FlownasError(f"{run.dir} already holds a search: continue it with --resume, "
+                               f"or choose another --out")
+    parts = build(config)
+    return {"config": config, "run": run, "records": records, "space": describe_space(parts.space),
+            "objective": parts.evaluator.objective, "test_metric": getattr(parts.evaluator, "test_metric", None),
+            "workers": parts.executor.workers}
+
+
+def describe_space(space: SearchSpace) -> str:
+    """How many members a search draws from, and why not all of the space's."""
+    from .constraints import ConstrainedSpace
+    from .subspace import TableSubspace
+    size, why, whole = space.size(), [], space
+    while isinstance(whole, (ConstrainedSpace, TableSubspace)):
+        why.append("within the constraints" if isinstance(whole, ConstrainedSpace) else "in the table")
+        whole = whole.base
+    total = whole.size()
+    if size is None:
+        return f"{space.name}: too many members to count" + (f" ({', '.join(reversed(why))})" if why else "")
+    if size == total:
+        return f"{space.name}: {size:,} members"
+    return f"{space.name}: {size:,} of {total:,} members" + (f", those {' and '.join(reversed(why))}" if why else "")
 
 
 def run_search(config: SearchConfig | None, *, resume: bool = False, run_dir: str | Path | None = None,

@@ -47,6 +47,9 @@ def register(subparsers) -> None:
                    help="with --resume: run the failed candidates again first (e.g. after a transient error); "
                         "the failed trials stay in the ledger")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--check", action="store_true",
+                   help="build everything the search needs (tables, constraints, components), say what it "
+                        "would run, and stop: nothing is evaluated or written")
     p.set_defaults(func=_cmd_search)
 
     p = subparsers.add_parser("report", help="redraw a run directory's report (plots, CSV, best) from its ledger")
@@ -81,6 +84,8 @@ def _config(args):
 def _cmd_search(args) -> int:
     from .api import run_search
     given, config = _config(args)
+    if args.check:
+        return _check(args, given, config)
     progress = None if args.quiet else _Progress()
     try:
         if args.resume:
@@ -95,6 +100,43 @@ def _cmd_search(args) -> int:
         if progress:
             progress.stop()
     _print_summary(run, result.records, files, result=result)
+    return 0
+
+
+def _check(args, given, config) -> int:
+    import yaml
+    from rich.console import Console
+    from rich.table import Table
+    from .api import check_search
+    if args.resume:
+        found = check_search(given, resume=True, run_dir=Path(args.out) if args.out else config.run_dir,
+                             flags=_flags(args))
+    else:
+        found = check_search(config)
+    config, run, records = found["config"], found["run"], found["records"]
+    table = Table(title="flownas search --check: nothing was run or written", show_header=False,
+                  title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("run", f"{run.dir} ({run.storage_url}, study {run.study})")
+    if records is None:
+        table.add_row("state", "new search")
+    else:
+        finished = [r for r in records if r.finished]
+        failed = sum(r.state == "failed" for r in finished)
+        table.add_row("state", f"resumes: {len(finished)} finished ({failed} failed), "
+                               f"{len(records) - len(finished)} in flight when it stopped")
+    table.add_row("space", found["space"])
+    table.add_row("objective", found["objective"] + (f" (test: {found['test_metric']})" if found["test_metric"] else ""))
+    table.add_row("strategy", config.strategy.name + (f" + {config.predictor.name}" if config.predictor else ""))
+    for c in config.constraints:
+        table.add_row("constraint", _constraint_text(c.to_config()))
+    budget = config.budget
+    table.add_row("budget", ", ".join(p for p in (f"{budget.evaluations} evaluations" if budget.evaluations else None,
+                                                   f"{budget.cost_s:g} s of cost" if budget.cost_s else None) if p))
+    table.add_row("executor", f"{config.executor.name}, {found['workers']} worker(s)")
+    Console().print(table)
+    print("# the configuration as it would run\n" + yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
     return 0
 
 
