@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from flownas.evaluators.predicted import LATENCY_SETTINGS
+
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # no spinning threads on a shared machine
 
 # the small resolutions the CPU latencies are measured at (the OFA tables use 128-224)
@@ -139,8 +141,7 @@ def cmd_noise(args) -> None:
 # Acc@10% measure) and keep the last epoch (no validation split: the protocol
 # is train / test only). Sizes are chosen for a shared 2-core CPU.
 PRESETS = {
-    "narformer_v2": dict(dim=64, layers=3, freqs=16, head_hidden=64, readout="sum", flow_augment=False,
-                         ac_weight=0.0, target_transform="log", loss="mse", epochs=30, batch_size=64, lr=2e-3),
+    "narformer_v2": dict(LATENCY_SETTINGS),   # flownas.evaluators.predicted: what `flownas fit-latency` fits
     "flowerformer": dict(dim=32, layers=2, heads=4, target_transform="log", loss="mse", epochs=30,
                          batch_size=64, lr=2e-3),
 }

@@ -17,7 +17,7 @@ from typing import Sequence
 from .errors import FlownasError
 
 # modules that add sub-commands: each has register(subparsers)
-COMMAND_MODULES: list[str] = ["flownas.search.commands", "flownas.cli_graph"]
+COMMAND_MODULES: list[str] = ["flownas.search.commands", "flownas.cli_graph", "flownas.latency_cli"]
 # modules that add `flownas bench <what>` commands: each has register_bench(subparsers)
 BENCH_MODULES: list[str] = ["flownas.predictors_cli", "flownas.search.commands"]
 

@@ -286,3 +286,22 @@ def test_the_benchmark_compares_constrained_with_filtered_searches(tmp_path, cap
     capsys.readouterr()
     assert bench_constrained.main(["table", str(out)]) == 0
     assert "| random constrained (2 seeds) |" in capsys.readouterr().out
+
+
+def test_fit_latency_then_search_a_space_no_table_covers(tmp_path, capsys, data_root, monkeypatch):
+    """The example: a latency predictor fitted from the CLI bounds an FBNet search."""
+    import yaml
+    monkeypatch.chdir(tmp_path)   # the example's relative paths land here
+    code, out, err = run(capsys, "fit-latency", "--table", "fbnet", "--device", "pixel3", "--out",
+                         "runs/latency/fbnet-pixel3.pt", "--train-size", "120", "--epochs", "3", "--threads", "1")
+    assert code == 0, err
+    assert "fbnet pixel3: narformer_v2 fitted on 120 networks" in out and "MAPE" in out
+    snippet = yaml.safe_load(out[out.index("constraints:"):])
+    assert SearchConfig.from_dict(snippet).constraints[0].max == pytest.approx(17.71)
+    example = Path(__file__).resolve().parents[1] / "examples" / "fbnet-pixel3-search.yaml"
+    code, out, err = run(capsys, "search", example, "--budget", "4", "--quiet")
+    assert code == 0, err
+    rows = list(csv.DictReader(open(tmp_path / "runs" / "fbnet-pixel3-nwot" / "history.csv")))
+    assert len(rows) == 4 and all(float(r["latency_ms"]) <= 17.71 for r in rows)
+    assert "fbnet: too many members to count (within the constraints)" in run(
+        capsys, "search", example, "--check", "--out", tmp_path / "other")[1]

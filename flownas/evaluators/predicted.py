@@ -15,6 +15,11 @@ from ..errors import ConfigError
 from ..registry import EVALUATORS
 from .base import Evaluator, Result
 
+# narformer_v2 for latency, as benchmarked (BENCHMARKS.md, "Universal latency
+# prediction"): log-latency MSE, no flow augmentation (a chain has one order)
+LATENCY_SETTINGS = dict(dim=64, layers=3, freqs=16, head_hidden=64, readout="sum", flow_augment=False,
+                        ac_weight=0.0, target_transform="log", loss="mse", epochs=30, batch_size=64, lr=2e-3)
+
 
 @EVALUATORS.register("predicted")
 class PredictedEvaluator(Evaluator):
@@ -49,3 +54,25 @@ class PredictedEvaluator(Evaluator):
     def evaluate(self, arch: Architecture, fidelity: Any = None) -> Result:
         value = float(np.asarray(self.model.predict([arch]), dtype=float)[0])
         return Result({self.metric: value}, cost_s=0.0, info={"source": self.path})
+
+
+def fit_latency_predictor(table: str, device: str, *, train_size: int = 1000, seed: int = 0,
+                          **settings: Any) -> tuple[Any, dict[str, Any]]:
+    """``narformer_v2`` (``LATENCY_SETTINGS``, updated by ``settings``) fitted on
+    the first ``train_size`` networks of a seeded permutation of a latency
+    table's ``device``; the figures on the rest of the table."""
+    from ..benchmarks.base import load_benchmark
+    from ..predictors import metrics
+    from ..registry import PREDICTORS
+    archs, ms = load_benchmark(table).latencies(device)
+    ms = np.asarray(ms, dtype=float)
+    if not 2 <= train_size < len(archs):
+        raise ConfigError(f"--train-size must be between 2 and {len(archs) - 1} (the {table} table holds "
+                          f"{len(archs)} networks), got {train_size}")
+    order = np.random.default_rng(seed).permutation(len(archs))
+    train, test = order[:train_size], order[train_size:]
+    model = PREDICTORS.create("narformer_v2", **{**LATENCY_SETTINGS, **settings, "seed": seed})
+    model.fit([archs[i] for i in train], ms[train])
+    predicted = model.predict([archs[i] for i in test])
+    return model, {"mape": metrics.mape(ms[test], predicted), "acc10": metrics.acc_within(ms[test], predicted, 0.1),
+                   "train": len(train), "test": len(test), "median_ms": float(np.median(ms))}
