@@ -45,6 +45,14 @@ def test_every_proposal_is_feasible(base):
         assert all(c_count(space, n) <= 1 for n in space.neighbours(arch))
 
 
+def test_a_space_too_large_to_filter_enumerates_its_feasible_members(monkeypatch):
+    import flownas.search.constraints as constraints
+    monkeypatch.setattr(constraints, "ENUMERABLE", 10)   # the toy's 80 members: "too many"
+    space = ConstrainedSpace(ToySpace(), [AT_MOST_ONE_C])
+    assert space.size() is None and space.feasible_members is None
+    assert len({a.key for a in space.enumerate()}) == 48 and all(c_count(space, a) <= 1 for a in space.enumerate())
+
+
 def test_a_finite_space_is_filtered_once():
     space = ConstrainedSpace(ToySpace(), [AT_MOST_ONE_C])
     members = list(space.enumerate())

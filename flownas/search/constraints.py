@@ -172,8 +172,8 @@ class ConstrainedSpace(Subspace):
                 f"{c} with {c.metric} = {values[c.metric]:g}" for c in broken))
 
     def enumerate(self) -> Iterator[Architecture]:
-        if self.feasible_members is None:
-            return self.base.enumerate()   # raises: the space is infinite or too large
+        if self.feasible_members is None:   # too large to filter up front (or infinite: the base raises)
+            return (a for a in self.base.enumerate() if self.feasible(a))
         return self.feasible_members.enumerate()
 
     def size(self) -> int | None:
