@@ -132,15 +132,19 @@ class Run:
 def start_run(config: SearchConfig) -> tuple[Run, Ledger]:
     """A new run directory and ledger; an existing search there is an error."""
     run = Run(config.run_dir, config.storage, config.run_name)
-    if (run.dir / RUN_FILE).exists():
-        raise FlownasError(f"{run.dir} already holds a search: continue it with --resume, "
-                           f"or choose another --out")
+    _refuse_a_second_start(run)
     if run.storage is None:
         run.dir.mkdir(parents=True, exist_ok=True)   # the SQLite file goes there
     ledger = Ledger.create(run.storage_url, run.study, {"config": config.to_dict(), "flownas": __version__},
                            replace_empty=True)   # a start killed before run.json was written
     run.save()
     return run, ledger
+
+
+def _refuse_a_second_start(run: Run) -> None:
+    if (run.dir / RUN_FILE).exists():
+        raise FlownasError(f"{run.dir} already holds a search: continue it with --resume, "
+                           f"or choose another --out")
 
 
 RESUMABLE = ("budget", "executor", "out", "storage")   # may differ when resuming
@@ -197,9 +201,7 @@ def check_search(config: SearchConfig | None, *, resume: bool = False, run_dir: 
             ledger.close()
     else:
         run = Run(config.run_dir, config.storage, config.run_name)
-        if (run.dir / RUN_FILE).exists():
-            raise FlownasError(f"{run.dir} already holds a search: continue it with --resume, "
-                               f"or choose another --out")
+        _refuse_a_second_start(run)
     parts = build(config)
     return {"config": config, "run": run, "records": records, "space": describe_space(parts.space),
             "objective": parts.evaluator.objective, "test_metric": getattr(parts.evaluator, "test_metric", None),

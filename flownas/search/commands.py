@@ -130,7 +130,7 @@ def _check(args, given, config) -> int:
     table.add_row("objective", found["objective"] + (f" (test: {found['test_metric']})" if found["test_metric"] else ""))
     table.add_row("strategy", config.strategy.name + (f" + {config.predictor.name}" if config.predictor else ""))
     for c in config.constraints:
-        table.add_row("constraint", _constraint_text(c.to_config()))
+        table.add_row("constraint", str(c))
     budget = config.budget
     table.add_row("budget", ", ".join(p for p in (f"{budget.evaluations} evaluations" if budget.evaluations else None,
                                                    f"{budget.cost_s:g} s of cost" if budget.cost_s else None) if p))
@@ -198,7 +198,8 @@ def _print_summary(run, records, files, result=None) -> None:
         line += f"; {retried} ran again after failing (--retry-failed)"
     table.add_row("evaluations", line)
     if config.get("constraints"):
-        table.add_row("constraints", "; ".join(_constraint_text(c) for c in config["constraints"]))
+        from .config import parse_constraints
+        table.add_row("constraints", "; ".join(map(str, parse_constraints(config["constraints"]))))
     if best is not None:
         from ..registry import get_space
         space = get_space(name(config["space"]))
@@ -223,14 +224,6 @@ def _print_summary(run, records, files, result=None) -> None:
         table.add_row("worker deaths", f"{deaths} (the candidates ran again; see the trials' failures)")
     table.add_row("files", ", ".join(sorted(p.name for p in files.values())) or "-")
     Console().print(table)
-
-
-def _constraint_text(c: dict) -> str:
-    evaluator = c["evaluator"] if isinstance(c["evaluator"], str) else " ".join(
-        [c["evaluator"]["name"]] + [f"{k}={v}" for k, v in c["evaluator"].items() if k != "name"])
-    bounds = [f"<= {c['max']:g}" if c.get("max") is not None else None,
-              f">= {c['min']:g}" if c.get("min") is not None else None]
-    return f"{c['metric']} {' and '.join(b for b in bounds if b)} ({evaluator})"
 
 
 # -- report -------------------------------------------------------------------

@@ -71,6 +71,11 @@ class ConstraintSpec:
         from .constraints import check_bounds
         check_bounds(self.metric, self.max, self.min)
 
+    def __str__(self) -> str:
+        from .constraints import bounds_text
+        params = " ".join(f"{k}={v}" for k, v in self.evaluator.params.items())
+        return f"{bounds_text(self.metric, self.max, self.min)} ({' '.join(p for p in (self.evaluator.name, params) if p)})"
+
     def to_config(self) -> dict[str, Any]:
         d = {"metric": self.metric, "max": self.max, "min": self.min, "evaluator": self.evaluator.to_config()}
         return {k: v for k, v in d.items() if v is not None}
@@ -135,7 +140,7 @@ class SearchConfig:
                      storage=_typed(d.get("storage"), "storage", (str, type(None))),
                      out=_typed(d.get("out"), "out", (str, type(None))),
                      threads=_typed(d.get("threads"), "threads", (int, type(None))),
-                     constraints=_constraints(d.get("constraints")))
+                     constraints=parse_constraints(d.get("constraints")))
         config.validate()
         return config
 
@@ -254,7 +259,7 @@ def _component(value: Any, key: str) -> Component:
     raise ConfigError(f"{key}: expected a name or a mapping with a name, got {type(value).__name__} {value!r}")
 
 
-def _constraints(value: Any) -> tuple[ConstraintSpec, ...]:
+def parse_constraints(value: Any) -> tuple[ConstraintSpec, ...]:
     if value is None:
         return ()
     if isinstance(value, Mapping):

@@ -73,9 +73,13 @@ class Constraint:
         return (self.max is None or value <= self.max) and (self.min is None or value >= self.min)
 
     def __str__(self) -> str:
-        bounds = [f"{self.metric} <= {self.max:g}" if self.max is not None else None,
-                  f"{self.metric} >= {self.min:g}" if self.min is not None else None]
-        return f"{' and '.join(b for b in bounds if b)} ({_name(self.evaluator)})"
+        return f"{bounds_text(self.metric, self.max, self.min)} ({_name(self.evaluator)})"
+
+
+def bounds_text(metric: str, max: float | None, min: float | None) -> str:
+    """``latency_ms <= 5``, ``params >= 1e+06``, or both joined by ``and``."""
+    bounds = [f"{metric} <= {max:g}" if max is not None else None, f"{metric} >= {min:g}" if min is not None else None]
+    return " and ".join(b for b in bounds if b)
 
 
 def _name(evaluator: Evaluator) -> str:
