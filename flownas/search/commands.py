@@ -211,7 +211,9 @@ def _print_summary(run, records, files, result=None) -> None:
         for metric, value in best.info.get("constraints", {}).items():
             table.add_row(metric, f"{value:g} (constrained)")
     cost = sum(r.cost_s or 0.0 for r in finished)
-    table.add_row("cost", f"{cost / 3600:.1f} h of training (simulated for tables)")
+    amount = f"{cost / 3600:.1f} h" if cost >= 360 else f"{cost:.1f} s"
+    what = "training (simulated: the table's times)" if name(config["evaluator"]) == "tabular" else "evaluation"
+    table.add_row("cost", f"{amount} of {what}")
     if result is not None:
         table.add_row("wall time", f"{result.wall_s:.1f} s")
         executor = name(config["executor"])
