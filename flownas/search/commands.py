@@ -264,7 +264,8 @@ def _cmd_bench(args) -> int:
         write_json(args.json, data)
     print(f"{config.space.name} {config.dataset or ''} {config.strategy.name}: {len(seeds)} seeds, "
           f"budget {args.budget}, {time.perf_counter() - start:.0f} s")
-    print(f"optimum: {data['objective']} {data['optimum']['objective']:.4f}"
+    print(f"optimum{' within the constraints' if config.constraints else ''}: "
+          f"{data['objective']} {data['optimum']['objective']:.4f}"
           + (f", {data['test_metric']} {data['optimum']['test']:.4f}" if data["test_metric"] else ""))
     for n, c in data["checkpoints"].items():
         print(f"  after {n:>3} evaluations: {data['test_metric'] or data['objective']} "
