@@ -20,15 +20,16 @@ seeds whose incumbent breaks the constraint. The constrained optimum is the
 best feasible cell of the table by the objective.
 
 Protocol (predicted): per seed, a permutation of the latency table's
-networks (``numpy.random.default_rng(seed)``); ``narformer_v2`` with the
-settings of ``bench_latency_prediction.py`` (PRESETS) is fitted on the first
-``--train`` latencies, saved, and read back by the ``predicted`` evaluator.
+networks (``numpy.random.default_rng(seed)``); ``narformer_v2`` with
+``LATENCY_SETTINGS`` (what ``flownas fit-latency`` fits, through the same
+``fit_latency_predictor``) is fitted on the first ``--train`` latencies.
 On the other networks, for bounds at the 10/25/50/75 % quantiles of the
 table's latencies: precision (share of the networks the prediction admits
 that truly meet the bound), recall (share of those meeting it that are
 admitted) and the largest true latency admitted, relative to the bound. Last,
 the rate at which ``ConstrainedSpace`` draws feasible members of the whole
-space under the median bound (rejection).
+space under the median bound (rejection), the predictor saved and read back
+by the ``predicted`` evaluator.
 """
 from __future__ import annotations
 
@@ -41,8 +42,6 @@ import statistics
 import sys
 from dataclasses import replace
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))   # bench_latency_prediction's presets
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "experiments" / "nb201-cifar10-dele-pixel3.yaml"
@@ -136,45 +135,40 @@ def cmd_predicted(args) -> int:
 
     import numpy as np
     import torch
-    from bench_latency_prediction import PRESETS, table_latencies
-    from flownas.registry import EVALUATORS, PREDICTORS, get_space
+    from flownas.benchmarks.base import load_benchmark
+    from flownas.evaluators.predicted import LATENCY_SETTINGS, fit_latency_predictor
+    from flownas.registry import EVALUATORS, get_space
     from flownas.search.constraints import ConstrainedSpace, Constraint
     torch.set_num_threads(args.threads)
-    archs, ms = table_latencies(args.table, args.device)
+    _, ms = load_benchmark(args.table).latencies(args.device)
     quantiles = (10, 25, 50, 75)
     bounds = {q: float(np.percentile(ms, q)) for q in quantiles}
-    print(f"protocol: {args.table} {args.device}, narformer_v2 {PRESETS['narformer_v2']}, train {args.train}, "
+    print(f"protocol: {args.table} {args.device}, narformer_v2 {LATENCY_SETTINGS}, train {args.train}, "
           f"seeds {args.seeds}", file=sys.stderr)
     per_seed = []
     for seed in args.seeds:
-        order = np.random.default_rng(seed).permutation(len(archs))
-        train, test = order[:args.train], order[args.train:]
-        start = time.perf_counter()
-        model = PREDICTORS.create("narformer_v2", seed=seed, **PRESETS["narformer_v2"])
-        model.fit([archs[i] for i in train], ms[train])
-        fit_s = time.perf_counter() - start
-        with tempfile.TemporaryDirectory() as tmp:
-            model.save(f"{tmp}/latency.pt")
+        fit = fit_latency_predictor(args.table, args.device, train_size=args.train, seed=seed)
+        predicted, true = fit.predicted, fit.held_out_ms
+        rows = {}
+        for q, bound in bounds.items():
+            admitted, meets = predicted <= bound, true <= bound
+            rows[str(q)] = {"bound_ms": bound, "precision": float((admitted & meets).sum() / max(admitted.sum(), 1)),
+                            "recall": float((admitted & meets).sum() / max(meets.sum(), 1)),
+                            "worst_admitted_over_bound": float(true[admitted].max() / bound) if admitted.any() else None}
+        with tempfile.TemporaryDirectory() as tmp:   # the search reads the saved predictor back
+            fit.model.save(f"{tmp}/latency.pt")
             evaluator = EVALUATORS.create("predicted", path=f"{tmp}/latency.pt", metric="latency_ms")
-            predicted = np.array(evaluator.model.predict([archs[i] for i in test]))
-            true = ms[test]
-            rows = {}
-            for q, bound in bounds.items():
-                admitted, meets = predicted <= bound, true <= bound
-                rows[str(q)] = {"bound_ms": bound, "precision": float((admitted & meets).sum() / max(admitted.sum(), 1)),
-                                "recall": float((admitted & meets).sum() / max(meets.sum(), 1)),
-                                "worst_admitted_over_bound": float(true[admitted].max() / bound) if admitted.any() else None}
             space = ConstrainedSpace(get_space(args.table), [Constraint("latency_ms", evaluator, max=bounds[50])])
             rng = np.random.default_rng(seed)
             start = time.perf_counter()
             drawn = [space.sample(rng) for _ in range(200)]
             draw_s = (time.perf_counter() - start) / len(drawn)
-        mape = float(np.mean(np.abs(predicted - true) / true) * 100)
-        per_seed.append({"seed": seed, "mape": mape, "fit_s": fit_s, "bounds": rows,
+        per_seed.append({"seed": seed, "mape": fit.mape, "fit_s": fit.fit_s, "bounds": rows,
                          "feasible_draw_ms": 1e3 * draw_s, "drawn": len(drawn)})
-        print(f"seed {seed}: MAPE {mape:.2f} %, fit {fit_s:.0f} s, a feasible draw {1e3 * draw_s:.1f} ms", file=sys.stderr)
+        print(f"seed {seed}: MAPE {fit.mape:.2f} %, fit {fit.fit_s:.0f} s, a feasible draw {1e3 * draw_s:.1f} ms",
+              file=sys.stderr)
     data = {"date": datetime.date.today().isoformat(), "table": args.table, "device": args.device,
-            "train": args.train, "seeds": args.seeds, "params": PRESETS["narformer_v2"],
+            "train": args.train, "seeds": args.seeds, "params": LATENCY_SETTINGS,
             "command": "python benchmarks/bench_constrained.py " + " ".join(sys.argv[1:]), "per_seed": per_seed}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(data, indent=1) + "\n")

@@ -34,17 +34,16 @@ def _cmd(args) -> int:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     settings = {"epochs": args.epochs} if args.epochs else {}
-    model, figures = fit_latency_predictor(args.table, args.device, train_size=args.train_size, seed=args.seed,
-                                           **settings)
+    fit = fit_latency_predictor(args.table, args.device, train_size=args.train_size, seed=args.seed, **settings)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    model.save(out)
-    print(f"{args.table} {args.device}: narformer_v2 fitted on {figures['train']:,} networks (seed {args.seed}) "
-          f"in {time.perf_counter() - start:.0f} s; on the other {figures['test']:,}: MAPE {figures['mape']:.2f} %, "
-          f"{100 * figures['acc10']:.1f} % within 10 %")
+    fit.model.save(out)
+    print(f"{args.table} {args.device}: narformer_v2 fitted on {fit.train_size:,} networks (seed {args.seed}) "
+          f"in {time.perf_counter() - start:.0f} s; on the other {len(fit.held_out):,}: MAPE {fit.mape:.2f} %, "
+          f"{100 * fit.acc10:.1f} % within 10 %")
     print(f"wrote {out}")
     print("a constraint that uses it (the table's median latency as the bound):")
     print("constraints:")
-    print(f"  - {{metric: latency_ms, max: {figures['median_ms']:.4g}, evaluator: "
+    print(f"  - {{metric: latency_ms, max: {fit.median_ms:.4g}, evaluator: "
           f"{{name: predicted, path: {out.resolve()}, metric: latency_ms}}}}")
     return 0

@@ -5,6 +5,8 @@ keeps the search within a latency bound it cannot look up
 (docs/search.md, "Constraints")."""
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +58,35 @@ class PredictedEvaluator(Evaluator):
         return Result({self.metric: value}, cost_s=0.0, info={"source": self.path})
 
 
+@dataclass
+class LatencyFit:
+    """A latency predictor fitted on part of a table, and its predictions on the rest."""
+
+    model: Any
+    held_out: list            # the table's networks it was not fitted on
+    held_out_ms: np.ndarray   # their latencies in the table
+    predicted: np.ndarray     # and as predicted
+    train_size: int
+    fit_s: float
+    median_ms: float          # of the whole table
+
+    @property
+    def mape(self) -> float:
+        from ..predictors import metrics
+        return metrics.mape(self.held_out_ms, self.predicted)
+
+    @property
+    def acc10(self) -> float:
+        from ..predictors import metrics
+        return metrics.acc_within(self.held_out_ms, self.predicted, 0.1)
+
+
 def fit_latency_predictor(table: str, device: str, *, train_size: int = 1000, seed: int = 0,
-                          **settings: Any) -> tuple[Any, dict[str, Any]]:
+                          **settings: Any) -> LatencyFit:
     """``narformer_v2`` (``LATENCY_SETTINGS``, updated by ``settings``) fitted on
     the first ``train_size`` networks of a seeded permutation of a latency
-    table's ``device``; the figures on the rest of the table."""
+    table's ``device``, and predicting the rest of the table."""
     from ..benchmarks.base import load_benchmark
-    from ..predictors import metrics
     from ..registry import PREDICTORS
     archs, ms = load_benchmark(table).latencies(device)
     ms = np.asarray(ms, dtype=float)
@@ -71,8 +95,10 @@ def fit_latency_predictor(table: str, device: str, *, train_size: int = 1000, se
                           f"{len(archs)} networks), got {train_size}")
     order = np.random.default_rng(seed).permutation(len(archs))
     train, test = order[:train_size], order[train_size:]
+    start = time.perf_counter()
     model = PREDICTORS.create("narformer_v2", **{**LATENCY_SETTINGS, **settings, "seed": seed})
     model.fit([archs[i] for i in train], ms[train])
-    predicted = model.predict([archs[i] for i in test])
-    return model, {"mape": metrics.mape(ms[test], predicted), "acc10": metrics.acc_within(ms[test], predicted, 0.1),
-                   "train": len(train), "test": len(test), "median_ms": float(np.median(ms))}
+    fit_s = time.perf_counter() - start
+    held_out = [archs[i] for i in test]
+    return LatencyFit(model, held_out, ms[test], np.asarray(model.predict(held_out), dtype=float), len(train),
+                      fit_s, float(np.median(ms)))

@@ -49,10 +49,11 @@ def build(config: SearchConfig) -> Components:
     from ..registry import EVALUATORS, EXECUTORS, SPACES, STRATEGIES
     space = construct("space", SPACES.get(config.space.name), **config.space.params)
     evaluator = construct("evaluator", EVALUATORS.get(config.evaluator.name), **config.evaluator_params())
+    space_key = json.dumps(config.space.to_config(), sort_keys=True)   # with the evaluator: what ``space`` is
     if hasattr(evaluator, "members"):
-        space = _restricted(space, evaluator, json.dumps(config.space.to_config(), sort_keys=True))
+        space = _restricted(space, evaluator, space_key)
     if config.constraints:
-        space = _constrained(space, evaluator, config)
+        space = _constrained(space, evaluator, space_key, config.constraints)
     strategy = construct("strategy", STRATEGIES.get(config.strategy.name), space, seed=config.seed,
                           **config.strategy_params())
     executor = construct("executor", EXECUTORS.get(config.executor.name), **config.executor.params)
@@ -76,17 +77,16 @@ def _restricted(space: SearchSpace, evaluator, space_config: str) -> SearchSpace
     return _SUBSPACES[key]
 
 
-def _constrained(space: SearchSpace, evaluator: Evaluator, config: SearchConfig) -> SearchSpace:
-    """``space`` restricted to the members that satisfy the configuration's
-    constraints (built once per process: a finite space is filtered member by member)."""
+def _constrained(space: SearchSpace, evaluator: Evaluator, space_config: str, specs) -> SearchSpace:
+    """``space`` restricted to the members that satisfy the constraints
+    (built once per process: a finite space is filtered member by member)."""
     from ..registry import EVALUATORS
     from .constraints import ConstrainedSpace, Constraint
-    key = (json.dumps(config.space.to_config(), sort_keys=True), repr(evaluator),   # what ``space`` is
-           json.dumps([c.to_config() for c in config.constraints], sort_keys=True))
+    key = (space_config, repr(evaluator), json.dumps([c.to_config() for c in specs], sort_keys=True))
     if key not in _SUBSPACES:
         constraints = [Constraint(c.metric, construct(f"constraints[{i}].evaluator", EVALUATORS.get(c.evaluator.name),
                                                       **c.evaluator.params), c.max, c.min)
-                       for i, c in enumerate(config.constraints)]
+                       for i, c in enumerate(specs)]
         _SUBSPACES[key] = ConstrainedSpace(space, constraints)
     return _SUBSPACES[key]
 
@@ -141,6 +141,12 @@ def start_run(config: SearchConfig) -> tuple[Run, Ledger]:
     return run, ledger
 
 
+def _resume_dir(run_dir: str | Path | None) -> Path:
+    if run_dir is None:
+        raise ConfigError("--resume needs the run directory (--out) or the configuration it was run with")
+    return Path(run_dir)
+
+
 def _refuse_a_second_start(run: Run) -> None:
     if (run.dir / RUN_FILE).exists():
         raise FlownasError(f"{run.dir} already holds a search: continue it with --resume, "
@@ -192,9 +198,7 @@ def check_search(config: SearchConfig | None, *, resume: bool = False, run_dir: 
     built, tables and constraints included), without running or writing anything."""
     records = None
     if resume:
-        if run_dir is None:
-            raise ConfigError("--resume needs the run directory (--out) or the configuration it was run with")
-        run, ledger, config = resume_run(Path(run_dir), config, flags or {}, record=False)
+        run, ledger, config = resume_run(_resume_dir(run_dir), config, flags or {}, record=False)
         try:
             records = ledger.records()
         finally:
@@ -234,9 +238,7 @@ def run_search(config: SearchConfig | None, *, resume: bool = False, run_dir: st
         raise ConfigError("--retry-failed goes with --resume: it runs a recorded search's failed candidates again")
     with contextlib.ExitStack() as held:
         if resume:
-            if run_dir is None:
-                raise ConfigError("--resume needs the run directory (--out) or the configuration it was run with")
-            run_dir = Path(run_dir)
+            run_dir = _resume_dir(run_dir)
             if (run_dir / RUN_FILE).is_file():
                 held.enter_context(driving(run_dir))
             run, ledger, config = resume_run(run_dir, config, flags or {})
