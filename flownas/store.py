@@ -12,9 +12,16 @@ the same storage.
 
 Storage: a SQLite file by default, any SQLAlchemy URL (PostgreSQL on a
 cluster), or ``None`` for an in-memory ledger (benchmarks, tests).
+
+One process drives a search at a time. On PostgreSQL the ledger itself says
+which (``DriverLock``), so a second driver is refused from any machine; the
+run directory's ``run.lock`` does the same on one machine (``flownas.search.api``).
 """
 from __future__ import annotations
 
+import os
+import socket
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -83,6 +90,10 @@ def open_storage(storage: str | Path | None):
     except Exception as exc:   # driver missing, host down, bad URL, unwritable file, ...
         cause = exc.__cause__ or exc
         reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        if isinstance(cause, ImportError):
+            reason += (" (PostgreSQL's driver: pip install 'psycopg[binary]')"
+                       if url.startswith(("postgresql://", "postgresql+psycopg://"))
+                       else " (install the SQLAlchemy driver the URL names)")
         raise ConfigError(f"storage {_shown(url)!r} cannot be opened: {reason}") from None
     if url.startswith("sqlite"):
         _fast_sqlite(storage.engine)
@@ -105,41 +116,114 @@ def _fast_sqlite(engine) -> None:
     engine.dispose()   # connections opened before the listener reconnect with it
 
 
+class DriverLock:
+    """The right to drive one search, held in its PostgreSQL ledger: a
+    session-level advisory lock on the study's name, on a connection kept open
+    while the search runs. The server releases it when that connection ends,
+    so a driver killed on any machine never blocks the resume; a second driver,
+    from any machine, is refused and told who holds it (the holder's
+    ``application_name``: pid and host)."""
+
+    NAMESPACE = 0x666C6F77   # 'flow': the first key of flownas' advisory locks, apart from other applications'
+
+    def __init__(self, connection, key: int):
+        self._connection = connection
+        self._key = key
+
+    @classmethod
+    def acquire(cls, storage, url: str, study_name: str) -> "DriverLock":
+        import sqlalchemy as sa
+        key = zlib.crc32(study_name.encode()) & 0x7FFFFFFF
+        connection = storage.engine.connect()
+        try:
+            me = f"flownas pid {os.getpid()} on {socket.gethostname()}"[:63]   # PostgreSQL keeps 63 bytes
+            # a driver that vanishes without closing its connection (a node lost) is noticed in about a minute
+            connection.execute(sa.text("SELECT set_config('application_name', :me, false), "
+                                       "set_config('tcp_keepalives_idle', '30', false), "
+                                       "set_config('tcp_keepalives_interval', '10', false), "
+                                       "set_config('tcp_keepalives_count', '3', false)"), {"me": me})
+            held = connection.execute(sa.text("SELECT pg_try_advisory_lock(:ns, :key)"),
+                                      {"ns": cls.NAMESPACE, "key": key}).scalar()
+            holder = None if held else connection.execute(sa.text(
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = :ns AND l.objid = :key "
+                "AND l.objsubid = 2"), {"ns": cls.NAMESPACE, "key": key}).scalar()
+            connection.commit()   # the lock outlives the transaction; an open one would hold back the server
+        except Exception:
+            connection.close()
+            raise
+        if not held:
+            connection.close()
+            raise FlownasError(f"the search {study_name!r} in {_shown(url)} is being run by "
+                               f"{holder or 'another process'}: let it finish, or stop it, before resuming")
+        return cls(connection, key)
+
+    def release(self) -> None:
+        import sqlalchemy as sa
+        if self._connection is None:
+            return
+        try:
+            self._connection.execute(sa.text("SELECT pg_advisory_unlock(:ns, :key)"),
+                                     {"ns": self.NAMESPACE, "key": self._key})
+            self._connection.commit()
+        finally:   # closing the connection releases the lock anyway
+            self._connection.close()
+            self._connection = None
+
+
+def _driver_lock(storage, url: str | None, study_name: str) -> DriverLock | None:
+    """The driver lock where the storage can hold one (PostgreSQL); elsewhere
+    None: a SQLite ledger is guarded by its run directory's ``run.lock``."""
+    if url is None or not url.startswith("postgresql"):
+        return None
+    return DriverLock.acquire(storage, url, study_name)
+
+
 class Ledger:
     """Records of one search (one study) in an Optuna storage."""
 
-    def __init__(self, storage, study_id: int, study_name: str, url: str | None):
+    def __init__(self, storage, study_id: int, study_name: str, url: str | None,
+                 driver_lock: DriverLock | None = None):
         self.storage = storage
         self.study_id = study_id
         self.study_name = study_name
         self.url = url
+        self.driver_lock = driver_lock
 
     # -- opening ---------------------------------------------------------
     @classmethod
     def create(cls, storage: str | Path | None, study_name: str, meta: Mapping[str, Any],
-               replace_empty: bool = False) -> "Ledger":
+               replace_empty: bool = False, drive: bool = False) -> "Ledger":
         """A new, empty search; an existing study of that name is an error, unless
-        it holds no trial and ``replace_empty`` is set (a start killed half-way)."""
+        it holds no trial and ``replace_empty`` is set (a start killed half-way).
+        ``drive``: hold its ``DriverLock`` until ``close`` (taken first, so a
+        search another process is starting is never replaced)."""
         import optuna
         backend = open_storage(storage)
         url = storage_url(storage)
+        lock = _driver_lock(backend, url, study_name) if drive else None
         try:
-            study_id = backend.get_study_id_from_name(study_name)
-        except KeyError:
-            pass
-        else:
-            if not (replace_empty and not backend.get_all_trials(study_id, deepcopy=False)):
-                raise FlownasError(f"the ledger {_shown(url or 'in memory')} already holds a search named "
-                                   f"{study_name!r}: continue it with --resume, or choose another --out/name")
-            backend.delete_study(study_id)
-        study_id = backend.create_new_study([optuna.study.StudyDirection.MAXIMIZE], study_name)
-        backend.set_study_user_attr(study_id, META_KEY, {"format": FORMAT, "version": FORMAT_VERSION,
-                                                          **dict(meta)})
-        return cls(backend, study_id, study_name, url)
+            try:
+                study_id = backend.get_study_id_from_name(study_name)
+            except KeyError:
+                pass
+            else:
+                if not (replace_empty and not backend.get_all_trials(study_id, deepcopy=False)):
+                    raise FlownasError(f"the ledger {_shown(url or 'in memory')} already holds a search named "
+                                       f"{study_name!r}: continue it with --resume, or choose another --out/name")
+                backend.delete_study(study_id)
+            study_id = backend.create_new_study([optuna.study.StudyDirection.MAXIMIZE], study_name)
+            backend.set_study_user_attr(study_id, META_KEY, {"format": FORMAT, "version": FORMAT_VERSION,
+                                                              **dict(meta)})
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        return cls(backend, study_id, study_name, url, lock)
 
     @classmethod
-    def open(cls, storage: str | Path | None, study_name: str) -> "Ledger":
-        """An existing search."""
+    def open(cls, storage: str | Path | None, study_name: str, drive: bool = False) -> "Ledger":
+        """An existing search; ``drive``: hold its ``DriverLock`` until ``close``."""
         backend = open_storage(storage)
         url = storage_url(storage)
         try:
@@ -153,7 +237,7 @@ class Ledger:
         if meta.get("version") != FORMAT_VERSION:
             raise FlownasError(f"ledger format version {meta.get('version')} is not supported "
                                f"(this flownas reads {FORMAT_VERSION})")
-        return cls(backend, study_id, study_name, url)
+        return cls(backend, study_id, study_name, url, _driver_lock(backend, url, study_name) if drive else None)
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -244,6 +328,9 @@ class Ledger:
         return sorted(out.values(), key=lambda r: r.seq)
 
     def close(self) -> None:
+        if self.driver_lock is not None:
+            self.driver_lock.release()
+            self.driver_lock = None
         remove = getattr(self.storage, "remove_session", None)
         if remove is not None:
             remove()

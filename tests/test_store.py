@@ -97,6 +97,7 @@ def test_in_memory_ledger():
 @pytest.mark.parametrize("url, message", [
     ("sqlite:////nonexistent-dir/deeper/ledger.db", "cannot be opened: "),
     ("nosuchdb://host/db", "cannot be opened: "),
+    ("mysql://flownas:secret@127.0.0.1:1/ledger", "No module named 'MySQLdb' (install the SQLAlchemy driver"),
     ("postgresql://flownas:secret@127.0.0.1:1/ledger", "cannot be opened: "),
 ])
 def test_unreachable_storage_is_one_clear_line(url, message):

@@ -4,7 +4,9 @@ directory and its ledger (new, or resumed), run the loop, write the report.
 A run directory holds ``run.json`` (where the ledger is), ``config.yaml``
 (the configuration as run), the SQLite ledger ``ledger.db`` unless another
 storage was given, ``run.lock`` (held while a process runs the search) and
-the report files (``flownas.report``).
+the report files (``flownas.report``). The ledger's own driver lock (on
+PostgreSQL, ``flownas.store.DriverLock``) also refuses a second driver on
+another machine, which ``run.lock`` cannot see.
 """
 from __future__ import annotations
 
@@ -108,8 +110,8 @@ class Run:
     def storage_url(self) -> str:
         return self.storage or storage_url(self.dir / LEDGER_FILE)
 
-    def open_ledger(self) -> Ledger:
-        return Ledger.open(self.storage_url, self.study)
+    def open_ledger(self, drive: bool = False) -> Ledger:
+        return Ledger.open(self.storage_url, self.study, drive=drive)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "Run":
@@ -136,8 +138,13 @@ def start_run(config: SearchConfig) -> tuple[Run, Ledger]:
     if run.storage is None:
         run.dir.mkdir(parents=True, exist_ok=True)   # the SQLite file goes there
     ledger = Ledger.create(run.storage_url, run.study, {"config": config.to_dict(), "flownas": __version__},
-                           replace_empty=True)   # a start killed before run.json was written
-    run.save()
+                           replace_empty=True,   # a start killed before run.json was written
+                           drive=True)
+    try:
+        run.save()
+    except BaseException:
+        ledger.close()
+        raise
     return run, ledger
 
 
@@ -160,31 +167,43 @@ def resume_run(run_dir: Path, given: SearchConfig | None, flags: dict[str, Any],
                record: bool = True) -> tuple[Run, Ledger, SearchConfig]:
     """The run in ``run_dir`` with its recorded configuration; ``given`` (a
     config file) and ``flags`` may only change the budget and the executor
-    (recorded in the ledger unless ``record`` is False)."""
+    (recorded in the ledger unless ``record`` is False; then this process
+    drives the search and holds the ledger's driver lock until it closes it)."""
     run = Run.load(run_dir)
-    ledger = run.open_ledger()
-    recorded = SearchConfig.from_dict(ledger.meta["config"], where=f"{run.dir} (recorded)")
+    ledger = run.open_ledger(drive=record)
+    try:   # a refused resume closes the ledger at once: its driver lock is not left to the garbage collector
+        config = _resumed_config(run.dir, ledger.meta["config"], given, flags)
+        if record:
+            ledger.update_meta(config=config.to_dict())
+    except BaseException:
+        ledger.close()
+        raise
+    return run, ledger, config
+
+
+def _resumed_config(run_dir: Path, recorded: dict[str, Any], given: SearchConfig | None,
+                    flags: dict[str, Any]) -> SearchConfig:
+    """The recorded configuration with the budget and executor of ``given`` and
+    ``flags``; any other difference is an error."""
+    recorded = SearchConfig.from_dict(recorded, where=f"{run_dir} (recorded)")
     recorded_d = recorded.to_dict()
     if given is not None:
         given_d = given.to_dict()
         for key in dict.fromkeys([*given_d, *recorded_d]):   # a key only one side has (constraints) differs too
             if key not in RESUMABLE and key != "name" and given_d.get(key) != recorded_d.get(key):
-                raise ConfigError(_changed(key, given_d.get(key), recorded_d.get(key), run.dir))
+                raise ConfigError(_changed(key, given_d.get(key), recorded_d.get(key), run_dir))
     for key in ("space", "dataset", "strategy", "predictor", "seed", "threads"):
         value = flags.get(key)
         if value is not None:
             old = recorded_d[key]
             old_name = old.get("name") if isinstance(old, dict) else old
             if value != old_name:
-                raise ConfigError(_changed(f"--{key}", value, old_name, run.dir))
+                raise ConfigError(_changed(f"--{key}", value, old_name, run_dir))
     config = recorded
     if given is not None:
         config = replace(config, budget=given.budget, executor=given.executor)
-    config = config.with_flags(budget=flags.get("budget"), executor=flags.get("executor"),
-                               **{flag: flags.get(flag) for flag in EXECUTOR_FLAGS})
-    if record:
-        ledger.update_meta(config=config.to_dict())
-    return run, ledger, config
+    return config.with_flags(budget=flags.get("budget"), executor=flags.get("executor"),
+                             **{flag: flags.get(flag) for flag in EXECUTOR_FLAGS})
 
 
 def _changed(key: str, value: Any, old: Any, run_dir: Path) -> str:

@@ -1,0 +1,175 @@
+"""The ledger on a real PostgreSQL server (the README's cluster set-up): it
+holds a search like SQLite does, and only one process drives a search at a
+time, whichever machine it runs on. Each test module starts its own server
+on a Unix socket in a temporary directory (no TCP port, nothing left behind).
+
+The server binaries and the driver (psycopg) are needed: without them these
+tests skip, and fail under CI (FLOWNAS_REQUIRE_POSTGRES=1)."""
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from flownas.cli import main
+from flownas.errors import ConfigError, FlownasError
+from flownas.search.api import resume_run
+from flownas.store import Ledger
+from test_store import _archs, _fill
+
+pytestmark = pytest.mark.xdist_group("postgres")   # one server per worker is plenty
+ROOT = Path(__file__).resolve().parents[1]
+HOLD = ("import sys, time; from flownas.store import Ledger; "
+        "Ledger.open(sys.argv[1], sys.argv[2], drive=True); print('held', flush=True); time.sleep(600)")
+
+
+def _need(reason: str):
+    if os.environ.get("FLOWNAS_REQUIRE_POSTGRES"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def _bindir() -> Path | None:
+    for d in [os.environ.get("FLOWNAS_POSTGRES_BIN"), *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]:
+        if d and (Path(d) / "initdb").is_file():
+            return Path(d)
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    try:
+        import psycopg  # noqa: F401  (SQLAlchemy's driver for postgresql:// URLs)
+    except ImportError:
+        _need("psycopg is not installed (pip install 'psycopg[binary]', part of the test extra)")
+    bindir = _bindir()
+    if bindir is None:
+        _need("no PostgreSQL server binaries (initdb): apt-get install postgresql, or set FLOWNAS_POSTGRES_BIN")
+    root = Path(tempfile.mkdtemp(prefix="flownas-pg-"))
+    as_server_user = []
+    if os.geteuid() == 0:   # PostgreSQL refuses to run as root
+        shutil.chown(root, "postgres")
+        as_server_user = ["runuser", "-u", "postgres", "--"]
+    data = root / "data"
+    try:
+        subprocess.run(as_server_user + [str(bindir / "initdb"), "-D", str(data), "--auth=trust", "-U", "flownas",
+                                         "--no-sync", "-E", "UTF8"], check=True, capture_output=True)
+        subprocess.run(as_server_user + [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w",
+                                         "-o", f"-k {root} -c listen_addresses='' -F", "start"],
+                       check=True, capture_output=True)
+    except subprocess.CalledProcessError as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        _need(f"PostgreSQL did not start: {(exc.stderr or b'').decode().strip()[-300:]}")
+    yield f"postgresql://flownas@/postgres?host={root}"
+    subprocess.run(as_server_user + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                   capture_output=True)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _name() -> str:
+    return f"s-{uuid.uuid4().hex[:8]}"
+
+
+def _hold(url: str, name: str) -> subprocess.Popen:
+    """Another process (another machine, as far as the ledger can tell) driving ``name``."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, url, name], env=env, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def _open_when_released(url: str, name: str, seconds: float = 20.0) -> Ledger:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return Ledger.open(url, name, drive=True)
+        except FlownasError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_records_round_trip_on_postgresql(postgres_url):
+    name, archs = _name(), _archs(4)
+    ledger = Ledger.create(postgres_url, name, {"config": {"seed": 3}}, drive=True)
+    _fill(ledger, archs)
+    ledger.close()
+    records = Ledger.open(postgres_url, name).records()
+    assert [r.arch for r in records] == archs
+    assert [r.state for r in records] == ["complete", "failed", "complete", "complete"]
+    assert records[3].value == 3.0 and records[3].metrics == {"val": 3.0}
+
+
+def test_a_second_driver_is_refused_and_told_who_drives(postgres_url):
+    name = _name()
+    Ledger.create(postgres_url, name, {}).close()
+    holder = _hold(postgres_url, name)
+    try:
+        with pytest.raises(FlownasError, match=f"is being run by flownas pid {holder.pid} on "):
+            Ledger.open(postgres_url, name, drive=True)
+        with pytest.raises(FlownasError, match="being run by"):   # a new start must not replace it either
+            Ledger.create(postgres_url, name, {}, replace_empty=True, drive=True)
+        assert Ledger.open(postgres_url, name).meta["format"] == "flownas.ledger"   # readers are not refused
+    finally:
+        holder.kill()
+        holder.wait()
+    _open_when_released(postgres_url, name).close()   # the server let go of the killed driver's lock
+
+
+def test_closing_the_ledger_releases_the_lock_in_the_same_process(postgres_url):
+    name = _name()
+    first = Ledger.create(postgres_url, name, {}, drive=True)
+    with pytest.raises(FlownasError, match=f"flownas pid {os.getpid()} on "):
+        Ledger.open(postgres_url, name, drive=True)
+    first.close()
+    Ledger.open(postgres_url, name, drive=True).close()
+
+
+def test_a_refused_resume_lets_go_of_the_ledger(postgres_url, tmp_path):
+    out = tmp_path / "run"
+    assert main(["search", "--strategy", "random", "--seed", str(uuid.uuid4().int % 10**6), "--quiet",
+                 "--budget", "3", "--out", str(out), "--storage", postgres_url]) == 0
+    with pytest.raises(ConfigError, match="--seed"):
+        resume_run(out, None, {"seed": -1})
+    study = json.loads((out / "run.json").read_text())["study"]
+    Ledger.open(postgres_url, study, drive=True).close()   # at once: not left to the garbage collector
+
+
+def test_resume_from_a_copied_run_directory_waits_for_the_driver(postgres_url, tmp_path, capsys):
+    """The run directory copied to a second machine: its run.lock is not the
+    first machine's, so only the ledger can refuse the second driver; the
+    refusal leaves the ledger as the first driver wrote it."""
+    search = ["search", "--strategy", "random", "--seed", str(uuid.uuid4().int % 10**6), "--quiet"]
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(search + ["--budget", "6", "--out", str(first), "--storage", postgres_url]) == 0
+    second.mkdir()
+    shutil.copy(first / "run.json", second / "run.json")
+    study = json.loads((first / "run.json").read_text())["study"]
+    before = Ledger.open(postgres_url, study)
+    recorded = ([(r.seq, r.arch, r.value) for r in before.records()], before.meta["config"])
+    before.close()
+
+    holder = _hold(postgres_url, study)
+    try:
+        capsys.readouterr()
+        assert main(["search", "--resume", "--out", str(second), "--budget", "12", "--quiet"]) != 0
+        assert f"is being run by flownas pid {holder.pid}" in capsys.readouterr().err
+        after = Ledger.open(postgres_url, study)
+        assert ([(r.seq, r.arch, r.value) for r in after.records()], after.meta["config"]) == recorded
+        after.close()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    _open_when_released(postgres_url, study).close()
+    assert main(["search", "--resume", "--out", str(second), "--budget", "12", "--quiet"]) == 0
+    resumed = Ledger.open(postgres_url, study).records()
+    assert len(resumed) == 12 and [(r.seq, r.arch, r.value) for r in resumed[:6]] == recorded[0]
