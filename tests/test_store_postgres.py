@@ -6,6 +6,7 @@ on a Unix socket in a temporary directory (no TCP port, nothing left behind).
 The server binaries and the driver (psycopg) are needed: without them these
 tests skip, and fail under CI (FLOWNAS_REQUIRE_POSTGRES=1)."""
 import glob
+import importlib.util
 import json
 import os
 import shutil
@@ -47,9 +48,7 @@ def _bindir() -> Path | None:
 
 @pytest.fixture(scope="module")
 def postgres_url():
-    try:
-        import psycopg  # noqa: F401  (SQLAlchemy's driver for postgresql:// URLs)
-    except ImportError:
+    if importlib.util.find_spec("psycopg") is None:   # SQLAlchemy's driver for postgresql:// URLs
         _need("psycopg is not installed (pip install 'psycopg[binary]', part of the test extra)")
     bindir = _bindir()
     if bindir is None:
