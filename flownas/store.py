@@ -327,10 +327,14 @@ class Ledger:
                 out[rec.seq] = rec
         return sorted(out.values(), key=lambda r: r.seq)
 
-    def close(self) -> None:
+    def release_driver(self) -> None:
+        """Let another process drive this search (``close`` does it too)."""
         if self.driver_lock is not None:
             self.driver_lock.release()
             self.driver_lock = None
+
+    def close(self) -> None:
+        self.release_driver()
         remove = getattr(self.storage, "remove_session", None)
         if remove is not None:
             remove()

@@ -122,6 +122,7 @@ def test_a_second_driver_is_refused_while_the_search_runs(finished_run, capsys):
     from flownas.search.api import driving
     with driving(finished_run):   # as another process running this search would hold it
         err = one_line_error(capsys, "search", "--resume", "--out", finished_run, "--quiet")
+        assert err == one_line_error(capsys, "search", "--resume", "--out", finished_run, "--check")
     assert f"{finished_run} is being searched by pid {os.getpid()} on " in err and "before resuming" in err
     code, _, _ = run(capsys, "search", "--resume", "--out", finished_run, "--quiet")   # released: it resumes
     assert code == 0

@@ -162,6 +162,8 @@ def test_resume_from_a_copied_run_directory_waits_for_the_driver(postgres_url, t
         capsys.readouterr()
         assert main(["search", "--resume", "--out", str(second), "--budget", "12", "--quiet"]) != 0
         assert f"is being run by flownas pid {holder.pid}" in capsys.readouterr().err
+        assert main(["search", "--resume", "--out", str(second), "--check"]) != 0   # --check finds it too
+        assert f"is being run by flownas pid {holder.pid}" in capsys.readouterr().err
         after = Ledger.open(postgres_url, study)
         assert ([(r.seq, r.arch, r.value) for r in after.records()], after.meta["config"]) == recorded
         after.close()
@@ -169,6 +171,7 @@ def test_resume_from_a_copied_run_directory_waits_for_the_driver(postgres_url, t
         holder.send_signal(signal.SIGKILL)
         holder.wait()
     _open_when_released(postgres_url, study).close()
+    assert main(["search", "--resume", "--out", str(second), "--check"]) == 0
     assert main(["search", "--resume", "--out", str(second), "--budget", "12", "--quiet"]) == 0
     resumed = Ledger.open(postgres_url, study).records()
     assert len(resumed) == 12 and [(r.seq, r.arch, r.value) for r in resumed[:6]] == recorded[0]

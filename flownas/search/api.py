@@ -167,10 +167,10 @@ def resume_run(run_dir: Path, given: SearchConfig | None, flags: dict[str, Any],
                record: bool = True) -> tuple[Run, Ledger, SearchConfig]:
     """The run in ``run_dir`` with its recorded configuration; ``given`` (a
     config file) and ``flags`` may only change the budget and the executor
-    (recorded in the ledger unless ``record`` is False; then this process
-    drives the search and holds the ledger's driver lock until it closes it)."""
+    (recorded in the ledger unless ``record`` is False). The ledger holds its
+    driver lock until it is closed: a search another process runs is refused."""
     run = Run.load(run_dir)
-    ledger = run.open_ledger(drive=record)
+    ledger = run.open_ledger(drive=True)
     try:   # a refused resume closes the ledger at once: its driver lock is not left to the garbage collector
         config = _resumed_config(run.dir, ledger.meta["config"], given, flags)
         if record:
@@ -217,8 +217,13 @@ def check_search(config: SearchConfig | None, *, resume: bool = False, run_dir: 
     built, tables and constraints included), without running or writing anything."""
     records = None
     if resume:
-        run, ledger, config = resume_run(_resume_dir(run_dir), config, flags or {}, record=False)
+        run_dir = _resume_dir(run_dir)
+        if (run_dir / RUN_FILE).is_file():
+            with driving(run_dir):   # refused, as the resume would be, while another process runs it
+                pass
+        run, ledger, config = resume_run(run_dir, config, flags or {}, record=False)
         try:
+            ledger.release_driver()   # a probe: never hold off the search's own driver
             records = ledger.records()
         finally:
             ledger.close()
