@@ -86,7 +86,9 @@ def open_storage(storage: str | Path | None):
     if url is None:
         return optuna.storages.InMemoryStorage()
     try:
-        storage = optuna.storages.RDBStorage(url)
+        # server databases: a pooled connection is checked before use, so a restarted server costs no write
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=None if url.startswith("sqlite")
+                                             else {"pool_pre_ping": True})
     except Exception as exc:   # driver missing, host down, bad URL, unwritable file, ...
         cause = exc.__cause__ or exc
         reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
@@ -122,19 +124,29 @@ class DriverLock:
     while the search runs. The server releases it when that connection ends,
     so a driver killed on any machine never blocks the resume; a second driver,
     from any machine, is refused and told who holds it (the holder's
-    ``application_name``: pid and host)."""
+    ``application_name``: pid and host). A server restart ends the connection
+    too: ``ensure`` takes the lock again, or stops this driver if another
+    process took it meanwhile."""
 
     NAMESPACE = 0x666C6F77   # 'flow': the first key of flownas' advisory locks, apart from other applications'
 
-    def __init__(self, connection, key: int):
-        self._connection = connection
-        self._key = key
+    def __init__(self, storage, url: str, study_name: str):
+        self._engine = storage.engine
+        self._url = url
+        self._study_name = study_name
+        self._key = zlib.crc32(study_name.encode()) & 0x7FFFFFFF
+        self._connection = None
 
     @classmethod
     def acquire(cls, storage, url: str, study_name: str) -> "DriverLock":
+        lock = cls(storage, url, study_name)
+        lock._take()
+        return lock
+
+    def _take(self) -> None:
         import sqlalchemy as sa
-        key = zlib.crc32(study_name.encode()) & 0x7FFFFFFF
-        connection = storage.engine.connect()
+        keys = {"ns": self.NAMESPACE, "key": self._key}
+        connection = self._engine.connect()
         try:
             me = f"flownas pid {os.getpid()} on {socket.gethostname()}"[:63]   # PostgreSQL keeps 63 bytes
             # a driver that vanishes without closing its connection (a node lost) is noticed in about a minute
@@ -142,21 +154,32 @@ class DriverLock:
                                        "set_config('tcp_keepalives_idle', '30', false), "
                                        "set_config('tcp_keepalives_interval', '10', false), "
                                        "set_config('tcp_keepalives_count', '3', false)"), {"me": me})
-            held = connection.execute(sa.text("SELECT pg_try_advisory_lock(:ns, :key)"),
-                                      {"ns": cls.NAMESPACE, "key": key}).scalar()
+            held = connection.execute(sa.text("SELECT pg_try_advisory_lock(:ns, :key)"), keys).scalar()
             holder = None if held else connection.execute(sa.text(
                 "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
                 "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = :ns AND l.objid = :key "
-                "AND l.objsubid = 2"), {"ns": cls.NAMESPACE, "key": key}).scalar()
+                "AND l.objsubid = 2"), keys).scalar()
             connection.commit()   # the lock outlives the transaction; an open one would hold back the server
         except Exception:
             connection.close()
             raise
         if not held:
             connection.close()
-            raise FlownasError(f"the search {study_name!r} in {_shown(url)} is being run by "
+            raise FlownasError(f"the search {self._study_name!r} in {_shown(self._url)} is being run by "
                                f"{holder or 'another process'}: let it finish, or stop it, before resuming")
-        return cls(connection, key)
+        self._connection = connection
+
+    def ensure(self) -> None:
+        """Check that the lock is still held (one round trip); when its
+        connection was lost, take it again."""
+        import sqlalchemy as sa
+        try:
+            self._connection.execute(sa.text("SELECT 1"))
+            self._connection.commit()
+            return
+        except sa.exc.DBAPIError:   # the server restarted, or the connection broke: the lock went with it
+            self._close_connection()
+        self._take()
 
     def release(self) -> None:
         import sqlalchemy as sa
@@ -166,9 +189,18 @@ class DriverLock:
             self._connection.execute(sa.text("SELECT pg_advisory_unlock(:ns, :key)"),
                                      {"ns": self.NAMESPACE, "key": self._key})
             self._connection.commit()
-        finally:   # closing the connection releases the lock anyway
-            self._connection.close()
-            self._connection = None
+        except sa.exc.DBAPIError:
+            pass   # a lost connection holds no lock
+        finally:
+            self._close_connection()
+
+    def _close_connection(self) -> None:
+        import sqlalchemy as sa
+        connection, self._connection = self._connection, None
+        try:
+            connection.close()
+        except sa.exc.DBAPIError:
+            pass
 
 
 def _driver_lock(storage, url: str | None, study_name: str) -> DriverLock | None:
@@ -249,7 +281,15 @@ class Ledger:
     # -- writing ---------------------------------------------------------
     def start(self, seq: int, arch: Architecture, info: Mapping[str, Any] | None = None) -> int:
         """Record a dispatched candidate (RUNNING), in one transaction; its trial id."""
+        self._still_driving()
         return self._new_trial(seq, arch, info or {})
+
+    def _still_driving(self) -> None:
+        """Before a candidate is dispatched or finished: the driver lock is
+        still ours (taken again after a server restart), or this driver stops
+        (FlownasError) rather than write beside another one."""
+        if self.driver_lock is not None:
+            self.driver_lock.ensure()
 
     def _new_trial(self, seq: int, arch: Architecture, info: Mapping[str, Any], **attrs: Any) -> int:
         import optuna
@@ -282,6 +322,7 @@ class Ledger:
 
     def finish(self, record: Record) -> None:
         """Write ``record``'s outcome: the ``result`` attribute, then the trial state."""
+        self._still_driving()
         result = {"done": record.done, "value": record.value, "metrics": _jsonable(record.metrics), "cost_s": record.cost_s,
                   "wall_s": record.wall_s, "error": record.error}
         self.storage.set_trial_user_attr(record.trial_id, "result", result)

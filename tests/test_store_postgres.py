@@ -23,7 +23,7 @@ import pytest
 from flownas.cli import main
 from flownas.errors import ConfigError, FlownasError
 from flownas.search.api import resume_run
-from flownas.store import Ledger
+from flownas.store import Ledger, Record
 from test_store import _archs, _fill
 
 pytestmark = pytest.mark.xdist_group("postgres")   # one server per worker is plenty
@@ -46,32 +46,58 @@ def _bindir() -> Path | None:
     return Path(found).parent if found else None
 
 
+class Server:
+    """A throwaway PostgreSQL server on a Unix socket in a temporary directory."""
+
+    def __init__(self, bindir: Path):
+        self.root = Path(tempfile.mkdtemp(prefix="flownas-pg-"))
+        self.as_server_user = []
+        if os.geteuid() == 0:   # PostgreSQL refuses to run as root
+            shutil.chown(self.root, "postgres")
+            self.as_server_user = ["runuser", "-u", "postgres", "--"]
+        self.pg_ctl = [*self.as_server_user, str(bindir / "pg_ctl"), "-D", str(self.root / "data")]
+        subprocess.run(self.as_server_user + [str(bindir / "initdb"), "-D", str(self.root / "data"), "--auth=trust",
+                                              "-U", "flownas", "--no-sync", "-E", "UTF8"],
+                       check=True, capture_output=True)
+        self.url = f"postgresql://flownas@/postgres?host={self.root}"
+
+    def start(self) -> None:
+        subprocess.run(self.pg_ctl + ["-l", str(self.root / "log"), "-w", "-o",
+                                      f"-k {self.root} -c listen_addresses='' -F", "start"],
+                       check=True, capture_output=True)
+
+    def restart(self) -> None:
+        """As an administrator would: every connection is ended."""
+        subprocess.run(self.pg_ctl + ["-m", "fast", "-w", "stop"], check=True, capture_output=True)
+        self.start()
+
+    def remove(self) -> None:
+        subprocess.run(self.pg_ctl + ["-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
-def postgres_url():
+def postgres():
     if importlib.util.find_spec("psycopg") is None:   # SQLAlchemy's driver for postgresql:// URLs
         _need("psycopg is not installed (pip install 'psycopg[binary]', part of the test extra)")
     bindir = _bindir()
     if bindir is None:
         _need("no PostgreSQL server binaries (initdb): apt-get install postgresql, or set FLOWNAS_POSTGRES_BIN")
-    root = Path(tempfile.mkdtemp(prefix="flownas-pg-"))
-    as_server_user = []
-    if os.geteuid() == 0:   # PostgreSQL refuses to run as root
-        shutil.chown(root, "postgres")
-        as_server_user = ["runuser", "-u", "postgres", "--"]
-    data = root / "data"
+    server = None
     try:
-        subprocess.run(as_server_user + [str(bindir / "initdb"), "-D", str(data), "--auth=trust", "-U", "flownas",
-                                         "--no-sync", "-E", "UTF8"], check=True, capture_output=True)
-        subprocess.run(as_server_user + [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w",
-                                         "-o", f"-k {root} -c listen_addresses='' -F", "start"],
-                       check=True, capture_output=True)
+        server = Server(bindir)
+        server.start()
     except subprocess.CalledProcessError as exc:
-        shutil.rmtree(root, ignore_errors=True)
+        if server is not None:
+            server.remove()
         _need(f"PostgreSQL did not start: {(exc.stderr or b'').decode().strip()[-300:]}")
-    yield f"postgresql://flownas@/postgres?host={root}"
-    subprocess.run(as_server_user + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                   capture_output=True)
-    shutil.rmtree(root, ignore_errors=True)
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def postgres_url(postgres):
+    return postgres.url
 
 
 def _name() -> str:
@@ -175,3 +201,47 @@ def test_resume_from_a_copied_run_directory_waits_for_the_driver(postgres_url, t
     assert main(["search", "--resume", "--out", str(second), "--budget", "12", "--quiet"]) == 0
     resumed = Ledger.open(postgres_url, study).records()
     assert len(resumed) == 12 and [(r.seq, r.arch, r.value) for r in resumed[:6]] == recorded[0]
+
+
+def test_a_server_restart_costs_the_driver_neither_a_write_nor_its_lock(postgres):
+    """As when the database restarts while candidates train: their outcomes,
+    the first writes after it, go through fresh connections."""
+    url, name, archs = postgres.url, _name(), _archs(4)
+    ledger = Ledger.create(url, name, {}, drive=True)
+    unlocked = Ledger.create(url, name + "-u", {})   # no lock to take again: pooled connections are pinged
+    running = []
+    for led in (ledger, unlocked):
+        _fill(led, archs[:2])
+        running.append(Record(2, led.start(2, archs[2], {}), archs[2], {}))
+    postgres.restart()   # ends the lock's connection and the pooled ones
+    for led, rec in zip((ledger, unlocked), running):
+        _finish(led, rec)
+        _finish(led, Record(3, led.start(3, archs[3], {}), archs[3], {}))
+    with pytest.raises(FlownasError, match=f"flownas pid {os.getpid()} on "):   # taken again
+        Ledger.open(url, name, drive=True)
+    ledger.close()
+    unlocked.close()
+    for study in (name, name + "-u"):
+        records = Ledger.open(url, study).records()
+        assert [r.arch for r in records] == archs and [r.value for r in records[2:]] == [2.0, 3.0]
+
+
+def test_a_driver_whose_lock_was_taken_meanwhile_stops_without_writing(postgres):
+    url, name, archs = postgres.url, _name(), _archs(3)
+    ledger = Ledger.create(url, name, {}, drive=True)
+    _fill(ledger, archs[:2])
+    postgres.restart()
+    holder = _hold(url, name)   # another driver took over while the lock was down
+    try:
+        with pytest.raises(FlownasError, match=f"being run by flownas pid {holder.pid}"):
+            ledger.start(2, archs[2], {})
+    finally:
+        holder.kill()
+        holder.wait()
+    ledger.close()
+    assert [r.arch for r in Ledger.open(url, name).records()] == archs[:2]
+
+
+def _finish(ledger, rec):
+    rec.state, rec.value, rec.done, rec.cost_s, rec.wall_s = "complete", float(rec.seq), rec.seq, 1.0, 0.01
+    ledger.finish(rec)
