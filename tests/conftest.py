@@ -3,7 +3,12 @@ they skip when FLOWNAS_DATA is missing, and fail instead under CI
 (FLOWNAS_REQUIRE_DATA=1), so a missing table can never pass silently."""
 from __future__ import annotations
 
+import glob
+import importlib.util
 import os
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -158,3 +163,76 @@ def nni_import_warnings():
         warnings.simplefilter("always")
         nni_adapter._nni()
     return list(caught) if fresh else None
+
+
+# -- a throwaway PostgreSQL server ------------------------------------------------
+# For the PostgreSQL ledger (test_store_postgres, test_ray): the server binaries
+# and the driver (psycopg) are needed; without them those tests skip, and fail
+# under CI (FLOWNAS_REQUIRE_POSTGRES=1). Each module using it starts its own
+# server on a Unix socket in a temporary directory (no TCP port, nothing left behind).
+def _need_postgres(reason: str):
+    if os.environ.get("FLOWNAS_REQUIRE_POSTGRES"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def _bindir() -> Path | None:
+    for d in [os.environ.get("FLOWNAS_POSTGRES_BIN"), *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]:
+        if d and (Path(d) / "initdb").is_file():
+            return Path(d)
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+class Server:
+    """A throwaway PostgreSQL server on a Unix socket in a temporary directory."""
+
+    def __init__(self, bindir: Path):
+        self.root = Path(tempfile.mkdtemp(prefix="flownas-pg-"))
+        self.as_server_user = []
+        if os.geteuid() == 0:   # PostgreSQL refuses to run as root
+            shutil.chown(self.root, "postgres")
+            self.as_server_user = ["runuser", "-u", "postgres", "--"]
+        self.pg_ctl = [*self.as_server_user, str(bindir / "pg_ctl"), "-D", str(self.root / "data")]
+        subprocess.run(self.as_server_user + [str(bindir / "initdb"), "-D", str(self.root / "data"), "--auth=trust",
+                                              "-U", "flownas", "--no-sync", "-E", "UTF8"],
+                       check=True, capture_output=True)
+        self.url = f"postgresql://flownas@/postgres?host={self.root}"
+
+    def start(self) -> None:
+        subprocess.run(self.pg_ctl + ["-l", str(self.root / "log"), "-w", "-o",
+                                      f"-k {self.root} -c listen_addresses='' -F", "start"],
+                       check=True, capture_output=True)
+
+    def restart(self) -> None:
+        """As an administrator would: every connection is ended."""
+        subprocess.run(self.pg_ctl + ["-m", "fast", "-w", "stop"], check=True, capture_output=True)
+        self.start()
+
+    def remove(self) -> None:
+        subprocess.run(self.pg_ctl + ["-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    if importlib.util.find_spec("psycopg") is None:   # SQLAlchemy's driver for postgresql:// URLs
+        _need_postgres("psycopg is not installed (pip install 'psycopg[binary]', part of the test extra)")
+    bindir = _bindir()
+    if bindir is None:
+        _need_postgres("no PostgreSQL server binaries (initdb): apt-get install postgresql, or set FLOWNAS_POSTGRES_BIN")
+    server = None
+    try:
+        server = Server(bindir)
+        server.start()
+    except subprocess.CalledProcessError as exc:
+        if server is not None:
+            server.remove()
+        _need_postgres(f"PostgreSQL did not start: {(exc.stderr or b'').decode().strip()[-300:]}")
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def postgres_url(postgres):
+    return postgres.url

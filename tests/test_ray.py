@@ -267,6 +267,15 @@ def test_local_and_ray_give_identical_results(cluster, local_run, tmp_path, caps
     assert json.loads((tmp_path / "ray" / "best.json").read_text()) == json.loads((local_run / "best.json").read_text())
 
 
+def test_the_readme_cluster_command_with_a_postgresql_ledger(cluster, postgres, local_run, tmp_path, capsys):
+    """README, "Running on a cluster": Ray workers, the ledger on PostgreSQL."""
+    out = tmp_path / "pg"
+    assert main(ARGS + ["--out", str(out), "--executor", "ray", "--ray-address", cluster.address,
+                        "--storage", postgres.url]) == 0
+    assert not (out / "ledger.db").exists() and json.loads((out / "run.json").read_text())["storage"] == postgres.url
+    assert history(out) == history(local_run)
+
+
 def test_a_killed_driver_resumes_from_the_ledger(cluster, local_run, tmp_path, capsys):
     out = tmp_path / "killed"
     ray_args = ["--executor", "ray", "--ray-address", cluster.address]

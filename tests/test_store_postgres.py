@@ -1,19 +1,12 @@
-"""The ledger on a real PostgreSQL server (the README's cluster set-up): it
-holds a search like SQLite does, and only one process drives a search at a
-time, whichever machine it runs on. Each test module starts its own server
-on a Unix socket in a temporary directory (no TCP port, nothing left behind).
-
-The server binaries and the driver (psycopg) are needed: without them these
-tests skip, and fail under CI (FLOWNAS_REQUIRE_POSTGRES=1)."""
-import glob
-import importlib.util
+"""The ledger on a real PostgreSQL server (the README's cluster set-up; the
+``postgres`` fixture of conftest.py): it holds a search like SQLite does,
+and only one process drives a search at a time, whichever machine it runs on."""
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -30,74 +23,6 @@ pytestmark = pytest.mark.xdist_group("postgres")   # one server per worker is pl
 ROOT = Path(__file__).resolve().parents[1]
 HOLD = ("import sys, time; from flownas.store import Ledger; "
         "Ledger.open(sys.argv[1], sys.argv[2], drive=True); print('held', flush=True); time.sleep(600)")
-
-
-def _need(reason: str):
-    if os.environ.get("FLOWNAS_REQUIRE_POSTGRES"):
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def _bindir() -> Path | None:
-    for d in [os.environ.get("FLOWNAS_POSTGRES_BIN"), *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]:
-        if d and (Path(d) / "initdb").is_file():
-            return Path(d)
-    found = shutil.which("initdb")
-    return Path(found).parent if found else None
-
-
-class Server:
-    """A throwaway PostgreSQL server on a Unix socket in a temporary directory."""
-
-    def __init__(self, bindir: Path):
-        self.root = Path(tempfile.mkdtemp(prefix="flownas-pg-"))
-        self.as_server_user = []
-        if os.geteuid() == 0:   # PostgreSQL refuses to run as root
-            shutil.chown(self.root, "postgres")
-            self.as_server_user = ["runuser", "-u", "postgres", "--"]
-        self.pg_ctl = [*self.as_server_user, str(bindir / "pg_ctl"), "-D", str(self.root / "data")]
-        subprocess.run(self.as_server_user + [str(bindir / "initdb"), "-D", str(self.root / "data"), "--auth=trust",
-                                              "-U", "flownas", "--no-sync", "-E", "UTF8"],
-                       check=True, capture_output=True)
-        self.url = f"postgresql://flownas@/postgres?host={self.root}"
-
-    def start(self) -> None:
-        subprocess.run(self.pg_ctl + ["-l", str(self.root / "log"), "-w", "-o",
-                                      f"-k {self.root} -c listen_addresses='' -F", "start"],
-                       check=True, capture_output=True)
-
-    def restart(self) -> None:
-        """As an administrator would: every connection is ended."""
-        subprocess.run(self.pg_ctl + ["-m", "fast", "-w", "stop"], check=True, capture_output=True)
-        self.start()
-
-    def remove(self) -> None:
-        subprocess.run(self.pg_ctl + ["-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    if importlib.util.find_spec("psycopg") is None:   # SQLAlchemy's driver for postgresql:// URLs
-        _need("psycopg is not installed (pip install 'psycopg[binary]', part of the test extra)")
-    bindir = _bindir()
-    if bindir is None:
-        _need("no PostgreSQL server binaries (initdb): apt-get install postgresql, or set FLOWNAS_POSTGRES_BIN")
-    server = None
-    try:
-        server = Server(bindir)
-        server.start()
-    except subprocess.CalledProcessError as exc:
-        if server is not None:
-            server.remove()
-        _need(f"PostgreSQL did not start: {(exc.stderr or b'').decode().strip()[-300:]}")
-    yield server
-    server.remove()
-
-
-@pytest.fixture
-def postgres_url(postgres):
-    return postgres.url
 
 
 def _name() -> str:
