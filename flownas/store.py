@@ -69,13 +69,44 @@ def storage_url(storage: str | Path | None) -> str | None:
     return f"sqlite:///{Path(text).expanduser().resolve()}"
 
 
-def _shown(url: str) -> str:
-    """The URL without its password, for messages."""
+def shown_url(url: str) -> str:
+    """The URL with its password as ***, for messages and summaries."""
     try:
         from sqlalchemy.engine import make_url
         return make_url(url).render_as_string(hide_password=True)
     except Exception:   # not even a URL: show it as given
         return url
+
+
+def without_password(storage: str | None) -> str | None:
+    """``storage`` as files keep it (run.json, config.yaml, the ledger's own
+    record): without a password. The driver then finds it where it finds
+    secrets (PostgreSQL: PGPASSWORD or ~/.pgpass), or ``--storage`` gives
+    the whole URL again; a URL with no password is kept as it was written."""
+    if storage is None or "://" not in storage:
+        return storage
+    try:
+        from sqlalchemy.engine import URL, make_url
+        url = make_url(storage)
+    except Exception:
+        return storage
+    if url.password is None:
+        return storage
+    return URL.create(url.drivername, url.username, None, url.host, url.port, url.database,
+                      url.query).render_as_string(hide_password=False)   # URL.set(password=None) keeps it
+
+
+def same_storage(a: str | Path | None, b: str | Path | None) -> bool:
+    """Whether two storages name the same database, passwords aside."""
+    def key(storage):
+        url = storage_url(storage)
+        try:
+            from sqlalchemy.engine import make_url
+            u = make_url(url)
+            return u.drivername, u.username, u.host, u.port, u.database, sorted(u.query.items())
+        except Exception:   # None, or not a URL: as written
+            return url
+    return key(a) == key(b)
 
 
 def open_storage(storage: str | Path | None):
@@ -92,11 +123,14 @@ def open_storage(storage: str | Path | None):
     except Exception as exc:   # driver missing, host down, bad URL, unwritable file, ...
         cause = exc.__cause__ or exc
         reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        if "password" in reason and without_password(url) == url:
+            reason += " (the URL has no password: give the whole URL with --storage, or the password in " \
+                      "PGPASSWORD or ~/.pgpass; run directories keep none)"
         if isinstance(cause, ImportError):
             reason += (" (PostgreSQL's driver: pip install 'psycopg[binary]')"
                        if url.startswith(("postgresql://", "postgresql+psycopg://"))
                        else " (install the SQLAlchemy driver the URL names)")
-        raise ConfigError(f"storage {_shown(url)!r} cannot be opened: {reason}") from None
+        raise ConfigError(f"storage {shown_url(url)!r} cannot be opened: {reason}") from None
     if url.startswith("sqlite"):
         _fast_sqlite(storage.engine)
     return storage
@@ -165,7 +199,7 @@ class DriverLock:
             raise
         if not held:
             connection.close()
-            raise FlownasError(f"the search {self._study_name!r} in {_shown(self._url)} is being run by "
+            raise FlownasError(f"the search {self._study_name!r} in {shown_url(self._url)} is being run by "
                                f"{holder or 'another process'}: let it finish, or stop it, before resuming")
         self._connection = connection
 
@@ -241,7 +275,7 @@ class Ledger:
                 pass
             else:
                 if not (replace_empty and not backend.get_all_trials(study_id, deepcopy=False)):
-                    raise FlownasError(f"the ledger {_shown(url or 'in memory')} already holds a search named "
+                    raise FlownasError(f"the ledger {shown_url(url or 'in memory')} already holds a search named "
                                        f"{study_name!r}: continue it with --resume, or choose another --out/name")
                 backend.delete_study(study_id)
             study_id = backend.create_new_study([optuna.study.StudyDirection.MAXIMIZE], study_name)
@@ -261,11 +295,11 @@ class Ledger:
         try:
             study_id = backend.get_study_id_from_name(study_name)
         except KeyError:
-            raise FlownasError(f"the ledger {_shown(url or 'in memory')} holds no search named "
+            raise FlownasError(f"the ledger {shown_url(url or 'in memory')} holds no search named "
                                f"{study_name!r}") from None
         meta = backend.get_study_user_attrs(study_id).get(META_KEY)
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise FlownasError(f"study {study_name!r} in {_shown(url)} was not written by flownas")
+            raise FlownasError(f"study {study_name!r} in {shown_url(url)} was not written by flownas")
         if meta.get("version") != FORMAT_VERSION:
             raise FlownasError(f"ledger format version {meta.get('version')} is not supported "
                                f"(this flownas reads {FORMAT_VERSION})")

@@ -194,10 +194,15 @@ class Server:
             shutil.chown(self.root, "postgres")
             self.as_server_user = ["runuser", "-u", "postgres", "--"]
         self.pg_ctl = [*self.as_server_user, str(bindir / "pg_ctl"), "-D", str(self.root / "data")]
-        subprocess.run(self.as_server_user + [str(bindir / "initdb"), "-D", str(self.root / "data"), "--auth=trust",
+        self.password = "s3cret-" + os.urandom(4).hex()   # password authentication, as on a cluster
+        (self.root / "pw").write_text(self.password + "\n")
+        if self.as_server_user:
+            shutil.chown(self.root / "pw", "postgres")
+        subprocess.run(self.as_server_user + [str(bindir / "initdb"), "-D", str(self.root / "data"),
+                                              "--auth=scram-sha-256", f"--pwfile={self.root / 'pw'}",
                                               "-U", "flownas", "--no-sync", "-E", "UTF8"],
                        check=True, capture_output=True)
-        self.url = f"postgresql://flownas@/postgres?host={self.root}"
+        self.url = f"postgresql://flownas:{self.password}@/postgres?host={self.root}"
 
     def start(self) -> None:
         subprocess.run(self.pg_ctl + ["-l", str(self.root / "log"), "-w", "-o",

@@ -16,7 +16,7 @@ import pytest
 from flownas.cli import main
 from flownas.errors import ConfigError, FlownasError
 from flownas.search.api import resume_run
-from flownas.store import Ledger, Record
+from flownas.store import Ledger, Record, without_password
 from test_store import _archs, _fill
 
 pytestmark = pytest.mark.xdist_group("postgres")   # one server per worker is plenty
@@ -89,15 +89,17 @@ def test_a_refused_resume_lets_go_of_the_ledger(postgres_url, tmp_path):
     assert main(["search", "--strategy", "random", "--seed", str(uuid.uuid4().int % 10**6), "--quiet",
                  "--budget", "3", "--out", str(out), "--storage", postgres_url]) == 0
     with pytest.raises(ConfigError, match="--seed"):
-        resume_run(out, None, {"seed": -1})
+        resume_run(out, None, {"seed": -1, "storage": postgres_url})
     study = json.loads((out / "run.json").read_text())["study"]
     Ledger.open(postgres_url, study, drive=True).close()   # at once: not left to the garbage collector
 
 
-def test_resume_from_a_copied_run_directory_waits_for_the_driver(postgres_url, tmp_path, capsys):
+def test_resume_from_a_copied_run_directory_waits_for_the_driver(postgres, tmp_path, capsys, monkeypatch):
     """The run directory copied to a second machine: its run.lock is not the
     first machine's, so only the ledger can refuse the second driver; the
     refusal leaves the ledger as the first driver wrote it."""
+    postgres_url = postgres.url
+    monkeypatch.setenv("PGPASSWORD", postgres.password)   # where the second machine keeps it
     search = ["search", "--strategy", "random", "--seed", str(uuid.uuid4().int % 10**6), "--quiet"]
     first, second = tmp_path / "first", tmp_path / "second"
     assert main(search + ["--budget", "6", "--out", str(first), "--storage", postgres_url]) == 0
@@ -126,6 +128,34 @@ def test_resume_from_a_copied_run_directory_waits_for_the_driver(postgres_url, t
     assert main(["search", "--resume", "--out", str(second), "--budget", "12", "--quiet"]) == 0
     resumed = Ledger.open(postgres_url, study).records()
     assert len(resumed) == 12 and [(r.seq, r.arch, r.value) for r in resumed[:6]] == recorded[0]
+
+
+def test_the_password_is_neither_written_nor_shown(postgres, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    out = tmp_path / "run"
+    search = ["search", "--strategy", "random", "--seed", str(uuid.uuid4().int % 10**6), "--out", str(out)]
+    assert main(search + ["--budget", "3", "--storage", postgres.url]) == 0
+    assert main(search + ["--budget", "3", "--storage", postgres.url, "--resume", "--check"]) == 0
+    printed = capsys.readouterr()
+    assert postgres.password not in printed.out + printed.err and "flownas:***@" in printed.out
+    assert not [f for f in out.iterdir() if postgres.password.encode() in f.read_bytes()]
+    run = json.loads((out / "run.json").read_text())
+    assert run["storage"] == without_password(postgres.url)
+    assert postgres.password not in json.dumps(Ledger.open(postgres.url, run["study"]).meta)
+
+    # resume: the password comes with --storage (or PGPASSWORD, ~/.pgpass), else a one-line error
+    assert main(["search", "--resume", "--out", str(out), "--budget", "5", "--quiet"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "no password supplied" in err and "give the whole URL with --storage" in err and "\n" not in err
+    assert len(Ledger.open(postgres.url, run["study"]).records()) == 3
+    other = postgres.url.replace("/postgres?", "/template1?")
+    assert main(["search", "--resume", "--out", str(out), "--budget", "5", "--storage", other]) != 0
+    assert "is not the ledger of the search" in capsys.readouterr().err
+    assert main(["search", "--resume", "--out", str(out), "--budget", "5", "--quiet", "--storage", postgres.url]) == 0
+    unencoded = f"postgresql://flownas:{postgres.password}@/postgres?host={postgres.root}"   # as a user types it
+    assert main(["search", "--resume", "--out", str(out), "--budget", "5", "--storage", unencoded, "--check"]) == 0
+    assert main(["report", str(out), "--storage", postgres.url]) == 0
+    assert len(Ledger.open(postgres.url, run["study"]).records()) == 5
 
 
 def test_a_server_restart_costs_the_driver_neither_a_write_nor_its_lock(postgres):

@@ -22,7 +22,7 @@ from ..errors import ConfigError, FlownasError, construct
 from ..evaluators.base import Evaluator
 from ..runtime.base import Executor
 from ..spaces.base import SearchSpace
-from ..store import Ledger, storage_url
+from ..store import Ledger, same_storage, shown_url, storage_url, without_password
 from .base import Strategy
 from .config import EXECUTOR_FLAGS, SearchConfig
 from .loop import Callback, SearchLoop, SearchResult
@@ -114,7 +114,9 @@ class Run:
         return Ledger.open(self.storage_url, self.study, drive=drive)
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> "Run":
+    def load(cls, run_dir: str | Path, storage: str | None = None) -> "Run":
+        """The run recorded in ``run_dir``; ``storage``, when given, is its
+        ledger's URL with the password the run directory does not keep."""
         run_dir = Path(run_dir)
         path = run_dir / RUN_FILE
         try:
@@ -124,11 +126,17 @@ class Run:
                                f"is run again without --resume)") from None
         except (OSError, json.JSONDecodeError) as exc:
             raise FlownasError(f"{path} is unreadable: {exc}") from None
-        return cls(run_dir, data.get("storage"), data["study"])
+        recorded = data.get("storage")
+        if storage is not None and not same_storage(storage, recorded or run_dir / LEDGER_FILE):
+            shown = recorded or f"{LEDGER_FILE} in the run directory"
+            raise ConfigError(f"--storage {shown_url(storage_url(storage))} is not the ledger of the search in "
+                              f"{run_dir} ({shown}): on resume, --storage only adds the password")
+        return cls(run_dir, storage if storage is not None else recorded, data["study"])
 
     def save(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / RUN_FILE).write_text(json.dumps({"study": self.study, "storage": self.storage}, indent=2) + "\n")
+        (self.dir / RUN_FILE).write_text(json.dumps({"study": self.study, "storage": without_password(self.storage)},
+                                                    indent=2) + "\n")
 
 
 def start_run(config: SearchConfig) -> tuple[Run, Ledger]:
@@ -169,7 +177,7 @@ def resume_run(run_dir: Path, given: SearchConfig | None, flags: dict[str, Any],
     config file) and ``flags`` may only change the budget and the executor
     (recorded in the ledger unless ``record`` is False). The ledger holds its
     driver lock until it is closed: a search another process runs is refused."""
-    run = Run.load(run_dir)
+    run = Run.load(run_dir, flags.get("storage") or (given.storage if given is not None else None))
     ledger = run.open_ledger(drive=True)
     try:   # a refused resume closes the ledger at once: its driver lock is not left to the garbage collector
         config = _resumed_config(run.dir, ledger.meta["config"], given, flags)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli import positive_int, resource, seed
+from ..store import shown_url
 
 SEARCH_FLAGS = ("space", "dataset", "strategy", "predictor", "budget", "seed", "storage", "out", "executor",
                 "workers", "ray_address", "num_gpus", "num_cpus", "threads")
@@ -54,6 +55,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("report", help="redraw a run directory's report (plots, CSV, best) from its ledger")
     p.add_argument("run_dir")
+    p.add_argument("--storage", help="the ledger's URL with its password (the run directory keeps none)")
     p.set_defaults(func=_cmd_report)
 
 
@@ -118,7 +120,7 @@ def _check(args, given, config) -> int:
                   title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("run", f"{run.dir} ({run.storage_url}, study {run.study})")
+    table.add_row("run", f"{run.dir} ({shown_url(run.storage_url)}, study {run.study})")
     if records is None:
         table.add_row("state", "new search")
     else:
@@ -184,7 +186,7 @@ def _print_summary(run, records, files, result=None) -> None:
     table.add_column()
     name = lambda v: v if isinstance(v, str) else (v or {}).get("name")   # noqa: E731
     table.add_row("run", str(run.dir))
-    table.add_row("ledger", f"{run.storage_url} (study {run.study})")
+    table.add_row("ledger", f"{shown_url(run.storage_url)} (study {run.study})")
     table.add_row("search", f"{name(config['space'])} {config.get('dataset') or ''} · {name(config['strategy'])}"
                   + (f" + {name(config['predictor'])}" if config.get("predictor") else "")
                   + f" · seed {config['seed']}")
@@ -231,7 +233,7 @@ def _print_summary(run, records, files, result=None) -> None:
 # -- report -------------------------------------------------------------------
 def _cmd_report(args) -> int:
     from .api import Run, write_run_report
-    run = Run.load(args.run_dir)
+    run = Run.load(args.run_dir, args.storage)
     ledger = run.open_ledger()
     try:
         files = write_run_report(run, ledger)

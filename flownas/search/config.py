@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import ConfigError, UnknownNameError
+from ..store import without_password
 from .loop import Budget
 
 KEYS = ("name", "space", "dataset", "evaluator", "strategy", "predictor", "budget", "seed", "executor",
@@ -179,7 +180,7 @@ class SearchConfig:
                              "predictor": self.predictor.to_config() if self.predictor else None,
                              "budget": {"evaluations": self.budget.evaluations, "cost_s": self.budget.cost_s},
                              "seed": self.seed, "executor": self.executor.to_config(),
-                             "storage": self.storage, "out": self.out, "threads": self.threads}
+                             "storage": without_password(self.storage), "out": self.out, "threads": self.threads}
         if self.constraints:   # absent when unconstrained: configs recorded before the key stay equal
             d["constraints"] = [c.to_config() for c in self.constraints]
         return d
