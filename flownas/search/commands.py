@@ -27,7 +27,8 @@ def _add_search_flags(p: argparse.ArgumentParser, *, run_flags: bool = True) -> 
     p.add_argument("--threads", type=positive_int,
                    help="torch threads of the search process (default 1: fastest for the predictors' small graphs)")
     if run_flags:
-        p.add_argument("--storage", help="ledger: SQLAlchemy URL or SQLite file (default RUN_DIR/ledger.db)")
+        p.add_argument("--storage", help="ledger: SQLAlchemy URL or SQLite file (default RUN_DIR/ledger.db); a password in the "
+                            "URL is never written, so --resume takes the URL again (or PGPASSWORD, ~/.pgpass)")
         p.add_argument("--out", help="run directory (default runs/NAME)")
         p.add_argument("--executor", help="local (default), inline, process, ray, or a registered one")
         p.add_argument("--workers", type=positive_int, help="evaluations in flight (default 1)")
