@@ -10,8 +10,10 @@ tables.
     PYTHONPATH=. python benchmarks/bench_predictors.py render --out benchmarks/results/predictors-v2
 
 A *recipe* is a predictor and its hyper-parameters as a function of the cell
-(``RECIPES``); a *cell* is (space, protocol, N). Jobs run seed-major (seed 0
-of every cell, then seed 1, ...) under ``nice`` with one torch thread each.
+(``RECIPES``); a *cell* is (space, protocol, N), where a TransNAS space names
+its task (``transnas:class_scene``: ``--space transnas --task class_scene``).
+Jobs run seed-major (seed 0 of every cell, then seed 1, ...) under ``nice``
+with one torch thread each.
 The ``dele_*`` recipes run all their seeds in one process, so the pre-training
 (which does not depend on the seed) is paid once per cell: the first seed's
 ``train_seconds`` includes it. ``dele_zc`` pre-trains on the zero-cost table
@@ -155,7 +157,14 @@ CELL_SETS = {
     "dele": DELE_CELLS,
     # ... and the protocol-B targets up to N = 781, where experts help
     "dele_targets": DELE_CELLS + [("nb201", "B", 156), ("nb201", "B", 781)],
+    # TransNAS micro (711 cells per task): 5%, 10% and 50% of the table
+    "transnas": [("transnas:class_scene", "A", n) for n in (36, 71, 355)],
+    # ... and the other six tasks at 10%
+    "transnas_tasks": [(f"transnas:{task}", "A", 71) for task in
+                       ("class_object", "jigsaw", "room_layout", "segmentsemantic", "autoencoder", "normal")],
 }
+#: every cell ``render`` shows, in this order
+RENDERED_CELLS = ALL_CELLS + CELL_SETS["transnas"] + CELL_SETS["transnas_tasks"]
 
 #: the issue's targets: (space, protocol, N) -> (target tau, published best at that setting)
 TARGETS = {
@@ -173,13 +182,16 @@ TARGETS = {
 
 
 def cell_name(space: str, recipe: str, protocol: str, n: int) -> str:
-    return f"{space}-{protocol}-{n}-{recipe}"
+    return f"{space.replace(':', '-')}-{protocol}-{n}-{recipe}"
 
 
 def command(space: str, recipe: str, protocol: str, n: int, seeds: str, out: str) -> list[str]:
     predictor, params_of, _ = RECIPES[recipe]
-    cmd = ["python", "-m", "flownas", "bench", "predictors", "--space", space, "--predictor", predictor,
+    table, _, task = space.partition(":")
+    cmd = ["python", "-m", "flownas", "bench", "predictors", "--space", table, "--predictor", predictor,
            "--train-size", str(n), "--protocol", protocol, "--seeds", seeds, "--threads", "1"]
+    if task:
+        cmd += ["--task", task]
     for k, v in params_of(space, n).items():
         cmd += ["--param", f"{k}={json.dumps(v)}"]
     return cmd + ["--json", out]
@@ -242,7 +254,7 @@ def collect(out: Path):
     A run made with other hyper-parameters than the recipe's current ones is
     left out (and named on stderr): the table never mislabels a result."""
     rows = []
-    for space, protocol, n in ALL_CELLS:
+    for space, protocol, n in RENDERED_CELLS:
         for recipe in RECIPES:
             if not applicable(recipe, space):
                 continue
