@@ -207,12 +207,13 @@ class DriverLock:
         """Check that the lock is still held (one round trip); when its
         connection was lost, take it again."""
         import sqlalchemy as sa
-        try:
-            self._connection.execute(sa.text("SELECT 1"))
-            self._connection.commit()
-            return
-        except sa.exc.DBAPIError:   # the server restarted, or the connection broke: the lock went with it
-            self._close_connection()
+        if self._connection is not None:   # None: lost, and another process held it at the last try
+            try:
+                self._connection.execute(sa.text("SELECT 1"))
+                self._connection.commit()
+                return
+            except sa.exc.DBAPIError:   # the server restarted, or the connection broke: the lock went with it
+                self._close_connection()
         self._take()
 
     def release(self) -> None:
@@ -315,18 +316,18 @@ class Ledger:
     # -- writing ---------------------------------------------------------
     def start(self, seq: int, arch: Architecture, info: Mapping[str, Any] | None = None) -> int:
         """Record a dispatched candidate (RUNNING), in one transaction; its trial id."""
-        self._still_driving()
         return self._new_trial(seq, arch, info or {})
 
     def _still_driving(self) -> None:
-        """Before a candidate is dispatched or finished: the driver lock is
-        still ours (taken again after a server restart), or this driver stops
-        (FlownasError) rather than write beside another one."""
+        """Before a candidate is dispatched (started or retried) or finished:
+        the driver lock is still ours (taken again after a server restart), or
+        this driver stops (FlownasError) rather than write beside another one."""
         if self.driver_lock is not None:
             self.driver_lock.ensure()
 
     def _new_trial(self, seq: int, arch: Architecture, info: Mapping[str, Any], **attrs: Any) -> int:
         import optuna
+        self._still_driving()
         template = optuna.trial.create_trial(
             state=optuna.trial.TrialState.RUNNING,
             user_attrs={"seq": seq, "arch": arch.to_dict(), "arch_key": arch.key, "info": _jsonable(info), **attrs})

@@ -190,6 +190,9 @@ def test_a_driver_whose_lock_was_taken_meanwhile_stops_without_writing(postgres)
     try:
         with pytest.raises(FlownasError, match=f"being run by flownas pid {holder.pid}"):
             ledger.start(2, archs[2], {})
+        failed = ledger.records()[1]   # _fill's failed candidate: a retry is a dispatch too
+        with pytest.raises(FlownasError, match=f"being run by flownas pid {holder.pid}"):
+            ledger.retry(failed)
     finally:
         holder.kill()
         holder.wait()
