@@ -1,5 +1,6 @@
 """The ledger's cost per candidate: what recording a candidate (its dispatch,
-then its outcome) costs the driver, on SQLite and on PostgreSQL.
+then its outcome) costs the driver, on SQLite, PostgreSQL and (with
+``--mysql``) MySQL / MariaDB.
 
 Protocol: for each storage and each repeat, a new study receives
 ``--candidates`` candidates of the toy space, each ``Ledger.start`` (a
@@ -13,7 +14,9 @@ the median over the repeats of the milliseconds per candidate. Rows:
   2026-12-07 (no pre-ping, no driver lock);
 * ``postgresql, pre-ping``: a reader's or a non-driving ledger's storage;
 * ``postgresql, driver``: what a search runs with (pre-ping, and the driver
-  lock checked before each dispatch and each outcome).
+  lock checked before each dispatch and each outcome);
+* ``mysql, pre-ping`` and ``mysql, driver``: the same on MySQL (its driver
+  lock is ``GET_LOCK``; added 2026-12-07).
 
 The PostgreSQL server is the caller's (``--postgres URL``); a throwaway one
 on a Unix socket, as the tests start it:
@@ -22,6 +25,15 @@ on a Unix socket, as the tests start it:
     pg_ctl -D /tmp/pg/data -l /tmp/pg/log -w -o "-k /tmp/pg -c listen_addresses='' -F" start
     PYTHONPATH=. python benchmarks/bench_ledger.py --postgres "postgresql://flownas@/postgres?host=/tmp/pg" \\
         --candidates 200 --repeats 5 --seed 0
+
+and a MariaDB one, as conftest.py starts it (``--mysql
+"mysql+pymysql://flownas:PW@localhost/flownas?unix_socket=/tmp/mdb/sock"``):
+
+    mariadb-install-db --no-defaults --datadir=/tmp/mdb/data --auth-root-authentication-method=normal
+    mariadbd --no-defaults --datadir=/tmp/mdb/data --socket=/tmp/mdb/sock --skip-networking \
+        --innodb-flush-log-at-trx-commit=2 &
+    mariadb -S /tmp/mdb/sock -u root -e "CREATE DATABASE flownas; CREATE USER flownas@localhost \
+        IDENTIFIED BY 'PW'; GRANT ALL ON flownas.* TO flownas@localhost"
 """
 from __future__ import annotations
 
@@ -71,6 +83,7 @@ def ms_per_candidate(ledger: Ledger, candidates: list) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--postgres", required=True, help="a PostgreSQL URL the benchmark may create studies in")
+    ap.add_argument("--mysql", help="a MySQL / MariaDB URL (mysql+pymysql://...) the benchmark may create studies in")
     ap.add_argument("--candidates", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
@@ -87,6 +100,9 @@ def main(argv=None) -> int:
             "postgresql, pre-ping": lambda name: Ledger.create(args.postgres, name, {}),
             "postgresql, driver": lambda name: Ledger.create(args.postgres, name, {}, drive=True),
         }
+        if args.mysql:
+            makers["mysql, pre-ping"] = lambda name: Ledger.create(args.mysql, name, {})
+            makers["mysql, driver"] = lambda name: Ledger.create(args.mysql, name, {}, drive=True)
         for repeat in range(args.repeats):   # interleaved, so a slow spell of the machine hits every row
             for label, make in makers.items():
                 rows.setdefault(label, []).append(ms_per_candidate(make(f"bench-{uuid.uuid4().hex[:8]}"),

@@ -13,12 +13,14 @@ the same storage.
 Storage: a SQLite file by default, any SQLAlchemy URL (PostgreSQL on a
 cluster), or ``None`` for an in-memory ledger (benchmarks, tests).
 
-One process drives a search at a time. On PostgreSQL the ledger itself says
-which (``DriverLock``), so a second driver is refused from any machine; the
-run directory's ``run.lock`` does the same on one machine (``flownas.search.api``).
+One process drives a search at a time. On PostgreSQL, MySQL and MariaDB the
+ledger itself says which (``DriverLock``), so a second driver is refused
+from any machine; the run directory's ``run.lock`` does the same on one
+machine (``flownas.search.api``).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import zlib
@@ -109,6 +111,18 @@ def same_storage(a: str | Path | None, b: str | Path | None) -> bool:
     return key(a) == key(b)
 
 
+# what to install when the driver an URL names is missing (SQLAlchemy's default drivers for these schemes)
+_DRIVER_HINTS = {
+    "postgresql": "PostgreSQL's driver: pip install 'psycopg[binary]'",
+    "postgresql+psycopg": "PostgreSQL's driver: pip install 'psycopg[binary]'",
+    "mysql": "MySQL's default driver is mysqlclient, which needs a compiler and libmysqlclient: "
+             "pip install pymysql and write mysql+pymysql://",
+    "mariadb": "pip install pymysql and write mariadb+pymysql://",
+    "mysql+pymysql": "MySQL's driver: pip install pymysql",
+    "mariadb+pymysql": "MariaDB's driver: pip install pymysql",
+}
+
+
 def open_storage(storage: str | Path | None):
     """An Optuna storage; an unreachable or malformed URL raises a one-line ConfigError."""
     import optuna
@@ -124,12 +138,11 @@ def open_storage(storage: str | Path | None):
         cause = exc.__cause__ or exc
         reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         if "password" in reason and without_password(url) == url:
-            reason += " (the URL has no password: give the whole URL with --storage, or the password in " \
-                      "PGPASSWORD or ~/.pgpass; run directories keep none)"
+            reason += " (the URL has no password: give the whole URL with --storage" + \
+                      (", or the password in PGPASSWORD or ~/.pgpass" if url.startswith("postgresql") else "") + \
+                      "; run directories keep none)"
         if isinstance(cause, ImportError):
-            reason += (" (PostgreSQL's driver: pip install 'psycopg[binary]')"
-                       if url.startswith(("postgresql://", "postgresql+psycopg://"))
-                       else " (install the SQLAlchemy driver the URL names)")
+            reason += " (" + _DRIVER_HINTS.get(url.split("://", 1)[0], "install the SQLAlchemy driver the URL names") + ")"
         raise ConfigError(f"storage {shown_url(url)!r} cannot be opened: {reason}") from None
     if url.startswith("sqlite"):
         _fast_sqlite(storage.engine)
@@ -153,22 +166,31 @@ def _fast_sqlite(engine) -> None:
 
 
 class DriverLock:
-    """The right to drive one search, held in its PostgreSQL ledger: a
-    session-level advisory lock on the study's name, on a connection kept open
-    while the search runs. The server releases it when that connection ends,
-    so a driver killed on any machine never blocks the resume; a second driver,
-    from any machine, is refused and told who holds it (the holder's
-    ``application_name``: pid and host). A server restart ends the connection
-    too: ``ensure`` takes the lock again, or stops this driver if another
-    process took it meanwhile."""
+    """The right to drive one search, held in its server ledger, on a
+    connection kept open while the search runs: on PostgreSQL a
+    session-level advisory lock on the study's name, on MySQL and MariaDB a
+    named lock (``GET_LOCK``) on the database and study. The server
+    releases it when that connection ends, so a driver killed on any machine
+    never blocks the resume; a second driver, from any machine, is refused
+    and told who holds it (PostgreSQL: the holder's ``application_name``,
+    its pid and host; MySQL: its connection id and client host, for
+    ``KILL``). A server restart ends the connection too: ``ensure`` takes
+    the lock again, or stops this driver if another process took it
+    meanwhile."""
 
     NAMESPACE = 0x666C6F77   # 'flow': the first key of flownas' advisory locks, apart from other applications'
+    DIALECTS = ("postgresql", "mysql", "mariadb")   # SQLAlchemy's names of the servers it works on
 
     def __init__(self, storage, url: str, study_name: str):
         self._engine = storage.engine
         self._url = url
         self._study_name = study_name
         self._key = zlib.crc32(study_name.encode()) & 0x7FFFFFFF
+        # MySQL's named locks are server-wide (PostgreSQL's advisory locks are per database): the name
+        # says which database, within the 64 characters MySQL allows
+        database = self._engine.url.database or ""
+        self._name = "flownas:" + hashlib.sha1(f"{database}/{study_name}".encode()).hexdigest()
+        self._postgresql = self._engine.dialect.name == "postgresql"
         self._connection = None
 
     @classmethod
@@ -178,21 +200,9 @@ class DriverLock:
         return lock
 
     def _take(self) -> None:
-        import sqlalchemy as sa
-        keys = {"ns": self.NAMESPACE, "key": self._key}
         connection = self._engine.connect()
         try:
-            me = f"flownas pid {os.getpid()} on {socket.gethostname()}"[:63]   # PostgreSQL keeps 63 bytes
-            # a driver that vanishes without closing its connection (a node lost) is noticed in about a minute
-            connection.execute(sa.text("SELECT set_config('application_name', :me, false), "
-                                       "set_config('tcp_keepalives_idle', '30', false), "
-                                       "set_config('tcp_keepalives_interval', '10', false), "
-                                       "set_config('tcp_keepalives_count', '3', false)"), {"me": me})
-            held = connection.execute(sa.text("SELECT pg_try_advisory_lock(:ns, :key)"), keys).scalar()
-            holder = None if held else connection.execute(sa.text(
-                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = :ns AND l.objid = :key "
-                "AND l.objsubid = 2"), keys).scalar()
+            held, holder = (self._take_postgresql if self._postgresql else self._take_mysql)(connection)
             connection.commit()   # the lock outlives the transaction; an open one would hold back the server
         except Exception:
             connection.close()
@@ -202,6 +212,36 @@ class DriverLock:
             raise FlownasError(f"the search {self._study_name!r} in {shown_url(self._url)} is being run by "
                                f"{holder or 'another process'}: let it finish, or stop it, before resuming")
         self._connection = connection
+
+    def _take_postgresql(self, connection) -> tuple[bool, str | None]:
+        import sqlalchemy as sa
+        keys = {"ns": self.NAMESPACE, "key": self._key}
+        me = f"flownas pid {os.getpid()} on {socket.gethostname()}"[:63]   # PostgreSQL keeps 63 bytes
+        # a driver that vanishes without closing its connection (a node lost) is noticed in about a minute
+        connection.execute(sa.text("SELECT set_config('application_name', :me, false), "
+                                   "set_config('tcp_keepalives_idle', '30', false), "
+                                   "set_config('tcp_keepalives_interval', '10', false), "
+                                   "set_config('tcp_keepalives_count', '3', false)"), {"me": me})
+        if connection.execute(sa.text("SELECT pg_try_advisory_lock(:ns, :key)"), keys).scalar():
+            return True, None
+        return False, connection.execute(sa.text(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = :ns AND l.objid = :key "
+            "AND l.objsubid = 2"), keys).scalar()
+
+    def _take_mysql(self, connection) -> tuple[bool, str | None]:
+        import sqlalchemy as sa
+        if connection.execute(sa.text("SELECT GET_LOCK(:name, 0)"), {"name": self._name}).scalar() == 1:
+            return True, None
+        # MySQL sets no keep-alive of its own per connection: a driver that vanished holds the lock
+        # until the server drops its connection (wait_timeout, 8 hours by default), or KILL
+        row = connection.execute(sa.text(
+            "SELECT ID, USER, HOST FROM information_schema.PROCESSLIST WHERE ID = IS_USED_LOCK(:name)"),
+            {"name": self._name}).first()
+        if row is None:   # it let go meanwhile, or this user may not see other users' connections
+            return False, None
+        return False, (f"connection {row[0]} ({row[1]}@{row[2]}; if that driver is gone, "
+                       f"free its lock with KILL {row[0]} on the server)")
 
     def ensure(self) -> None:
         """Check that the lock is still held (one round trip); when its
@@ -221,8 +261,11 @@ class DriverLock:
         if self._connection is None:
             return
         try:
-            self._connection.execute(sa.text("SELECT pg_advisory_unlock(:ns, :key)"),
-                                     {"ns": self.NAMESPACE, "key": self._key})
+            if self._postgresql:
+                self._connection.execute(sa.text("SELECT pg_advisory_unlock(:ns, :key)"),
+                                         {"ns": self.NAMESPACE, "key": self._key})
+            else:
+                self._connection.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": self._name})
             self._connection.commit()
         except sa.exc.DBAPIError:
             pass   # a lost connection holds no lock
@@ -239,9 +282,11 @@ class DriverLock:
 
 
 def _driver_lock(storage, url: str | None, study_name: str) -> DriverLock | None:
-    """The driver lock where the storage can hold one (PostgreSQL); elsewhere
-    None: a SQLite ledger is guarded by its run directory's ``run.lock``."""
-    if url is None or not url.startswith("postgresql"):
+    """The driver lock where the storage can hold one (PostgreSQL, MySQL,
+    MariaDB); elsewhere None: a SQLite ledger is guarded by its run
+    directory's ``run.lock``."""
+    engine = getattr(storage, "engine", None)
+    if url is None or engine is None or engine.dialect.name not in DriverLock.DIALECTS:
         return None
     return DriverLock.acquire(storage, url, study_name)
 

@@ -165,15 +165,23 @@ def nni_import_warnings():
     return list(caught) if fresh else None
 
 
-# -- a throwaway PostgreSQL server ------------------------------------------------
-# For the PostgreSQL ledger (test_store_postgres, test_ray): the server binaries
-# and the driver (psycopg) are needed; without them those tests skip, and fail
-# under CI (FLOWNAS_REQUIRE_POSTGRES=1). Each module using it starts its own
-# server on a Unix socket in a temporary directory (no TCP port, nothing left behind).
-def _need_postgres(reason: str):
-    if os.environ.get("FLOWNAS_REQUIRE_POSTGRES"):
+# -- throwaway database servers -----------------------------------------------------
+# For the server ledgers (test_store_servers, test_ray): PostgreSQL and MariaDB.
+# Each needs its server binaries and its Python driver; without them those tests
+# skip, and fail under CI (FLOWNAS_REQUIRE_POSTGRES=1, FLOWNAS_REQUIRE_MARIADB=1).
+# Each module using one starts its own server on a Unix socket in a temporary
+# directory (no TCP port, nothing left behind), with password authentication,
+# as on a cluster. Both offer url, password, other_url (another database of
+# the same server), password_env (where a client finds the password when the
+# URL has none), restart() and remove().
+def _need(variable: str, reason: str):
+    if os.environ.get(variable):
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+def _need_postgres(reason: str):
+    _need("FLOWNAS_REQUIRE_POSTGRES", reason)
 
 
 def _bindir() -> Path | None:
@@ -186,6 +194,8 @@ def _bindir() -> Path | None:
 
 class Server:
     """A throwaway PostgreSQL server on a Unix socket in a temporary directory."""
+
+    name = "postgresql"
 
     def __init__(self, bindir: Path):
         self.root = Path(tempfile.mkdtemp(prefix="flownas-pg-"))
@@ -203,6 +213,8 @@ class Server:
                                               "-U", "flownas", "--no-sync", "-E", "UTF8"],
                        check=True, capture_output=True)
         self.url = f"postgresql://flownas:{self.password}@/postgres?host={self.root}"
+        self.other_url = self.url.replace("/postgres?", "/template1?")
+        self.password_env = {"PGPASSWORD": self.password}
 
     def start(self) -> None:
         subprocess.run(self.pg_ctl + ["-l", str(self.root / "log"), "-w", "-o",
@@ -241,3 +253,106 @@ def postgres():
 @pytest.fixture
 def postgres_url(postgres):
     return postgres.url
+
+
+def _mariadb_binaries() -> tuple[str, str] | None:
+    """(mariadb-install-db, mariadbd), from FLOWNAS_MARIADB_BIN, PATH or /usr/sbin."""
+    path = os.pathsep.join(p for p in [os.environ.get("FLOWNAS_MARIADB_BIN"), os.environ.get("PATH"),
+                                       "/usr/sbin", "/usr/local/sbin"] if p)
+    install, server = shutil.which("mariadb-install-db", path=path), shutil.which("mariadbd", path=path)
+    return (install, server) if install and server else None
+
+
+class MariaDBServer:
+    """A throwaway MariaDB server on a Unix socket in a temporary directory,
+    reached through PyMySQL (``mysql+pymysql://``)."""
+
+    name = "mariadb"
+
+    def __init__(self, install_db: str, mariadbd: str):
+        self.root = Path(tempfile.mkdtemp(prefix="flownas-mariadb-"))
+        self.as_user = []
+        if os.geteuid() == 0:   # mariadbd refuses to run as root
+            shutil.chown(self.root, "mysql")
+            self.as_user = ["--user=mysql"]
+        self.mariadbd = mariadbd
+        self.socket = self.root / "sock"
+        self.process = None
+        subprocess.run([install_db, "--no-defaults", f"--datadir={self.root / 'data'}", *self.as_user,
+                        "--auth-root-authentication-method=normal", "--skip-test-db"],
+                       check=True, capture_output=True)
+        self.password = "s3cret-" + os.urandom(4).hex()
+        self.url = f"mysql+pymysql://flownas:{self.password}@localhost/flownas?unix_socket={self.socket}"
+        self.other_url = self.url.replace("/flownas?", "/flownas_other?")
+        self.password_env = {}   # PyMySQL reads no environment variable (an option file: read_default_file=)
+
+    def start(self) -> None:
+        import time
+        import pymysql
+        self.process = subprocess.Popen(
+            [self.mariadbd, "--no-defaults", f"--datadir={self.root / 'data'}", f"--socket={self.socket}",
+             "--skip-networking", f"--pid-file={self.root / 'pid'}", f"--log-error={self.root / 'log'}",
+             "--innodb-flush-log-at-trx-commit=2", *self.as_user],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                root = pymysql.connect(unix_socket=str(self.socket), user="root")
+                break
+            except pymysql.err.OperationalError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    log = (self.root / "log").read_text()[-300:] if (self.root / "log").exists() else ""
+                    raise subprocess.CalledProcessError(1, self.mariadbd, stderr=log.encode())
+                time.sleep(0.1)
+        with root.cursor() as cursor:   # once: a restart keeps them
+            for sql in ["CREATE DATABASE IF NOT EXISTS flownas", "CREATE DATABASE IF NOT EXISTS flownas_other",
+                        f"CREATE USER IF NOT EXISTS flownas@localhost IDENTIFIED BY '{self.password}'",
+                        "GRANT ALL ON flownas.* TO flownas@localhost",
+                        "GRANT ALL ON flownas_other.* TO flownas@localhost"]:
+                cursor.execute(sql)
+        root.close()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()   # a clean shutdown: every connection is ended
+            self.process.wait(60)
+
+    def restart(self) -> None:
+        """As an administrator would: every connection is ended."""
+        self.stop()
+        self.start()
+
+    def remove(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def mariadb():
+    def need(reason):
+        _need("FLOWNAS_REQUIRE_MARIADB", reason)
+    if importlib.util.find_spec("pymysql") is None:
+        need("pymysql is not installed (pip install pymysql, part of the test extra)")
+    binaries = _mariadb_binaries()
+    if binaries is None:
+        need("no MariaDB server binaries (mariadb-install-db, mariadbd): apt-get install mariadb-server, "
+             "or set FLOWNAS_MARIADB_BIN")
+    server = None
+    try:
+        server = MariaDBServer(*binaries)
+        server.start()
+    except subprocess.CalledProcessError as exc:
+        if server is not None:
+            server.remove()
+        need(f"MariaDB did not start: {(exc.stderr or b'').decode().strip()[-300:]}")
+    yield server
+    server.remove()
+
+
+@pytest.fixture(scope="module", params=[pytest.param("postgres", marks=pytest.mark.xdist_group("postgres")),
+                                        pytest.param("mariadb", marks=pytest.mark.xdist_group("mariadb"))])
+def server(request):
+    """Each server ledger in turn (a test module's own server of each kind)."""
+    return request.getfixturevalue(request.param)

@@ -97,7 +97,11 @@ def test_in_memory_ledger():
 @pytest.mark.parametrize("url, message", [
     ("sqlite:////nonexistent-dir/deeper/ledger.db", "cannot be opened: "),
     ("nosuchdb://host/db", "cannot be opened: "),
-    ("mysql://flownas:secret@127.0.0.1:1/ledger", "No module named 'MySQLdb' (install the SQLAlchemy driver"),
+    ("mysql://flownas:secret@127.0.0.1:1/ledger", "No module named 'MySQLdb' (MySQL's default driver is "
+                                                  "mysqlclient, which needs a compiler and libmysqlclient: "
+                                                  "pip install pymysql and write mysql+pymysql://)"),
+    ("mysql+pymysql://flownas:secret@127.0.0.1:1/ledger", "cannot be opened: "),
+    ("mssql+pyodbc://flownas:secret@host/ledger", "(install the SQLAlchemy driver the URL names)"),
     ("postgresql://flownas:secret@127.0.0.1:1/ledger", "cannot be opened: "),
 ])
 def test_unreachable_storage_is_one_clear_line(url, message):

@@ -5,7 +5,7 @@ A run directory holds ``run.json`` (where the ledger is), ``config.yaml``
 (the configuration as run), the SQLite ledger ``ledger.db`` unless another
 storage was given, ``run.lock`` (held while a process runs the search) and
 the report files (``flownas.report``). The ledger's own driver lock (on
-PostgreSQL, ``flownas.store.DriverLock``) also refuses a second driver on
+PostgreSQL and MySQL, ``flownas.store.DriverLock``) also refuses a second driver on
 another machine, which ``run.lock`` cannot see.
 """
 from __future__ import annotations
