@@ -53,8 +53,11 @@ def flowerformer_params(space: str, n: int) -> dict:
 
 #: the zero-cost signals DELE pre-trains on: computed from the architecture or
 #: from one forward pass at initialization, no training (NB101's table has
-#: only params among such signals)
-ZERO_COST_SIGNALS = {"nb201": ["params", "naswot"], "nb101": ["params"]}
+#: only params among such signals; TransNAS has eight proxies, params and
+#: FLOPs, each of the task searched)
+ZERO_COST_SIGNALS = {"nb201": ["params", "naswot"], "nb101": ["params"],
+                     "transnas": ["params", "flops", "naswot", "snip", "fisher", "grad_norm", "grasp", "jacov",
+                                  "l2_norm", "plain"]}
 
 
 #: DELE fine-tunes with FlowerFormer's budget at its own default learning rate
@@ -87,9 +90,13 @@ DELE_EXTRA = {"dele_table_all_mlp": {"expert_hidden": 64}}
 
 
 def dele_params(recipe: str):
-    """The recipe's params(space, n): FlowerFormer's budget at DELE's lr, its signals."""
-    return lambda space, n: {**flowerformer_params(space, n), "lr": DELE_LR, "signals": DELE_SIGNALS[recipe][space],
-                             **DELE_EXTRA.get(recipe, {})}
+    """The recipe's params(space, n): FlowerFormer's budget at DELE's lr, its signals
+    (of a TransNAS cell: the signals of its task)."""
+    def params(space: str, n: int) -> dict:
+        table, _, task = space.partition(":")
+        return {**flowerformer_params(space, n), "lr": DELE_LR, "signals": DELE_SIGNALS[recipe][table],
+                **({"dataset": task} if task else {}), **DELE_EXTRA.get(recipe, {})}
+    return params
 
 
 #: TA-GATES, NAR-Former V2 and NAR-Former keep their own schedules (200, 200
@@ -203,7 +210,7 @@ DELE_MEMBER = {"blend_dele_gcn": "dele_table_all_mlp"}
 
 def applicable(recipe: str, space: str) -> bool:
     signals = DELE_SIGNALS.get(DELE_MEMBER.get(recipe, recipe))
-    return signals is None or space in signals
+    return signals is None or space.partition(":")[0] in signals
 
 
 def run(args) -> None:

@@ -68,6 +68,39 @@ def test_archs_and_targets(transnas_table):
         transnas_table.archs_and_targets(metric="acc")
 
 
+def test_low_fidelity_signals_are_the_tasks_zero_cost_columns(transnas_table):
+    from flownas.errors import ConfigError
+    from flownas.evaluators.lowfidelity import low_fidelity_signals, table_pool, zero_cost_signals
+    arch = MICRO.from_string("64-41414-3_33_333")
+    tasks = transnas_table.query(arch)["tasks"]
+    signals = low_fidelity_signals(arch, "segmentsemantic", ["params", "naswot", "snip@jigsaw"])
+    assert signals == {"params": pytest.approx(tasks["segmentsemantic"]["params_m"]),
+                       "naswot": pytest.approx(tasks["segmentsemantic"]["zc_nwot"]),
+                       "snip@jigsaw": pytest.approx(tasks["jigsaw"]["zc_snip"])}
+    assert set(zero_cost_signals("transnas_micro")) == {"params", "flops", "naswot", "snip", "fisher", "grad_norm",
+                                                        "grasp", "jacov", "l2_norm", "plain"}
+    archs, columns = table_pool("transnas_micro", "class_scene", ["jacov"])
+    assert len(archs) == 711 and {a.space for a in archs} == {"transnas_micro"}   # the macro records are apart
+    assert 0 < sum(v is None for v in columns["jacov"]) < 711                   # a failed proxy is missing
+    archs, columns = table_pool("transnas_macro", "class_scene", ["params"])
+    assert len(archs) == 725 and sum(v is None for v in columns["params"]) == 725 - 662   # no class_scene record
+    with pytest.raises(ConfigError, match="no dataset 'cifar10' .known: class_scene, class_object"):
+        low_fidelity_signals(arch, "cifar10", ["params"])
+
+
+def test_dele_pretrains_on_the_zero_cost_signals_of_the_task(transnas_table):
+    from flownas.predictors.dele import DELEPredictor
+    from flownas.predictors.metrics import kendall_tau
+    archs, y = transnas_table.archs_and_targets("class_scene")
+    perm = np.random.default_rng(0).permutation(len(archs))
+    train, test = perm[:40], perm[40:]
+    quick = {**DELEPredictor.quick_params, "epochs": 10, "pretrain_epochs": 3, "pool_size": 400}
+    p = DELEPredictor(seed=0, dataset="class_scene", signals=["naswot", "snip", "params"], **quick)
+    p.fit([archs[i] for i in train], y[train])
+    assert p.signals == ("naswot", "snip", "params") and p.pretrain_size_ == 400
+    assert kendall_tau(y[test], p.predict([archs[i] for i in test])) > 0.45
+
+
 def test_lookup_misses_and_foreign_archs(transnas_table):
     with pytest.raises(NotInTableError, match="spaces transnas_micro, transnas_macro, not 'nb201'"):
         transnas_table.query(NB201Space().from_edge_ops(["none"] * 6))

@@ -8,7 +8,14 @@ architecture, as {signal: value}, for multi-fidelity search and DELE.
   ``naswot`` (NASWOT score, missing for 341 cells); ``params`` and ``naswot``
   cost no training (``ZERO_COST``);
 * NB101 (table ``nb101``, once installed): ``acc_4``, ``acc_12``, ``acc_36``
-  (CIFAR-10 validation accuracy of the 4/12/36-epoch runs) and ``params``.
+  (CIFAR-10 validation accuracy of the 4/12/36-epoch runs) and ``params``;
+* TransNAS-Bench-101 micro and macro (table ``transnas``; the dataset is the
+  Taskonomy task, e.g. ``class_scene``): per task, the network's ``params``
+  (M) and ``flops`` (M) with that task's head, and the zero-cost proxies of
+  the table computed on that task (``naswot``, ``snip``, ``fisher``,
+  ``grad_norm``, ``grasp``, ``jacov``, ``l2_norm``, ``plain``); all cost no
+  training. The table's ``epe_nas`` is left out: it is missing for all but
+  part of jigsaw.
 
 A per-dataset signal can be read from another dataset with ``@``:
 ``acc_12@cifar100`` is the 12-epoch accuracy on CIFAR-100 whatever the
@@ -24,9 +31,18 @@ import statistics
 from typing import Any, Iterable
 
 from ..arch import Architecture
+from ..benchmarks.transnas import TASK_METRICS
 from ..errors import ConfigError
 from ..registry import EVALUATORS
 from .base import Evaluator, Result
+
+# TransNAS signal -> column of a task's record
+_TRANSNAS_COLUMNS = {"params": "params_m", "flops": "flops_m", "naswot": "zc_nwot", "snip": "zc_snip",
+                     "fisher": "zc_fisher", "grad_norm": "zc_grad_norm", "grasp": "zc_grasp", "jacov": "zc_jacov",
+                     "l2_norm": "zc_l2_norm", "plain": "zc_plain"}
+# a TransNAS record nests its metrics per task: a field is the path tasks/TASK/COLUMN
+_TRANSNAS = ("transnas", {name: {task: f"tasks/{task}/{column}" for task in TASK_METRICS}
+                          for name, column in _TRANSNAS_COLUMNS.items()})
 
 # space -> (table, {signal: field of the table record or a per-dataset mapping})
 SIGNALS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -39,12 +55,14 @@ SIGNALS: dict[str, tuple[str, dict[str, Any]]] = {
         "naswot": "naswot_score",
     }),
     "nb101": ("nb101", {"acc_4": "val_acc_4", "acc_12": "val_acc_12", "acc_36": "val_acc_36", "params": "params"}),
+    "transnas_micro": _TRANSNAS,
+    "transnas_macro": _TRANSNAS,
 }
 # epochs of the run behind each accuracy signal (for the simulated cost)
 EPOCHS = {"acc_4": 4, "acc_12": 12, "test_acc_12": 12, "acc_36": 36}
 #: signals that need no training: read off the network (params) or one
 #: forward pass of it at initialization (NASWOT); the others are trainings
-ZERO_COST = ("params", "naswot")
+ZERO_COST = ("params", "naswot", *_TRANSNAS_COLUMNS)
 
 
 def zero_cost_signals(space: str) -> tuple[str, ...]:
@@ -113,9 +131,18 @@ def low_fidelity_signals(arch: Architecture, dataset: str = "cifar10",
     record = load_benchmark(SIGNALS[arch.space][0]).query(arch)
     out = {}
     for name in names:
-        value = record.get(_field(arch.space, name, dataset))
+        value = _read(record, _field(arch.space, name, dataset))
         out[name] = None if value is None else float(value)
     return out
+
+
+def _read(record: dict[str, Any], field: str) -> Any:
+    """A field of a table record; ``a/b/c`` is a path into nested records."""
+    for part in field.split("/"):
+        if not isinstance(record, dict):
+            return None
+        record = record.get(part)
+    return record
 
 
 def table_pool(space: str, dataset: str = "cifar10", signals: Iterable[str] | None = None,
@@ -133,10 +160,10 @@ def _table_pool(space: str, dataset: str, names: tuple[str, ...]):
     from ..benchmarks.base import load_benchmark
     fields = {name: _field(space, name, dataset) for name in names}
     bench = load_benchmark(SIGNALS[space][0])
-    archs = tuple(bench.archs())
+    archs = tuple(a for a in bench.archs() if a.space == space)   # TransNAS: one table, two spaces
     row = getattr(bench, "row", bench.query)   # NB201: the main record, without the extras
     records = [row(a) for a in archs]
-    return archs, {name: tuple(r.get(f) for r in records) for name, f in fields.items()}
+    return archs, {name: tuple(_read(r, f) for r in records) for name, f in fields.items()}
 
 
 @EVALUATORS.register("low_fidelity")
