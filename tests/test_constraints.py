@@ -1,6 +1,7 @@
 """Constrained searches: only members within the bounds are proposed, trained and recorded."""
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +183,63 @@ def test_a_latency_constrained_search_end_to_end(tmp_path, capsys, data_root):
     plain.write_text("strategy: evolution\nbudget: 40\nseed: 2\n")
     code, _, err = run(capsys, "search", plain, "--resume", "--out", out, "--quiet")
     assert code == 1 and "constraints: None differs from the search recorded" in err
+
+
+@pytest.mark.parametrize("text, config", [
+    ("latency_ms <= 5 latency_table device=pixel3",
+     {"metric": "latency_ms", "max": 5.0, "evaluator": {"name": "latency_table", "device": "pixel3"}}),
+    ("latency_ms<=5 (latency_table device=pixel3)",   # as the summary prints it
+     {"metric": "latency_ms", "max": 5.0, "evaluator": {"name": "latency_table", "device": "pixel3"}}),
+    ("1 <= params_m_c10 <= 2 tabular", {"metric": "params_m_c10", "max": 2.0, "min": 1.0, "evaluator": "tabular"}),
+    ("params >= 1e6 and params <= 3.5e+06 proxies proxies=[] objective=params",
+     {"metric": "params", "max": 3.5e6, "min": 1e6, "evaluator": {"name": "proxies", "proxies": [],
+                                                                   "objective": "params"}}),
+])
+def test_constraint_flags_read_as_the_summary_prints_them(text, config):
+    from flownas.search.config import parse_constraint_flag, parse_constraints
+    spec = parse_constraint_flag(text)
+    assert spec == parse_constraints([config])[0]
+    assert parse_constraint_flag(str(spec)) == spec   # what --check and the summary print can be pasted back
+
+
+@pytest.mark.parametrize("text, message", [
+    ("latency_ms <= 5", "no evaluator to compute latency_ms"),
+    ("latency_ms < 5 latency_table", "expected a bound such as latency_ms <= 5"),
+    ("latency_ms <= fast latency_table", "'latency_ms <= fast': expected a metric <= a number"),
+    ("latency_ms <= 5 and params <= 2 tabular", "one constraint bounds one metric, not latency_ms and params"),
+    ("latency_ms <= 5 and latency_ms <= 4 tabular", "two max bounds on latency_ms"),
+    ("latency_ms <= 5 and tabular", "expected another bound after 'and'"),
+    ("latency_ms <= 5 latency_table pixel3", "'pixel3': the evaluator's parameters are key=value"),
+    ("latency_ms <= 5 latency_table device=[pixel3", "the value is not YAML"),
+    ("latency_ms >= 5 and latency_ms <= 1 tabular", "min 5 is above max 1"),
+])
+def test_bad_constraint_flags_say_what_is_wrong(text, message):
+    from flownas.search.config import parse_constraint_flag
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_constraint_flag(text)
+
+
+def test_constraint_flags_search_as_the_configuration_does(tmp_path, capsys, data_root):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("strategy: evolution\nbudget: 12\nseed: 4\n" + LATENCY)
+    flag = ["--constraint", "latency_ms <= 5 latency_table device=pixel3"]
+    assert run(capsys, "search", cfg, "--out", tmp_path / "file", "--quiet")[0] == 0
+    assert run(capsys, "search", "--strategy", "evolution", "--budget", "12", "--seed", "4", *flag,
+               "--out", tmp_path / "flag", "--quiet")[0] == 0
+    history = [[(r["arch"], r["objective"], r["latency_ms"]) for r in csv.DictReader(open(tmp_path / d / "history.csv"))]
+               for d in ("file", "flag")]
+    assert history[0] == history[1] and len(history[0]) == 12
+    # a flag replaces the file's constraints
+    code, out, err = run(capsys, "search", cfg, "--constraint", "latency_ms <= 3 latency_table device=pixel3",
+                         "--out", tmp_path / "other", "--check")
+    assert code == 0 and "latency_ms <= 3 (latency_table device=pixel3)" in out and "<= 5" not in out
+    # resume: the same flag goes on, another is refused and changes nothing
+    assert run(capsys, "search", "--resume", "--out", tmp_path / "flag", "--budget", "14", *flag, "--quiet")[0] == 0
+    code, _, err = run(capsys, "search", "--resume", "--out", tmp_path / "flag", "--budget", "16", "--quiet",
+                       "--constraint", "latency_ms <= 4 latency_table device=pixel3")
+    assert code == 1 and "--constraint: 'latency_ms <= 4 (latency_table device=pixel3)' differs from the " \
+                         "search recorded" in err and "('latency_ms <= 5 (latency_table device=pixel3)')" in err
+    assert len((tmp_path / "flag" / "history.csv").read_text().splitlines()) == 1 + 14
 
 
 def test_a_constraint_that_cannot_measure_the_space_says_which(tmp_path, capsys, data_root):

@@ -24,7 +24,7 @@ from ..runtime.base import Executor
 from ..spaces.base import SearchSpace
 from ..store import Ledger, same_storage, shown_url, storage_url, without_password
 from .base import Strategy
-from .config import EXECUTOR_FLAGS, SearchConfig
+from .config import EXECUTOR_FLAGS, SearchConfig, parse_constraint_flag
 from .loop import Callback, SearchLoop, SearchResult
 
 RUN_FILE = "run.json"
@@ -207,6 +207,11 @@ def _resumed_config(run_dir: Path, recorded: dict[str, Any], given: SearchConfig
             old_name = old.get("name") if isinstance(old, dict) else old
             if value != old_name:
                 raise ConfigError(_changed(f"--{key}", value, old_name, run_dir))
+    if flags.get("constraints") is not None:
+        wanted = [parse_constraint_flag(text) for text in flags["constraints"]]
+        if [c.to_config() for c in wanted] != recorded_d.get("constraints", []):
+            raise ConfigError(_changed("--constraint", "; ".join(map(str, wanted)),
+                                       "; ".join(map(str, recorded.constraints)) or "none", run_dir))
     config = recorded
     if given is not None:
         config = replace(config, budget=given.budget, executor=given.executor)

@@ -12,7 +12,7 @@ from ..cli import positive_int, resource, seed
 from ..store import shown_url
 
 SEARCH_FLAGS = ("space", "dataset", "strategy", "predictor", "budget", "seed", "storage", "out", "executor",
-                "workers", "ray_address", "num_gpus", "num_cpus", "threads")
+                "workers", "ray_address", "num_gpus", "num_cpus", "threads", "constraints")
 
 
 def _add_search_flags(p: argparse.ArgumentParser, *, run_flags: bool = True) -> None:
@@ -24,6 +24,10 @@ def _add_search_flags(p: argparse.ArgumentParser, *, run_flags: bool = True) -> 
     p.add_argument("--predictor", help="predictor of a predictor-guided strategy (default: the best registered)")
     p.add_argument("--budget", type=positive_int, help="number of evaluations (default 100)")
     p.add_argument("--seed", type=seed)
+    p.add_argument("--constraint", dest="constraints", action="append", metavar="BOUNDS EVALUATOR [KEY=VALUE ...]",
+                   help="search only the members within a bound, as the summary prints it; repeat for more "
+                        "(they replace the file's): 'latency_ms <= 5 latency_table device=pixel3', "
+                        "'0.5 <= params_m_c10 <= 1 tabular'")
     p.add_argument("--threads", type=positive_int,
                    help="torch threads of the search process (default 1: fastest for the predictors' small graphs)")
     if run_flags:

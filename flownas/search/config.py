@@ -18,6 +18,9 @@ predictor, executor), each either as a plain name or as a mapping with a
     constraints:              # optional: search only the members within these bounds
       - {metric: latency_ms, max: 5.0, evaluator: {name: latency_table, device: pixel3}}
 
+On the command line a constraint is written as the summary prints it
+(``parse_constraint_flag``): ``--constraint "latency_ms <= 5 latency_table device=pixel3"``.
+
 Every error names the bad key: unknown keys, wrong types, unknown names and
 parameters the component does not take.
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import re
 import typing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -170,6 +174,8 @@ class SearchConfig:
         for key in ("dataset", "seed", "storage", "out", "name", "threads"):
             if flags.get(key) is not None:
                 changes[key] = flags[key]
+        if flags.get("constraints") is not None:   # --constraint: they replace the file's
+            changes["constraints"] = tuple(parse_constraint_flag(text) for text in flags["constraints"])
         config = replace(self, **changes)
         config.validate()
         return config
@@ -284,6 +290,68 @@ def parse_constraints(value: Any) -> tuple[ConstraintSpec, ...]:
                                   _component(item["evaluator"], f"{key}.evaluator"),
                                   *(None if bounds[b] is None else float(bounds[b]) for b in ("max", "min"))))
     return tuple(out)
+
+
+_CONSTRAINT_EXAMPLE = ("e.g. --constraint 'latency_ms <= 5 latency_table device=pixel3', "
+                       "'0.5 <= params_m_c10 <= 1 tabular dataset=cifar10'")
+
+
+def parse_constraint_flag(text: str) -> ConstraintSpec:
+    """A ``--constraint`` as the summary prints one: the bounds (``METRIC <= MAX``,
+    ``METRIC >= MIN``, both joined by ``and``, or ``MIN <= METRIC <= MAX``), then
+    the evaluator's name and its parameters as ``key=value`` (each value read as
+    YAML), in parentheses or not: ``latency_ms <= 5 (latency_table device=pixel3)``."""
+    import yaml
+    def fail(why: str):
+        raise ConfigError(f"--constraint {text!r}: {why} ({_CONSTRAINT_EXAMPLE})")
+
+    def number(token: str) -> float | None:
+        try:
+            return float(token)
+        except ValueError:
+            return None
+
+    tokens = re.sub(r"(<=|>=|[()])", r" \1 ", text).replace("(", " ").replace(")", " ").split()
+    metric, bounds, i = None, {}, 0
+
+    def bound(name: str, op: str, value: str) -> None:
+        nonlocal metric
+        if number(value) is None or number(name) is not None:
+            fail(f"'{name} {op} {value}': expected a metric {op} a number")
+        if metric not in (None, name):
+            fail(f"one constraint bounds one metric, not {metric} and {name}")
+        key = "max" if op == "<=" else "min"
+        if key in bounds:
+            fail(f"two {key} bounds on {name}")
+        metric, bounds[key] = name, number(value)
+
+    while True:
+        if len(tokens) < i + 3 or tokens[i + 1] not in ("<=", ">="):
+            fail("expected a bound such as latency_ms <= 5" if metric is None else
+                 "expected another bound after 'and'")
+        left, op, right = tokens[i:i + 3]
+        i += 3
+        if number(left) is not None and op == "<=" and tokens[i:i + 1] == ["<="] and len(tokens) > i + 1:
+            bound(right, ">=", left)           # MIN <= METRIC <= MAX
+            bound(right, "<=", tokens[i + 1])
+            i += 2
+        else:
+            bound(left, op, right)
+        if tokens[i:i + 1] != ["and"]:
+            break
+        i += 1
+    if i >= len(tokens):
+        fail(f"no evaluator to compute {metric} (any registered one, e.g. latency_table, tabular, proxies)")
+    params = {}
+    for item in tokens[i + 1:]:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            fail(f"{item!r}: the evaluator's parameters are key=value")
+        try:
+            params[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            fail(f"{item!r}: the value is not YAML")
+    return ConstraintSpec(metric, Component(tokens[i], params), bounds.get("max"), bounds.get("min"))
 
 
 def _budget(value: Any) -> Budget:
