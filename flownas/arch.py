@@ -38,13 +38,8 @@ class Architecture:
 
     def __init__(self, ops: Sequence[str], adjacency: Any, space: str = "",
                  attrs: Sequence[Mapping[str, Any]] | None = None):
-        ops = tuple(ops)
+        ops = _check_ops(ops)
         n = len(ops)
-        if n == 0:
-            raise ArchitectureError("an architecture needs at least one node")
-        for i, op in enumerate(ops):
-            if not isinstance(op, str) or not op:
-                raise ArchitectureError(f"op of node {i} must be a non-empty string, got {op!r}")
         try:
             adj = np.asarray(adjacency)
         except Exception as exc:  # ragged lists
@@ -61,16 +56,20 @@ class Architecture:
     def from_edges(cls, ops: Sequence[str], edges: Iterable[tuple[int, int]],
                    space: str = "", attrs: Sequence[Mapping[str, Any]] | None = None
                    ) -> "Architecture":
-        ops = tuple(ops)
+        ops = _check_ops(ops)
         n = len(ops)
-        if n == 0:
-            raise ArchitectureError("an architecture needs at least one node")
+        if isinstance(edges, (str, bytes, Mapping)) or not isinstance(edges, Iterable):
+            raise ArchitectureError(f"edges must be a list of (i, j) node index pairs, got {_what(edges)}")
         clean = set()
         for e in edges:
             try:
-                i, j = (int(x) for x in e)
+                i, j = e
             except (TypeError, ValueError):
                 raise ArchitectureError(f"edge {e!r} is not a pair of node indices") from None
+            if type(i) is not int or type(j) is not int:   # the common case is plain ints
+                if not (_is_index(i) and _is_index(j)):
+                    raise ArchitectureError(f"edge {_show(e)} is not a pair of node indices (whole numbers)")
+                i, j = int(i), int(j)
             if not (0 <= i < n and 0 <= j < n):
                 raise ArchitectureError(f"edge {i}->{j} names a node outside 0..{n - 1}")
             clean.add((i, j))
@@ -281,12 +280,9 @@ class Architecture:
     def with_ops(self, ops: Sequence[str], attrs: Sequence[Mapping[str, Any]] | None = None
                  ) -> "Architecture":
         """The same graph with other node labels (fast: the structure is reused)."""
-        ops = tuple(ops)
+        ops = _check_ops(ops)
         if len(ops) != self.num_nodes:
             raise ArchitectureError(f"with_ops needs {self.num_nodes} ops, got {len(ops)}")
-        for i, op in enumerate(ops):
-            if not isinstance(op, str) or not op:
-                raise ArchitectureError(f"op of node {i} must be a non-empty string, got {op!r}")
         new = Architecture.__new__(Architecture)
         set_ = object.__setattr__
         for name in ("edges", "space", "_preds", "_succs"):
@@ -341,6 +337,8 @@ class Architecture:
 
     @classmethod
     def from_json(cls, text: str) -> "Architecture":
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise ArchitectureError(f"architecture JSON must be text, got {_what(text)}")
         try:
             d = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -395,6 +393,33 @@ class Architecture:
 
 
 # -- helpers --------------------------------------------------------------
+def _what(x) -> str:
+    return "None" if x is None else f"{type(x).__name__} {x!r}"
+
+
+def _show(e) -> str:
+    return repr(tuple(e)) if isinstance(e, list) else repr(e)
+
+
+def _is_index(x) -> bool:
+    """A whole number usable as a node index: int or numpy integer, not a bool
+    (no float, however whole: 1.7 must not become node 1)."""
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _check_ops(ops) -> tuple:
+    """``ops`` as a tuple of non-empty strings, at least one."""
+    if isinstance(ops, (str, bytes, Mapping)) or not isinstance(ops, Iterable):
+        raise ArchitectureError(f"ops must be a list of op names (strings), got {_what(ops)}")
+    ops = tuple(ops)
+    if not ops:
+        raise ArchitectureError("an architecture needs at least one node")
+    for i, op in enumerate(ops):
+        if not isinstance(op, str) or not op:
+            raise ArchitectureError(f"op of node {i} must be a non-empty string, got {op!r}")
+    return ops
+
+
 def _freeze_value(v, where):
     if type(v) in (str, int, bool) or v is None:   # the common case, first
         return v
@@ -412,6 +437,8 @@ def _freeze_value(v, where):
 def _freeze_attrs(attrs, n):
     if attrs is None:
         return None
+    if isinstance(attrs, (str, bytes, Mapping)) or not isinstance(attrs, Iterable):
+        raise ArchitectureError(f"attrs must be a list of one mapping per node, got {_what(attrs)}")
     attrs = list(attrs)
     if len(attrs) != n:
         raise ArchitectureError(f"attrs must have one mapping per node ({n}), got {len(attrs)}")

@@ -16,7 +16,7 @@ import pkgutil
 import warnings
 from typing import Any, Callable
 
-from .errors import UnknownNameError
+from .errors import ConfigError, UnknownNameError
 
 
 class Registry:
@@ -39,6 +39,9 @@ class Registry:
         return add if obj is None else add(obj)
 
     def get(self, name: str) -> Any:
+        if not isinstance(name, str):
+            got = "None" if name is None else f"{type(name).__name__} {name!r}"
+            raise ConfigError(f"a {self.kind} must be a name (a str), got {got}")
         self._discover()
         try:
             return self._entries[name]

@@ -4,12 +4,13 @@ through one shared suite."""
 from __future__ import annotations
 
 import abc
+import functools
 from typing import Any, ClassVar, Iterator, Mapping
 
 import numpy as np
 
 from ..arch import Architecture
-from ..errors import ArchitectureError, NotInSpaceError
+from ..errors import ArchitectureError, ConfigError, NotInSpaceError
 
 
 class SearchSpace(abc.ABC):
@@ -45,6 +46,16 @@ class SearchSpace(abc.ABC):
     input_shape: ClassVar[tuple[int, ...]] = (3, 32, 32)   # one example of the networks' input (C, H, W)
     input_op: ClassVar[str | None] = "input"
     output_op: ClassVar[str | None] = "output"
+
+    def __init_subclass__(cls, **kwargs):
+        """Wrap the entry points a subclass defines in argument checks (``_GUARDS``),
+        so that a wrong type gets a flownas error naming it, in every space."""
+        super().__init_subclass__(**kwargs)
+        for name, guard in _GUARDS.items():
+            fn = cls.__dict__.get(name)
+            if callable(fn) and not getattr(fn, "_flownas_guarded", False) \
+                    and not getattr(fn, "__isabstractmethod__", False):
+                setattr(cls, name, guard(fn))
 
     # -- required --------------------------------------------------------
     @abc.abstractmethod
@@ -141,10 +152,12 @@ class SearchSpace(abc.ABC):
         return arch.to_json()
 
     def from_string(self, text: str) -> Architecture:
+        _check_text(text)
         return self.normalize(Architecture.from_json(text))
 
     def parse(self, text: str) -> Architecture:
         """An architecture from flownas JSON or the space's native text form."""
+        _check_text(text)
         text = text.strip()
         arch = Architecture.from_json(text) if text.startswith("{") else self.from_string(text)
         arch = self.normalize(arch if arch.space else arch.with_space(self.name))
@@ -184,3 +197,75 @@ class SearchSpace(abc.ABC):
             if snk != (arch.ops.index(self.output_op),):
                 bad = [i for i in snk if arch.ops[i] != self.output_op]
                 raise self._error(f"node {bad[0]} ({arch.ops[bad[0]]}) feeds nothing: only the output node may")
+
+
+# -- argument checks of every space's entry points ----------------------------
+def _check_text(text) -> None:
+    if not isinstance(text, str):
+        got = "None" if text is None else f"{type(text).__name__} {text!r}"[:80]
+        raise ArchitectureError(f"an architecture's text form must be a str, got {got}")
+
+
+def _check_rng(rng) -> None:
+    if not isinstance(rng, np.random.Generator):
+        raise ConfigError(f"rng must be a numpy.random.Generator (numpy.random.default_rng(seed)), "
+                          f"got {type(rng).__name__} {rng!r}"[:160])
+
+
+#: network options that are sizes, checked before torch sees them
+_SIZE_OPTIONS = ("num_classes",)
+
+
+def check_sizes(**sizes: Any) -> None:
+    """Raise ``ConfigError`` naming the first of ``sizes`` that is not a whole number >= 1
+    (network sizes, checked before torch sees them)."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+
+
+def _check_options(options: Mapping[str, Any]) -> None:
+    check_sizes(**{k: options[k] for k in _SIZE_OPTIONS if options.get(k) is not None})
+
+
+def _guarded(fn):
+    fn._flownas_guarded = True
+    return fn
+
+
+def _guard_sample(fn):
+    @functools.wraps(fn)
+    def sample(self, rng, *args, **kwargs):
+        _check_rng(rng)
+        return fn(self, rng, *args, **kwargs)
+    return _guarded(sample)
+
+
+def _guard_text(fn):
+    @functools.wraps(fn)
+    def read(self, text, *args, **kwargs):
+        _check_text(text)
+        return fn(self, text, *args, **kwargs)
+    return _guarded(read)
+
+
+def _guard_params(fn):
+    @functools.wraps(fn)
+    def from_params(self, params, *args, **kwargs):
+        if not isinstance(params, Mapping):
+            raise ArchitectureError(f"params must be a mapping of parameter name to value (as to_params gives), "
+                                    f"got {type(params).__name__}")
+        return fn(self, params, *args, **kwargs)
+    return _guarded(from_params)
+
+
+def _guard_options(fn):
+    @functools.wraps(fn)
+    def to_model(self, arch, *args, **options):
+        _check_options(options)
+        return fn(self, arch, *args, **options)
+    return _guarded(to_model)
+
+
+_GUARDS = {"sample": _guard_sample, "from_string": _guard_text, "parse": _guard_text,
+           "from_params": _guard_params, "to_model": _guard_options}
