@@ -13,6 +13,7 @@ import functools
 import gzip
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator
 
@@ -35,6 +36,27 @@ TABLES: dict[str, str] = {
     "ofa_mbv3/ofa_latency_help.jsonl.gz": "fbb4fc53c8f9baea19407e4628c4e808af51fd0e000e062745b7840fd0fee117",
     "cifar10-mini/cifar10_mini.npz": "be4e1eecd25daefbe73481cd81f8ba890fabfb974659270b8097caf35118c89c",
 }
+
+# folder/file -> records of the pinned table (the "records" column of each folder's
+# README); a table that holds another number is not the pinned one (a subset, a
+# truncated download, another version), and loading it warns (``TableWarning``)
+RECORDS: dict[str, int] = {
+    "nasbench201/nb201_all.jsonl.gz": 15_625,
+    "nasbench201/nb201_latency_help.jsonl.gz": 15_625,
+    "nasbench201/nb201_nats_tss_subset1000.jsonl.gz": 1_000,
+    "nasbench201/nb201_zc_subset.jsonl.gz": 3_312,
+    "nasbench101/nb101_subset20k.jsonl.gz": 20_001,
+    "nasbench101/nb101_zc_subset.jsonl.gz": 292,
+    "nasbench301_darts/nb301_zc_subset.jsonl.gz": 1_218,
+    "transnasbench101/tnb101_zc_subset.jsonl.gz": 9_926,
+    "fbnet_hwnasbench/fbnet_latency_help.jsonl.gz": 5_000,
+    "ofa_mbv3/ofa_latency_help.jsonl.gz": 5_000,
+}
+
+
+class TableWarning(UserWarning):
+    """A benchmark table that is not the pinned one (its record count differs)."""
+
 
 HOW_TO_GET = (
     "The tables are not shipped with flownas (see docs/data.md). Set FLOWNAS_DATA to the folder "
@@ -68,18 +90,37 @@ def table_path(name: str) -> Path:
 
 
 def read_jsonl_gz(path: Path) -> Iterator[dict[str, Any]]:
-    """Records of a gzip JSON-lines table; a broken line names file and line."""
+    """Records of a gzip JSON-lines table; a broken line names file and line.
+    Read to the end, a pinned table (``RECORDS``, by its folder/file name) that
+    holds another number of records than the pinned one gives a ``TableWarning``."""
+    path = Path(path)
+    count = 0
     try:
         with gzip.open(path, "rt", encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
                 try:
-                    yield json.loads(line)
+                    record = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise DataError(f"{path}:{lineno}: malformed JSON line ({exc.msg})") from None
+                count += 1
+                yield record
     except (OSError, EOFError) as exc:
         raise DataError(f"{path}: cannot read gzip JSON lines ({exc})") from None
+    check_count(path, count)
+
+
+def check_count(path: Path, count: int) -> None:
+    """Warn when the table at ``path`` (known by its folder/file name) does not hold
+    the pinned table's number of records: searches and benchmarks on it run over
+    another set of architectures than the published table's."""
+    name = f"{path.parent.name}/{path.name}"
+    expected = RECORDS.get(name)
+    if expected is not None and count != expected:
+        warnings.warn(f"benchmark table {name} ({path}) holds {count:,} records, the pinned table "
+                      f"{expected:,}: it is not the pinned table (a subset or a broken copy?); "
+                      f"`flownas data list` checks its sha256", TableWarning, stacklevel=3)
 
 
 class Benchmark(abc.ABC):
