@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 from .cli import positive_int, seed
 
@@ -20,7 +19,7 @@ def register(subparsers) -> None:
                     "the constraint that uses it.")
     p.add_argument("--table", required=True, choices=("fbnet", "ofa"))
     p.add_argument("--device", required=True, help="e.g. pixel3, raspi4, eyeriss (fbnet); v100_1, 2080ti_64 (ofa)")
-    p.add_argument("--out", required=True, help="where the predictor is saved")
+    p.add_argument("--out", required=True, help="where the predictor is saved (checked before the fit)")
     p.add_argument("--train-size", type=positive_int, default=1000, help="networks it is fitted on (default 1000)")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--epochs", type=positive_int, help="training epochs (default 30)")
@@ -29,15 +28,15 @@ def register(subparsers) -> None:
 
 
 def _cmd(args) -> int:
+    from .data import check_output, save_output
+    out = check_output(args.out, "--out")    # before the fit, not after it
     import torch
     from .evaluators.predicted import fit_latency_predictor
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     settings = {"epochs": args.epochs} if args.epochs else {}
     fit = fit_latency_predictor(args.table, args.device, train_size=args.train_size, seed=args.seed, **settings)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fit.model.save(out)
+    out = save_output(out, "--out", fit.model.save)
     print(f"{args.table} {args.device}: narformer_v2 fitted on {fit.train_size:,} networks (seed {args.seed}) "
           f"in {time.perf_counter() - start:.0f} s; on the other {len(fit.held_out):,}: MAPE {fit.mape:.2f} %, "
           f"{100 * fit.acc10:.1f} % within 10 %")

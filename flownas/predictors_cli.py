@@ -205,17 +205,31 @@ def _version() -> str:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """"5" -> [0, 1, 2, 3, 4]; "0,7,9" -> [0, 7, 9]."""
+    """"5" -> [0, 1, 2, 3, 4]; "0,7,9" -> [0, 7, 9]; "3," -> [3] (one seed). A count
+    is >= 1; a list has no empty item (but may end with a comma) and no seed twice
+    (the same seed twice is one run counted twice)."""
+    if "," in text:
+        items = [s.strip() for s in text.split(",")]
+        if items[-1] == "" and len(items) > 1:
+            items.pop()          # "3,": the documented way to name the one seed 3
+        if "" in items:
+            raise argparse.ArgumentTypeError(f"an empty item in the seed list {text!r}")
+        try:
+            seeds = [int(s) for s in items]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"seeds must be a count (5) or a list (0,1,2), got {text!r}") from None
+        twice = sorted({s for s in seeds if seeds.count(s) > 1})
+        if twice:
+            raise argparse.ArgumentTypeError(f"seed {', '.join(map(str, twice))} appears more than once in {text!r}")
+        return [seed_arg(str(s)) for s in seeds]   # each a valid seed (>= 0), as --seed checks it
     try:
-        if "," in text:
-            seeds = [int(s) for s in text.split(",") if s.strip()]
-        else:
-            seeds = list(range(int(text)))
+        count = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"seeds must be a count (5) or a list (0,1,2), got {text!r}") from None
-    if not seeds:
-        raise argparse.ArgumentTypeError("at least one seed")
-    return [seed_arg(str(s)) for s in seeds]   # each a valid seed (>= 0), as --seed checks it
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"a count must be >= 1, got {count} (a count N runs seeds 0..N-1; "
+                                         f"a list is comma-separated seeds >= 0)")
+    return list(range(count))
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -231,13 +245,17 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 def _cmd(args) -> int:
     from .cache import off_unless_set
+    from .data import check_output, save_output
+    if args.task is not None and args.space != "transnas":
+        raise ConfigError(f"--task {args.task} applies to --space transnas only, not --space {args.space}")
+    out = check_output(args.json, "--json") if args.json else None   # before hours of training, not after
     off_unless_set()   # train_seconds includes DELE's pre-training (the first seed's)
     params = dict(args.param or [])
-    doc = run(args.space, args.predictor, args.train_size, args.protocol, args.seeds, params, args.threads, args.task)
-    if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(doc, indent=2) + "\n")
+    doc = run(args.space, args.predictor, args.train_size, args.protocol, args.seeds, params, args.threads,
+              args.task or "class_scene")
+    if out is not None:
+        text = json.dumps(doc, indent=2) + "\n"
+        path = save_output(out, "--json", lambda p: p.write_text(text))
         print(f"wrote {path}")
     return 0
 
@@ -254,8 +272,8 @@ def register_bench(bench_subparsers) -> None:
                    help="a count (5 = seeds 0..4) or a comma list (default 5)")
     p.add_argument("--param", type=parse_param, action="append", metavar="KEY=VALUE",
                    help="a predictor hyper-parameter (JSON value), repeatable")
-    p.add_argument("--task", default="class_scene", help="TransNAS task (default class_scene)")
+    p.add_argument("--task", help="TransNAS task (default class_scene); --space transnas only")
     p.add_argument("--threads", type=positive_int, default=2, help="torch threads (default 2)")
-    p.add_argument("--json", metavar="OUT", help="write the figures here")
+    p.add_argument("--json", metavar="OUT", help="write the figures here (checked before the run starts)")
     p.set_defaults(func=_cmd)
 

@@ -119,10 +119,12 @@ def bench_search(config: SearchConfig, seeds: Sequence[int], jobs: int = 1, prog
             "jobs": jobs, "runs": runs}
 
 
-def write_json(path: str | Path, data: dict[str, Any]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1) + "\n")
+def write_json(path: str | Path, data: dict[str, Any], flag: str = "--json") -> Path:
+    """Write the benchmark's figures; where ``path`` cannot be written, they are
+    kept in a temporary file that the error names (``flownas.data.save_output``)."""
+    from ..data import save_output
+    text = json.dumps(data, indent=1) + "\n"
+    return save_output(path, flag, lambda p: p.write_text(text))
 
 
 def bench_config(config: SearchConfig, budget: int) -> SearchConfig:

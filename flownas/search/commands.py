@@ -73,7 +73,8 @@ def register_bench(subparsers) -> None:
     p.add_argument("--seeds", type=positive_int, default=30, help="number of seeds (default 30)")
     p.add_argument("--first-seed", type=seed, default=0, help="seeds are FIRST..FIRST+SEEDS-1 (default 0)")
     p.add_argument("--jobs", type=positive_int, default=1, help="seeds run in parallel processes (default 1)")
-    p.add_argument("--json", help="write every figure and per-seed curve to this file")
+    p.add_argument("--json", help="write every figure and per-seed curve to this file "
+                                  "(checked before the seeds run)")
     p.set_defaults(func=_cmd_bench, budget_default=150)
 
 
@@ -252,7 +253,9 @@ def _cmd_report(args) -> int:
 # -- bench --------------------------------------------------------------------
 def _cmd_bench(args) -> int:
     from ..cache import off_unless_set
+    from ..data import check_output
     from .bench import bench_config, bench_search, write_json
+    out = check_output(args.json, "--json") if args.json else None   # before the seeds run, not after
     off_unless_set()   # each seed's wall time includes DELE's pre-training
     if args.budget is None:
         args.budget = args.budget_default
@@ -267,8 +270,6 @@ def _cmd_bench(args) -> int:
 
     data = bench_search(config, seeds, jobs=args.jobs, progress=progress)
     data["command"] = _bench_command(args)
-    if args.json:
-        write_json(args.json, data)
     print(f"{config.space.name} {config.dataset or ''} {config.strategy.name}: {len(seeds)} seeds, "
           f"budget {args.budget}, {time.perf_counter() - start:.0f} s")
     print(f"optimum{' within the constraints' if config.constraints else ''}: "
@@ -281,6 +282,8 @@ def _cmd_bench(args) -> int:
     print(f"  optimum found by {data['found_share']:.0%} of seeds; median evaluations to find it: "
           f"{median if median is not None else f'> {args.budget}'}")
     print(f"  wall time per search: mean {data['wall_s']['mean']:.1f} s, max {data['wall_s']['max']:.1f} s")
+    if out is not None:   # after the summary: a write that fails still leaves it printed (and a copy kept)
+        write_json(out, data)
     return 0
 
 
