@@ -139,3 +139,135 @@ def test_nb201_to_model_refuses_negative_channels_and_depth():
         s.to_model(arch, C=-1)
     with pytest.raises(ConfigError, match="N must be"):
         s.to_model(arch, N=0)
+
+
+# -- predictors ------------------------------------------------------------------------
+from flownas.registry import PREDICTORS  # noqa: E402
+
+NEURAL_SIZES = [("mlp", "hidden"), ("mlp", "layers"), ("gcn", "dim"), ("flowerformer", "heads"),
+                ("gcn", "epochs"), ("gcn", "batch_size"), ("narformer_v2", "groups"), ("tagates", "op_dim"),
+                ("dele", "pretrain_epochs"), ("gbt", "ensemble"), ("blend", "ensemble")]
+
+
+@pytest.fixture(scope="module")
+def cells():
+    space = get_space("nb201")
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(12)]
+    return archs, np.linspace(0.0, 1.0, len(archs))
+
+
+# F17: sizes are refused by name before torch sees them
+@pytest.mark.parametrize("name, param", NEURAL_SIZES)
+@pytest.mark.parametrize("value", [-5, 0])
+def test_a_negative_or_zero_size_is_a_config_error_naming_it(name, param, value):
+    with pytest.raises(ConfigError, match=rf"^{param} must be at least 1 \(a whole number\), got {value}$"):
+        PREDICTORS.create(name, **{param: value})
+
+
+@pytest.mark.parametrize("name, params, message", [
+    ("mlp", {"hidden": 2.5}, "hidden must be at least 1 (a whole number), got 2.5"),
+    ("mlp", {"hidden": True}, "hidden must be at least 1 (a whole number), got True"),
+    ("tagates", {"dims": (32, -1)}, "dims must be positive whole numbers (each at least 1), got (32, -1)"),
+    ("flowerformer", {"head_hidden": -1}, "head_hidden must be at least 0 (a whole number), got -1"),
+    ("gcn", {"patience": -2}, "patience must be at least 1 (a whole number), got -2"),
+    ("gcn", {"lr": "fast"}, "lr must be a number, got str 'fast'"),
+])
+def test_sizes_of_the_wrong_type_are_named(name, params, message):
+    with pytest.raises(ConfigError) as info:
+        PREDICTORS.create(name, **params)
+    assert str(info.value) == message
+
+
+def test_zero_sized_heads_and_none_patience_stay_allowed():
+    p = PREDICTORS.create("flowerformer", head_hidden=0, patience=None, epochs="auto", **{"dim": 16, "heads": 2})
+    assert p.head_hidden == 0
+
+
+# F20: the predictor API raises flownas errors, and the old exception types still catch them
+@pytest.mark.parametrize("name", ["mlp", "gbt"])
+@pytest.mark.parametrize("ensemble", ["3", 2.0, 0])
+def test_a_wrong_ensemble_is_refused_at_construction(name, ensemble):
+    with pytest.raises(ConfigError, match=f"ensemble must be at least 1 .*got {ensemble!r}"):
+        PREDICTORS.create(name, ensemble=ensemble)
+
+
+@pytest.mark.parametrize("name", ["gcn", "gbt", "blend"])
+def test_unknown_hyper_parameters_are_a_config_error(name):
+    with pytest.raises(ConfigError, match="unknown hyper-parameters: foo"):
+        PREDICTORS.create(name, foo=1)
+    with pytest.raises(TypeError):   # as Python's own for an unexpected keyword
+        PREDICTORS.create(name, foo=1)
+
+
+def test_bad_training_data_is_a_flownas_error(cells):
+    archs, y = cells
+    p = PREDICTORS.create("gbt", max_iter=5)
+    with pytest.raises(ArchitectureError, match="no architectures given"):
+        p.fit([], [])
+    with pytest.raises(ConfigError, match="targets must be finite: 12 are NaN"):
+        p.fit(archs, [float("nan")] * len(archs))
+    with pytest.raises(ConfigError, match="targets: expected 12 values"):
+        p.fit(archs, y[:5])
+    with pytest.raises(ConfigError, match="targets must be a list of numbers, got NoneType"):
+        p.fit(archs, None)
+    with pytest.raises(ArchitectureError, match="expected a list of Architectures, got NoneType"):
+        p.fit(None, y)
+    with pytest.raises(ArchitectureError, match="not an Architecture"):
+        p.fit(["|none~0|"] * 12, y)
+    p.fit(archs, y)
+    with pytest.raises(ArchitectureError, match="no architectures given"):
+        p.predict([])
+
+
+@pytest.mark.parametrize("name", ["gcn", "gbt", "blend"])
+def test_loading_a_missing_file_or_a_directory_is_a_data_error(name, tmp_path):
+    cls = PREDICTORS.get(name)
+    with pytest.raises(DataError, match="no such file"):
+        cls.load(tmp_path / "nonexistent.pt")
+    with pytest.raises(FileNotFoundError):   # DataError is one: old callers keep working
+        cls.load(tmp_path / "nonexistent.pt")
+    with pytest.raises(DataError, match="a directory, not a saved flownas predictor"):
+        cls.load(tmp_path)
+
+
+# F21: a garbage predictor file: one line, no torch essay
+@pytest.mark.parametrize("name", ["gcn", "narformer_v2", "gbt", "blend"])
+@pytest.mark.parametrize("content", ["random", "zip", "pickle"])
+def test_a_garbage_predictor_file_is_one_line(name, content, tmp_path):
+    import pickle
+    import zipfile
+    path = tmp_path / "garbage.pt"
+    if content == "random":
+        path.write_bytes(np.random.default_rng(0).bytes(2000))
+    elif content == "zip":
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("archive/data.pkl", np.random.default_rng(0).bytes(300))
+    else:
+        path.write_bytes(pickle.dumps({"format": "other"}))
+    with pytest.raises(DataError) as info:
+        PREDICTORS.get(name).load(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: not a saved flownas ")
+    assert "\n" not in message and "weights_only" not in message and "Could this error" not in message
+    assert len(message) < len(str(path)) + 200
+
+
+def test_a_torch_file_with_other_content_is_refused_in_one_line(tmp_path):
+    import torch
+    path = tmp_path / "other.pt"
+    torch.save({"format": "flownas.predictor", "version": 1}, path)   # a record lacking its parts
+    with pytest.raises(DataError, match=r"a damaged flownas predictor file \('predictor'\)"):
+        PREDICTORS.get("gcn").load(path)
+    torch.save(torch.nn.Linear(2, 2), path)   # a pickled module: weights_only refuses its globals
+    with pytest.raises(DataError) as info:
+        PREDICTORS.get("gcn").load(path)
+    assert "\n" not in str(info.value) and "not a saved flownas predictor" in str(info.value)
+
+
+def test_a_saved_predictor_still_loads(cells, tmp_path):
+    archs, y = cells
+    for name, params in (("gcn", {"epochs": 2, "dim": 8, "layers": 1}), ("gbt", {"max_iter": 5})):
+        p = PREDICTORS.create(name, **params).fit(archs, y)
+        p.save(tmp_path / name)
+        np.testing.assert_allclose(type(p).load(tmp_path / name).predict(archs), p.predict(archs))

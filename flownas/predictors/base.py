@@ -7,6 +7,7 @@ training targets. ``save``/``load`` restore predictions exactly.
 from __future__ import annotations
 
 import abc
+import functools
 import inspect
 from pathlib import Path
 from typing import Any, Sequence
@@ -14,7 +15,72 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..arch import Architecture
-from ..errors import ArchitectureError
+from ..errors import ArchitectureError, ConfigError, DataError
+
+
+class UnknownParameterError(ConfigError, TypeError):
+    """A hyper-parameter the predictor does not take (a ``TypeError`` too, as
+    Python's own for an unexpected keyword argument)."""
+
+
+class NotAnArchitectureError(ArchitectureError, TypeError):
+    """An item that is not an ``Architecture`` where architectures are expected."""
+
+
+#: hyper-parameters that are sizes or counts, by name: the least value allowed
+#: (for a sequence such as ``depths``: of each item). ``check_sizes`` refuses
+#: anything else (negative, zero, 2.5, "3", True) with a ConfigError naming
+#: the parameter, at construction, before torch sees it. None stays allowed
+#: (``patience``, ``pool_size``: off), and so does ``epochs="auto"``.
+SIZES: dict[str, int] = {
+    "epochs": 1, "batch_size": 1, "eval_every": 1, "patience": 1, "ensemble": 1,
+    "dim": 1, "hidden": 1, "layers": 1, "heads": 1, "head_hidden": 0, "expert_hidden": 0,
+    "op_dim": 1, "node_dim": 1, "time_steps": 1, "freqs": 1, "groups": 1, "ffn_ratio": 1,
+    "dims": 1, "fb_dims": 1, "update_dims": 1, "depths": 1,
+    "pool_size": 1, "pretrain_epochs": 1, "pretrain_batch_size": 1,
+    "max_iter": 1, "max_leaf_nodes": 2, "min_samples_leaf": 1,
+}
+
+
+def _whole(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def check_sizes(params: dict[str, Any]) -> None:
+    """Raise ``ConfigError`` for the first size hyper-parameter (``SIZES``) in
+    ``params`` that is not a whole number at least its minimum."""
+    for name, value in params.items():
+        low = SIZES.get(name)
+        if low is None or value is None or (name == "epochs" and value == "auto"):
+            continue
+        if isinstance(value, (list, tuple)):
+            if not all(_whole(v) and v >= low for v in value):
+                raise ConfigError(f"{name} must be positive whole numbers (each at least {low}), got {value!r}")
+        elif not (_whole(value) and value >= low):
+            raise ConfigError(f"{name} must be at least {low} (a whole number), got {value!r}")
+
+
+def saved_file(path: str | Path) -> Path:
+    """``path`` of a saved predictor, as a ``Path``, if it names a file;
+    else a ``DataError`` (a ``FileNotFoundError``) saying what it is."""
+    if not isinstance(path, (str, Path)) and not hasattr(path, "__fspath__"):
+        raise DataError(f"a saved predictor's path must be a str or Path, got {type(path).__name__} {path!r}")
+    p = Path(path)
+    if p.is_dir():
+        raise DataError(f"{path}: a directory, not a saved flownas predictor")
+    if not p.is_file():
+        raise DataError(f"{path}: no such file (a saved flownas predictor was expected)")
+    return p
+
+
+def short_reason(exc: BaseException) -> str:
+    """One line of ``exc`` for "not a saved flownas predictor (...)": torch's
+    multi-line weights_only text is cut to its unpickler error line."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    line = next((ln.split("Unpickler error:", 1)[1].strip() for ln in lines if "Unpickler error:" in ln),
+                lines[0] if lines else type(exc).__name__)
+    line = line.split("(Could this error message be improved?")[0].strip()   # torch's
+    return line if len(line) <= 160 else line[:157] + "..."
 
 
 class Predictor(abc.ABC):
@@ -23,6 +89,29 @@ class Predictor(abc.ABC):
     quick_params: dict[str, Any] = {}
     #: the same prediction for every numbering of an architecture (graph models)
     permutation_invariant: bool = False
+
+    def __init_subclass__(cls, **kwargs):
+        """An ``__init__`` of named hyper-parameters refuses unknown ones with an
+        ``UnknownParameterError`` that lists the known ones (one that takes
+        ``**params``, as ``NeuralPredictor``, checks its own)."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None or getattr(init, "_flownas_checked", False):
+            return
+        params = inspect.signature(init).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return
+        known = [p for p in params if p != "self"]
+
+        @functools.wraps(init)
+        def __init__(self, *args, **kwargs):
+            unknown = sorted(set(kwargs) - set(known))
+            if unknown:
+                raise UnknownParameterError(f"{type(self).__name__} got unknown hyper-parameters: "
+                                            f"{', '.join(unknown)} (known: {', '.join(sorted(known))})")
+            init(self, *args, **kwargs)
+        __init__._flownas_checked = True
+        cls.__init__ = __init__
 
     @abc.abstractmethod
     def fit(self, archs: Sequence[Architecture], y: Sequence[float], *,
@@ -61,12 +150,14 @@ def accepts_validation(predictor: Predictor) -> bool:
 
 def check_archs(archs: Sequence[Architecture], space: str | None = None) -> list[Architecture]:
     """Non-empty, all ``Architecture``, all of one space (``space`` if given)."""
+    if isinstance(archs, (str, bytes, Architecture)) or not hasattr(archs, "__iter__"):
+        raise NotAnArchitectureError(f"expected a list of Architectures, got {type(archs).__name__}")
     archs = list(archs)
     if not archs:
-        raise ValueError("no architectures given (an empty list)")
+        raise ArchitectureError("no architectures given (an empty list)")
     for i, a in enumerate(archs):
         if not isinstance(a, Architecture):
-            raise TypeError(f"item {i} is a {type(a).__name__}, not an Architecture")
+            raise NotAnArchitectureError(f"item {i} is a {type(a).__name__}, not an Architecture")
     spaces = {a.space for a in archs}
     if space is not None and spaces != {space}:
         other = sorted(spaces - {space})
@@ -79,19 +170,22 @@ def check_archs(archs: Sequence[Architecture], space: str | None = None) -> list
 def check_targets(y: Sequence[float], n: int, what: str = "targets") -> np.ndarray:
     """Finite float targets, one per architecture."""
     if not isinstance(y, np.ndarray):
-        y = list(y)
+        try:
+            y = list(y)
+        except TypeError:
+            raise ConfigError(f"{what} must be a list of numbers, got {type(y).__name__}") from None
         missing = [i for i, v in enumerate(y) if v is None]
         if missing:
-            raise ValueError(f"{what} must be numbers: {len(missing)} are missing (None; first at index {missing[0]})")
+            raise ConfigError(f"{what} must be numbers: {len(missing)} are missing (None; first at index {missing[0]})")
     try:
         arr = np.asarray(y, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"{what} must be numbers (missing values are not allowed)") from None
+        raise ConfigError(f"{what} must be numbers (missing values are not allowed)") from None
     if arr.ndim != 1 or len(arr) != n:
-        raise ValueError(f"{what}: expected {n} values, one per architecture, got shape {arr.shape}")
+        raise ConfigError(f"{what}: expected {n} values, one per architecture, got shape {arr.shape}")
     bad = np.flatnonzero(~np.isfinite(arr))
     if len(bad):
-        raise ValueError(f"{what} must be finite: {len(bad)} are NaN/inf (first at index {bad[0]})")
+        raise ConfigError(f"{what} must be finite: {len(bad)} are NaN/inf (first at index {bad[0]})")
     return arr
 
 
@@ -104,7 +198,7 @@ def check_training_data(archs: Sequence[Architecture], y: Sequence[float],
     archs = check_archs(archs)
     y = check_targets(y, len(archs))
     if len(archs) < 2:
-        raise ValueError(f"need at least 2 architectures to learn from, got {len(archs)}")
+        raise ArchitectureError(f"need at least 2 architectures to learn from, got {len(archs)}")
     space = archs[0].space
     if validation is not None:
         v_archs = check_archs(validation[0], space)

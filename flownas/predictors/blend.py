@@ -24,9 +24,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..arch import Architecture
-from ..errors import FlownasError, construct
+from ..errors import ConfigError, DataError, construct
 from ..registry import PREDICTORS
-from .base import Predictor, accepts_validation, check_archs, check_training_data
+from .base import (Predictor, accepts_validation, check_archs, check_sizes, check_training_data, saved_file,
+                   short_reason)
 from .gcn import GCNPredictor
 from .mlp import MLPPredictor
 from .neural import FORMAT, FORMAT_VERSION, NotFittedError
@@ -37,20 +38,20 @@ MANIFEST = "blend.json"
 def _member_specs(members) -> list[tuple[str, dict[str, Any]]]:
     """``members`` as (name, params) pairs, each checked against the registry now."""
     if isinstance(members, (str, bytes)) or not members:
-        raise ValueError(f"members must be a non-empty list of predictor names or (name, params) pairs, "
-                         f"got {members!r}")
+        raise ConfigError(f"members must be a non-empty list of predictor names or (name, params) pairs, "
+                          f"got {members!r}")
     specs = []
     for m in members:
         name, params = (m, {}) if isinstance(m, str) else (m[0], dict(m[1]))
         try:   # as plain JSON, so that the blend's params survive save/load unchanged
             params = json.loads(json.dumps(params))
         except TypeError as exc:
-            raise ValueError(f"member {name!r}: hyper-parameters must be JSON values ({exc})") from None
+            raise ConfigError(f"member {name!r}: hyper-parameters must be JSON values ({exc})") from None
         if name == "blend":
-            raise ValueError("a blend cannot be a member of a blend")
+            raise ConfigError("a blend cannot be a member of a blend")
         cls = PREDICTORS.get(name)   # unknown names fail here, listing the known ones
         if "seed" in params or "ensemble" in params:
-            raise ValueError(f"member {name!r}: set seed and ensemble on the blend, not on a member")
+            raise ConfigError(f"member {name!r}: set seed and ensemble on the blend, not on a member")
         construct(f"member {name!r}", cls, **params)   # so do unknown or bad hyper-parameters
         specs.append((name, params))
     return specs
@@ -65,8 +66,7 @@ class BlendPredictor(Predictor):
         specs = _member_specs(members)
         self.members = [[name, params] for name, params in specs]
         self.ensemble, self.seed = ensemble, seed
-        if int(ensemble) < 1:
-            raise ValueError(f"ensemble must be at least 1, got {ensemble}")
+        check_sizes({"ensemble": ensemble})
 
     def _build(self) -> list[Predictor]:
         """One fresh predictor per member; ``seed`` and ``ensemble`` go to those that take them."""
@@ -115,16 +115,17 @@ class BlendPredictor(Predictor):
 
     @classmethod
     def load(cls, path: str | Path) -> "BlendPredictor":
+        path = saved_file(path)
         try:
             with zipfile.ZipFile(path) as zf:
                 manifest = json.loads(zf.read(MANIFEST))
                 if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
-                    raise FlownasError(f"{path}: not a saved flownas blend of version {FORMAT_VERSION}")
+                    raise DataError(f"{path}: not a saved flownas blend of version {FORMAT_VERSION}")
                 obj = cls(**manifest["params"])
                 with tempfile.TemporaryDirectory() as tmp:
                     zf.extractall(tmp, [f"member-{i}" for i in range(len(obj.members))])
                     obj.members_ = [PREDICTORS.get(name).load(Path(tmp) / f"member-{i}")
                                     for i, (name, _) in enumerate(obj.members)]
-        except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
-            raise FlownasError(f"{path}: not a saved flownas blend ({exc})") from None
+        except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+            raise DataError(f"{path}: not a saved flownas blend ({short_reason(exc)})") from None
         return obj

@@ -57,6 +57,7 @@ import numpy as np
 
 from .. import cache
 from ..arch import Architecture
+from ..errors import ConfigError
 from ..registry import PREDICTORS
 from .base import check_archs, check_training_data
 from .features import GraphFeaturizer
@@ -112,15 +113,15 @@ class DELEPredictor(NeuralPredictor):
         # (the official code's experts are MLPs on their encoders)
         self.expert_hidden = expert_hidden
         if not isinstance(expert_hidden, int) or isinstance(expert_hidden, bool) or expert_hidden < 0:
-            raise ValueError(f"expert_hidden must be an integer >= 0, got {expert_hidden!r}")
+            raise ConfigError(f"expert_hidden must be an integer >= 0, got {expert_hidden!r}")
         if encoders not in ENCODERS:
-            raise ValueError(f"encoders must be one of {', '.join(ENCODERS)}, got {encoders!r}")
+            raise ConfigError(f"encoders must be one of {', '.join(ENCODERS)}, got {encoders!r}")
         if gate not in GATES:
-            raise ValueError(f"gate must be one of {', '.join(GATES)}, got {gate!r}")
+            raise ConfigError(f"gate must be one of {', '.join(GATES)}, got {gate!r}")
         if finetune not in FINETUNE:
-            raise ValueError(f"finetune must be one of {', '.join(FINETUNE)}, got {finetune!r}")
+            raise ConfigError(f"finetune must be one of {', '.join(FINETUNE)}, got {finetune!r}")
         if signal_source not in (None, "table"):
-            raise ValueError(f"signal_source must be 'table' or None, got {signal_source!r}")
+            raise ConfigError(f"signal_source must be 'table' or None, got {signal_source!r}")
         super().__init__(**common)
 
     # -- the network -----------------------------------------------------------
@@ -137,7 +138,7 @@ class DELEPredictor(NeuralPredictor):
     def build_network(self, featurizer: GraphFeaturizer):
         from .nn.flowerformer import FlowerFormerEncoder
         if not self.signals:
-            raise ValueError("DELE has no experts yet: pre-train it on low-fidelity signals first")
+            raise ConfigError("DELE has no experts yet: pre-train it on low-fidelity signals first")
 
         def encoder():
             return FlowerFormerEncoder(featurizer.num_ops + featurizer.num_attrs, self.dim, self.layers, self.heads,
@@ -159,13 +160,13 @@ class DELEPredictor(NeuralPredictor):
         for k, name in enumerate(names):
             column = list(signals[name])
             if len(column) != len(archs):
-                raise ValueError(f"signal {name!r}: expected {len(archs)} values, one per architecture, "
-                                 f"got {len(column)}")
+                raise ConfigError(f"signal {name!r}: expected {len(archs)} values, one per architecture, "
+                                  f"got {len(column)}")
             values[:, k] = [np.nan if v is None else float(v) for v in column]
             if np.isinf(values[:, k]).any():
-                raise ValueError(f"signal {name!r} has infinite values")
+                raise ConfigError(f"signal {name!r} has infinite values")
             if np.isfinite(values[:, k]).sum() < 2:
-                raise ValueError(f"signal {name!r} has fewer than 2 known values: nothing to rank")
+                raise ConfigError(f"signal {name!r} has fewer than 2 known values: nothing to rank")
         self.signals = names
         margin = self.margin
 
@@ -219,19 +220,19 @@ class DELEPredictor(NeuralPredictor):
 
     def _signal_names(self, signals: dict[str, Sequence]) -> tuple[str, ...]:
         if not signals:
-            raise ValueError("DELE needs at least one low-fidelity signal to pre-train its experts")
+            raise ConfigError("DELE needs at least one low-fidelity signal to pre-train its experts")
         if self.signals is None:
             return tuple(sorted(signals))
         missing = [s for s in self.signals if s not in signals]
         if missing:
-            raise ValueError(f"DELE's experts need the signals {', '.join(missing)}, which were not given "
-                             f"(given: {', '.join(sorted(signals))})")
+            raise ConfigError(f"DELE's experts need the signals {', '.join(missing)}, which were not given "
+                              f"(given: {', '.join(sorted(signals))})")
         return self.signals
 
     def table_pool(self, space: str):
         """The pool and signals ``fit`` pre-trains on with ``signal_source="table"``:
         the space's table, its ``signals`` (default every low-fidelity column)."""
-        from ..errors import ConfigError, FlownasError
+        from ..errors import FlownasError
         from ..evaluators.lowfidelity import every_signal, table_pool
         try:
             names = self.signals if self.signals is not None else every_signal(space, self.dataset)
@@ -268,10 +269,10 @@ class DELEPredictor(NeuralPredictor):
             elif self.signal_source == "table":
                 self.pretrain(*self.table_pool(space))
             else:
-                raise ValueError("DELE needs low-fidelity signals: pass pool=(archs, signals) or "
-                                 "low_fidelity=..., or set signal_source='table'")
+                raise ConfigError("DELE needs low-fidelity signals: pass pool=(archs, signals) or "
+                                  "low_fidelity=..., or set signal_source='table'")
         if self.pretrain_space_ != space:
-            raise ValueError(f"DELE was pre-trained on space {self.pretrain_space_!r}, not {space!r}")
+            raise ConfigError(f"DELE was pre-trained on space {self.pretrain_space_!r}, not {space!r}")
         feat = self.pretrain_featurizer_
         batch = GraphBatch.encode(archs, feat)
         if not self.fixed_size:

@@ -14,9 +14,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..arch import Architecture
-from ..errors import FlownasError
+from ..errors import ConfigError, DataError
 from ..registry import PREDICTORS
-from .base import Predictor, check_archs, check_training_data
+from .base import Predictor, check_archs, check_sizes, check_training_data, saved_file, short_reason
 from .features import path_encoding, resolve_ops
 from .metrics import kendall_tau
 from .neural import FORMAT, FORMAT_VERSION, NotFittedError
@@ -36,19 +36,18 @@ class GBTPredictor(Predictor):
         self.max_features, self.ensemble, self.seed = max_features, ensemble, seed
         self.prune_ops = prune_ops if isinstance(prune_ops, str) else tuple(prune_ops)
         self.contract_ops = contract_ops if isinstance(contract_ops, str) else tuple(contract_ops)
-        if int(ensemble) < 1:
-            raise ValueError(f"ensemble must be at least 1, got {ensemble}")
         # scikit-learn would check these only at fit: a search's first refit
         for name, low in (("max_iter", 1), ("max_leaf_nodes", 2), ("min_samples_leaf", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+                raise ConfigError(f"{name} must be a whole number >= {low}, got {value!r}")
         for name, ok, rule in (("learning_rate", lambda v: v > 0, "> 0"),
                                ("l2_regularization", lambda v: v >= 0, ">= 0"),
                                ("max_features", lambda v: 0 < v <= 1, "in (0, 1]")):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
-                raise ValueError(f"{name} must be a number {rule}, got {value!r}")
+                raise ConfigError(f"{name} must be a number {rule}, got {value!r}")
+        check_sizes(self.get_params())   # ensemble
 
     def _model(self, seed: int, max_iter: int):
         from sklearn.ensemble import HistGradientBoostingRegressor
@@ -104,11 +103,12 @@ class GBTPredictor(Predictor):
 
     @classmethod
     def load(cls, path: str | Path) -> "GBTPredictor":
-        with open(path, "rb") as fh:
+        with open(saved_file(path), "rb") as fh:
             try:
                 state: Any = pickle.load(fh)
             except Exception as exc:
-                raise FlownasError(f"{path}: not a saved flownas predictor ({exc})") from None
-        if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("version") != FORMAT_VERSION:
-            raise FlownasError(f"{path}: not a saved flownas predictor of version {FORMAT_VERSION}")
+                raise DataError(f"{path}: not a saved flownas predictor ({short_reason(exc)})") from None
+        if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("version") != FORMAT_VERSION \
+                or not isinstance(state.get("object"), GBTPredictor):
+            raise DataError(f"{path}: not a saved flownas gbt predictor of version {FORMAT_VERSION}")
         return state["object"]

@@ -38,8 +38,9 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from ..arch import Architecture
-from ..errors import FlownasError
-from .base import Predictor, check_archs, check_training_data
+from ..errors import ConfigError, DataError, FlownasError
+from .base import (Predictor, UnknownParameterError, check_archs, check_sizes, check_training_data, saved_file,
+                   short_reason)
 from .features import GraphFeaturizer, resolve_ops
 
 FORMAT = "flownas.predictor"
@@ -93,17 +94,16 @@ class NeuralPredictor(Predictor):
     def __init__(self, **params):
         unknown = sorted(set(params) - set(COMMON_DEFAULTS))
         if unknown:
-            raise TypeError(f"{type(self).__name__} got unknown hyper-parameters: {', '.join(unknown)} "
-                            f"(known: {', '.join(sorted(self._param_names()))})")
+            raise UnknownParameterError(f"{type(self).__name__} got unknown hyper-parameters: {', '.join(unknown)} "
+                                        f"(known: {', '.join(sorted(self._param_names()))})")
         for k, v in {**COMMON_DEFAULTS, **self.defaults, **params}.items():
             setattr(self, k, tuple(v) if k in ("prune_ops", "contract_ops") and not isinstance(v, str) else v)
-        if int(self.ensemble) < 1:
-            raise ValueError(f"ensemble must be at least 1, got {self.ensemble}")
         if self.target_transform not in TARGET_TRANSFORMS:
-            raise ValueError(f"unknown target_transform {self.target_transform!r} "
-                             f"(known: {', '.join(TARGET_TRANSFORMS)})")
+            raise ConfigError(f"unknown target_transform {self.target_transform!r} "
+                              f"(known: {', '.join(TARGET_TRANSFORMS)})")
         if self.epochs != "auto" and (isinstance(self.epochs, bool) or not isinstance(self.epochs, int)):
-            raise ValueError(f"epochs must be a whole number or 'auto', got {self.epochs!r}")
+            raise ConfigError(f"epochs must be a whole number or 'auto', got {self.epochs!r}")
+        check_sizes(self.get_params())   # sizes (ensemble, dim, heads, ...): before torch sees them
         self.train_config(1)  # validates the training hyper-parameters now, not at fit
         self._check_network()
 
@@ -113,7 +113,12 @@ class NeuralPredictor(Predictor):
         fails at construction, not at a search's first refit. A subclass sets
         its own attributes before calling ``super().__init__``."""
         stand_in = GraphFeaturizer(ops=("input", "op", "output"), max_nodes=3 if self.fixed_size else None)
-        self.build_network(stand_in)
+        try:
+            self.build_network(stand_in)
+        except FlownasError:
+            raise
+        except ValueError as exc:   # the networks' own checks (heads dividing dim, an unknown norm)
+            raise ConfigError(str(exc)) from None
 
     # -- what a subclass provides ------------------------------------------
     def build_network(self, featurizer: GraphFeaturizer):
@@ -226,8 +231,8 @@ class NeuralPredictor(Predictor):
         if self.target_transform == "none":
             return y
         if (y <= 0).any():
-            raise ValueError(f"{what}: target_transform='log' needs positive values, "
-                             f"got {int((y <= 0).sum())} <= 0 (first {y[y <= 0][0]})")
+            raise ConfigError(f"{what}: target_transform='log' needs positive values, "
+                              f"got {int((y <= 0).sum())} <= 0 (first {y[y <= 0][0]})")
         return np.log(y)
 
     def _check_fitted(self) -> None:
@@ -250,32 +255,40 @@ class NeuralPredictor(Predictor):
 
     @classmethod
     def load(cls, path: str | Path) -> "NeuralPredictor":
+        import zipfile
+
         import torch
+        file = saved_file(path)
+        if not zipfile.is_zipfile(file):
+            raise DataError(f"{path}: not a saved flownas predictor (not a file torch.save wrote)")
         try:
-            state = torch.load(Path(path), map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
-        except Exception as exc:
-            raise FlownasError(f"{path}: not a saved flownas predictor ({exc})") from None
+            state = torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as exc:   # torch's weights_only text runs to many lines: one is enough
+            raise DataError(f"{path}: not a saved flownas predictor ({short_reason(exc)})") from None
         if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise FlownasError(f"{path}: not a saved flownas predictor")
+            raise DataError(f"{path}: not a saved flownas predictor (no {FORMAT!r} record)")
         if state.get("version") != FORMAT_VERSION:
-            raise FlownasError(f"{path}: predictor file version {state.get('version')!r} is not supported "
-                               f"(this flownas reads {FORMAT_VERSION})")
-        if state["predictor"] != cls.name:
-            from ..registry import PREDICTORS
-            cls = PREDICTORS.get(state["predictor"])
-        obj = cls(**state["params"])
-        feat = GraphFeaturizer(**state["featurizer"])
-        nets = []
-        for sd in state["networks"]:
-            net = obj.build_network(feat)
-            net.load_state_dict(sd)
-            net.eval()
-            nets.append(net)
-        obj.space_, obj.featurizer_, obj.networks_ = state["space"], feat, nets
-        obj.calibration_ = [tuple(c) for c in state["calibration"]]
-        obj.y_mean_, obj.y_std_ = state["y_mean"], state["y_std"]
+            raise DataError(f"{path}: predictor file version {state.get('version')!r} is not supported "
+                            f"(this flownas reads {FORMAT_VERSION})")
+        try:
+            if state["predictor"] != cls.name:
+                from ..registry import PREDICTORS
+                cls = PREDICTORS.get(state["predictor"])
+            obj = cls(**state["params"])
+            feat = GraphFeaturizer(**state["featurizer"])
+            nets = []
+            for sd in state["networks"]:
+                net = obj.build_network(feat)
+                net.load_state_dict(sd)
+                net.eval()
+                nets.append(net)
+            obj.space_, obj.featurizer_, obj.networks_ = state["space"], feat, nets
+            obj.calibration_ = [tuple(c) for c in state["calibration"]]
+            obj.y_mean_, obj.y_std_ = state["y_mean"], state["y_std"]
+        except FlownasError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise DataError(f"{path}: a damaged flownas predictor file ({short_reason(exc)})") from None
         return obj
 
 

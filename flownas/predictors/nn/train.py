@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...errors import ConfigError
 from ..metrics import kendall_tau
 from .batch import GraphBatch
 
@@ -49,17 +50,22 @@ class TrainConfig:
     selection: str = "best"
 
     def __post_init__(self):
+        from ..base import check_sizes
         if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r} (known: {', '.join(LOSSES)})")
-        for name in ("epochs", "batch_size", "eval_every"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+            raise ConfigError(f"unknown loss {self.loss!r} (known: {', '.join(LOSSES)})")
+        check_sizes({"epochs": self.epochs, "batch_size": self.batch_size, "eval_every": self.eval_every,
+                     "patience": self.patience})
+        for name in ("lr", "weight_decay", "warmup", "margin", "rank_weight", "grad_clip"):
+            value = getattr(self, name)
+            if (value is not None or name != "grad_clip") and (
+                    isinstance(value, bool) or not isinstance(value, (int, float, np.number))):
+                raise ConfigError(f"{name} must be a number, got {type(value).__name__} {value!r}")
         if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+            raise ConfigError(f"lr must be positive, got {self.lr}")
         if self.selection not in ("best", "last"):
-            raise ValueError(f"unknown selection {self.selection!r} (best or last)")
+            raise ConfigError(f"unknown selection {self.selection!r} (best or last)")
         if self.selection == "last" and self.patience is not None:
-            raise ValueError("patience stops at the best validation epoch: it needs selection='best'")
+            raise ConfigError("patience stops at the best validation epoch: it needs selection='best'")
 
 
 @dataclass
