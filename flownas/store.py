@@ -62,13 +62,147 @@ class Record:
 
 
 def storage_url(storage: str | Path | None) -> str | None:
-    """A SQLAlchemy URL from a URL or a plain file path (SQLite); None stays None."""
+    """A SQLAlchemy URL from a URL or a plain file path (SQLite); None stays None.
+    A relative SQLite file, as a path or in a ``sqlite:///`` URL, becomes
+    absolute (from the current directory, where SQLite would open it)."""
     if storage is None:
         return None
     text = str(storage)
     if "://" in text:
-        return text
+        return _absolute_sqlite_url(text)
     return f"sqlite:///{Path(text).expanduser().resolve()}"
+
+
+def _absolute_sqlite_url(url: str) -> str:
+    """A ``sqlite:///`` URL whose file is relative, with the file made
+    absolute; any other URL as it was."""
+    if not url.startswith("sqlite"):
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+        parsed = make_url(url)
+    except Exception:
+        return url
+    database = parsed.database
+    if (not parsed.drivername.startswith("sqlite") or not database or database == ":memory:"
+            or database.startswith("file:") or Path(database).is_absolute()):
+        return url
+    return parsed.set(database=str(Path(database).expanduser().resolve())).render_as_string(hide_password=False)
+
+
+def absolute_storage(storage: str | None) -> str | None:
+    """``storage`` as a run directory records it: a relative SQLite file (a
+    plain path or a ``sqlite:///`` URL) made absolute, so a resume or a
+    report from another directory opens the same ledger; anything else as given."""
+    if storage is None:
+        return None
+    if "://" in storage:
+        return _absolute_sqlite_url(storage)
+    return str(Path(storage).expanduser().resolve())
+
+
+def sqlite_file(storage: str | Path | None) -> Path | None:
+    """The file of a SQLite storage (a path or a ``sqlite:///`` URL); None for
+    an in-memory one, another database or a URL it cannot read."""
+    url = storage_url(storage)
+    if url is None or not url.startswith("sqlite"):
+        return None
+    try:
+        from sqlalchemy.engine import make_url
+        database = make_url(url).database
+    except Exception:
+        return None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _read_only(path: Path):
+    """A read-only connection that leaves no file behind: without a write-ahead
+    log (none in use: every commit is in the file) the file is read as
+    immutable, since a read-only connection to a WAL database would leave an
+    empty -wal and a -shm beside it."""
+    import sqlite3
+    path = path.resolve()
+    in_use = Path(f"{path}-wal").exists()
+    return sqlite3.connect(path.as_uri() + ("?mode=ro" if in_use else "?immutable=1"), uri=True, timeout=10)
+
+
+def check_sqlite_ledger(path: Path, must_exist: bool) -> None:
+    """An existing SQLite ledger is read before Optuna opens it (which would
+    create a missing file, or write its tables into any SQLite file): a
+    missing file (``must_exist``), an empty one, one that is not a ledger or
+    one that fails ``PRAGMA quick_check`` raises a one-line FlownasError,
+    and nothing is written to it."""
+    import sqlite3
+    if not path.exists():
+        if must_exist:
+            raise FlownasError(f"the ledger {path} is missing: restore it from a copy")
+        return
+    if not path.is_file():
+        raise FlownasError(f"the ledger {path} is not a file")
+    if path.stat().st_size == 0:
+        if must_exist:
+            raise FlownasError(f"the ledger {path} is empty (it holds no search): restore it from a copy")
+        return
+    try:
+        connection = _read_only(path)
+    except sqlite3.Error as exc:
+        raise FlownasError(f"the ledger {path} cannot be opened: {exc}") from None
+    try:
+        rows = connection.execute("PRAGMA quick_check").fetchall()
+        problem = _quick_check_problem(rows)
+        tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.OperationalError as exc:   # locked, unreadable: not (known to be) damaged
+        if "malformed" not in str(exc) and "not a database" not in str(exc):
+            raise FlownasError(f"the ledger {path} cannot be read: {exc}") from None
+        problem = str(exc)
+    except sqlite3.DatabaseError as exc:   # "database disk image is malformed", "file is not a database"
+        problem = str(exc)
+    finally:
+        connection.close()
+    if problem is not None:
+        raise FlownasError(f"the ledger {path} is damaged ({problem}): restore it from a copy")
+    if "studies" not in tables and (must_exist or tables):   # a new search may start in a file without tables
+        raise FlownasError(f"{path} is not a ledger (a SQLite file without Optuna's tables)"
+                           + ("" if must_exist else ": choose another file, or leave it out"))
+
+
+def _quick_check_problem(rows) -> str | None:
+    """The first problem ``PRAGMA quick_check`` reports, on one line; None when it says ok."""
+    if [tuple(r) for r in rows] == [("ok",)]:
+        return None
+    lines = [line.strip() for row in rows for line in str(row[0]).splitlines()]
+    lines = [line for line in lines if line and not line.startswith("***")]
+    return (lines[0] if lines else "quick_check failed") + (f", and {len(lines) - 1} more" if len(lines) > 1 else "")
+
+
+def holds_only_an_empty_search(path: Path, study_name: str) -> bool:
+    """Whether the SQLite file ``path`` is what a start killed before it
+    recorded anything leaves: empty, without tables yet, or an Optuna
+    storage whose only study is ``study_name``, without trials. Read only."""
+    import sqlite3
+    try:
+        if path.stat().st_size == 0:
+            return True
+        connection = _read_only(path)
+    except (OSError, sqlite3.Error):
+        return False
+    try:
+        tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:
+            return True
+        if not {"studies", "trials"} <= tables:
+            return False
+        studies = connection.execute("SELECT study_id, study_name FROM studies").fetchall()
+        if any(name != study_name for _, name in studies):
+            return False
+        return all(connection.execute("SELECT count(*) FROM trials WHERE study_id = ?", (sid,)).fetchone()[0] == 0
+                   for sid, _ in studies)
+    except sqlite3.Error:
+        return False
+    finally:
+        connection.close()
 
 
 def shown_url(url: str) -> str:
@@ -311,6 +445,9 @@ class Ledger:
         ``drive``: hold its ``DriverLock`` until ``close`` (taken first, so a
         search another process is starting is never replaced)."""
         import optuna
+        path = sqlite_file(storage)
+        if path is not None:
+            check_sqlite_ledger(path, must_exist=False)   # an existing file: a ledger, and not damaged
         backend = open_storage(storage)
         url = storage_url(storage)
         lock = _driver_lock(backend, url, study_name) if drive else None
@@ -335,7 +472,12 @@ class Ledger:
 
     @classmethod
     def open(cls, storage: str | Path | None, study_name: str, drive: bool = False) -> "Ledger":
-        """An existing search; ``drive``: hold its ``DriverLock`` until ``close``."""
+        """An existing search; ``drive``: hold its ``DriverLock`` until ``close``.
+        A SQLite ledger must exist (it is never created here) and pass
+        ``PRAGMA quick_check`` before anything reads or writes it."""
+        path = sqlite_file(storage)
+        if path is not None:
+            check_sqlite_ledger(path, must_exist=True)
         backend = open_storage(storage)
         url = storage_url(storage)
         try:
