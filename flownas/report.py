@@ -20,6 +20,8 @@ from typing import Any, Sequence
 
 from .store import Record
 
+# every file ``write_report`` may write into a run directory
+REPORT_FILES = ("best.json", "history.csv", "best_so_far.png", "predicted_vs_true.png", "constraints.png")
 HISTORY_FIELDS = ("evaluation", "seq", "state", "arch", "objective", "test", "best_so_far", "test_of_best",
                   "cost_s", "cumulative_cost_s", "wall_s", "origin", "predicted", "predicted_std", "fit",
                   "restarts", "retried", "error")

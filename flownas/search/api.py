@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,7 +23,9 @@ from ..errors import ConfigError, FlownasError, construct
 from ..evaluators.base import Evaluator
 from ..runtime.base import Executor
 from ..spaces.base import SearchSpace
-from ..store import Ledger, same_storage, shown_url, storage_url, without_password
+from ..report import REPORT_FILES
+from ..store import (Ledger, absolute_storage, holds_only_an_empty_search, same_storage, shown_url, sqlite_file,
+                     storage_url, without_password)
 from .base import Strategy
 from .config import EXECUTOR_FLAGS, SearchConfig, parse_constraint_flag
 from .loop import Callback, SearchLoop, SearchResult
@@ -31,6 +34,9 @@ RUN_FILE = "run.json"
 LEDGER_FILE = "ledger.db"
 CONFIG_FILE = "config.yaml"
 LOCK_FILE = "run.lock"     # held by the process running the search (``driving``)
+# what a search writes into its directory beside run.json, the ledger and run.lock: a directory that
+# holds any of them but no search is not written into (they would be overwritten)
+SEARCH_FILES = (CONFIG_FILE, *REPORT_FILES)
 
 
 @dataclass
@@ -124,8 +130,9 @@ class Run:
         except FileNotFoundError:
             raise FlownasError(f"{run_dir} holds no search (no {RUN_FILE}; a search killed before it started "
                                f"is run again without --resume)") from None
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise FlownasError(f"{path} is unreadable: {exc}") from None
+        _check_run_record(path, data)
         recorded = data.get("storage")
         if storage is not None and not same_storage(storage, recorded or run_dir / LEDGER_FILE):
             shown = recorded or f"{LEDGER_FILE} in the run directory"
@@ -139,21 +146,113 @@ class Run:
                                                     indent=2) + "\n")
 
 
-def start_run(config: SearchConfig) -> tuple[Run, Ledger]:
-    """A new run directory and ledger; an existing search there is an error."""
-    run = Run(config.run_dir, config.storage, config.run_name)
+def _check_run_record(path: Path, data: Any) -> None:
+    """run.json is an object with the study's name and the storage (a URL, a path or null)."""
+    expected = "a JSON object with 'study' (the search's name) and 'storage' (a URL, a path or null)"
+    if not isinstance(data, dict):
+        raise FlownasError(f"{path} is not a run record: expected {expected}, got a JSON {_json_type(data)}")
+    if not isinstance(data.get("study"), str) or not data["study"]:
+        raise FlownasError(f"{path} is not a run record: 'study' must be the search's name, "
+                           f"got {_json_type(data.get('study'))} {data.get('study')!r}")
+    if not isinstance(data.get("storage"), (str, type(None))):
+        raise FlownasError(f"{path} is not a run record: 'storage' must be a URL, a path or null, "
+                           f"got {_json_type(data['storage'])} {data['storage']!r}")
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "object", list: "list", str: "string", bool: "boolean", int: "number", float: "number",
+             type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def new_run(config: SearchConfig) -> Run:
+    """The run a new search of ``config`` makes: a relative SQLite storage is
+    recorded absolute (so a resume or report from elsewhere finds it)."""
+    return Run(config.run_dir, absolute_storage(config.storage), config.run_name)
+
+
+def start_run(config: SearchConfig, held: contextlib.ExitStack) -> tuple[Run, Ledger]:
+    """A new run directory and ledger; an existing search there is an error.
+
+    The run directory's lock is taken (and kept in ``held``) before the ledger
+    is created, so of two searches started at once into one directory the
+    second is refused by the lock. A directory that holds no search but files
+    a search would overwrite is refused; so is an ``--out`` that is a file or
+    cannot be created. A start that fails leaves no directory or lock it made."""
+    run = new_run(config)
     _refuse_a_second_start(run)
-    if run.storage is None:
-        run.dir.mkdir(parents=True, exist_ok=True)   # the SQLite file goes there
-    ledger = Ledger.create(run.storage_url, run.study, {"config": config.to_dict(), "flownas": __version__},
-                           replace_empty=True,   # a start killed before run.json was written
-                           drive=True)
+    _check_out_path(run.dir)
+    made = _make_dir(run.dir)
+    lock_was_there = (run.dir / LOCK_FILE).exists()
+    held.enter_context(driving(run.dir, starting=True))
     try:
-        run.save()
+        _refuse_a_second_start(run)   # one started at the same time got the lock first, and is done
+        _refuse_foreign_files(run)    # under the lock: no search is writing here now
+        ledger = Ledger.create(run.storage_url, run.study, {"config": config.to_dict(), "flownas": __version__},
+                               replace_empty=True,   # a start killed before run.json was written
+                               drive=True)
+        try:
+            run.save()
+        except BaseException:
+            ledger.close()
+            raise
     except BaseException:
-        ledger.close()
+        _undo_start(run.dir, made, lock_was_there)
         raise
     return run, ledger
+
+
+def _check_out_dir(run: Run) -> None:
+    """--out is a directory, or a path one can be made at; a directory that
+    exists holds nothing a search would overwrite. Writes nothing."""
+    _check_out_path(run.dir)
+    if run.dir.is_dir():
+        _refuse_foreign_files(run)
+
+
+def _check_out_path(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise FlownasError(f"--out {out}: not a directory")
+    for parent in out.parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise FlownasError(f"--out {out}: {parent} is not a directory")
+            break
+
+
+def _refuse_foreign_files(run: Run) -> None:
+    out = run.dir
+    found = [name for name in SEARCH_FILES if os.path.lexists(out / name)]
+    ledger = out / LEDGER_FILE
+    if sqlite_file(run.storage_url) == ledger.resolve():   # the search writes its ledger here
+        if ledger.exists():
+            if not holds_only_an_empty_search(ledger, run.study):   # what a start killed at once leaves is fine
+                found.append(LEDGER_FILE)
+        else:
+            found += [name for name in (f"{LEDGER_FILE}-wal", f"{LEDGER_FILE}-shm") if os.path.lexists(out / name)]
+    if found:
+        raise FlownasError(f"{out} holds no search (no {RUN_FILE}) but files a search would overwrite "
+                           f"({', '.join(found)}): choose another --out")
+
+
+def _make_dir(out: Path) -> list[Path]:
+    """Make ``out`` and its missing parents; the directories made, deepest first."""
+    missing = [d for d in (out, *out.parents) if not d.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FlownasError(f"--out {out} cannot be made: {exc.strerror or exc}") from None
+    return missing
+
+
+def _undo_start(out: Path, made: list[Path], lock_was_there: bool) -> None:
+    """After a start that failed: remove the lock file and the directories it
+    made, where they hold nothing else."""
+    with contextlib.suppress(OSError):
+        if not lock_was_there:
+            (out / LOCK_FILE).unlink()
+        for directory in made:
+            directory.rmdir()   # fails (and stops) where something is left: a ledger, a file of another process
 
 
 def _resume_dir(run_dir: str | Path | None) -> Path:
@@ -241,8 +340,10 @@ def check_search(config: SearchConfig | None, *, resume: bool = False, run_dir: 
         finally:
             ledger.close()
     else:
-        run = Run(config.run_dir, config.storage, config.run_name)
+        config = replace(config, storage=absolute_storage(config.storage))
+        run = new_run(config)
         _refuse_a_second_start(run)
+        _check_out_dir(run)
     parts = build(config)
     return {"config": config, "run": run, "records": records, "space": describe_space(parts.space),
             "objective": parts.evaluator.objective, "test_metric": getattr(parts.evaluator, "test_metric", None),
@@ -283,9 +384,9 @@ def run_search(config: SearchConfig | None, *, resume: bool = False, run_dir: st
             parts = build(config)
         else:
             parts = build(config)   # an unknown component or a missing table: no run directory is left behind
-            run, ledger = start_run(config)
+            config = replace(config, storage=absolute_storage(config.storage))   # as run.json records it
+            run, ledger = start_run(config, held)
             held.callback(ledger.close)
-            held.enter_context(driving(run.dir))
         _set_torch_threads(config.threads, parts.strategy)
         ledger.update_meta(**describe_objective(parts.evaluator))
         _write_config(run.dir, config)
@@ -297,23 +398,29 @@ def run_search(config: SearchConfig | None, *, resume: bool = False, run_dir: st
 
 
 @contextlib.contextmanager
-def driving(run_dir: Path):
+def driving(run_dir: Path, starting: bool = False):
     """Hold the run directory's lock while this process runs its search, so a
-    second driver (a --resume started while the first still runs) is refused
-    instead of evaluating and recording the same candidates again. The lock is
-    flock(2): the kernel releases it when the process dies, even by SIGKILL,
-    so a dead search never blocks its resume."""
+    second driver (a --resume started while the first still runs, or a search
+    started into the same directory) is refused instead of evaluating and
+    recording the same candidates again. The lock is flock(2): the kernel
+    releases it when the process dies, even by SIGKILL, so a dead search
+    never blocks its resume."""
     import fcntl
-    import os
     import socket
-    with open(run_dir / LOCK_FILE, "a+") as fh:
+    path = run_dir / LOCK_FILE
+    try:
+        fh = open(path, "a+", errors="replace")
+    except OSError as exc:
+        raise FlownasError(f"{path} cannot be used as the run's lock file ({exc.strerror or exc}): "
+                           f"it must be a file; move it away") from None
+    with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
-            raise FlownasError(f"{run_dir} is being searched by {holder}: let it finish, or stop it, "
-                               f"before resuming") from None
+            then = "choose another --out" if starting else "let it finish, or stop it, before resuming"
+            raise FlownasError(f"{run_dir} is being searched by {holder}: {then}") from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
