@@ -165,16 +165,41 @@ def _version() -> str:
     return f"flownas {__version__}"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch scheduler's kill, ``kill PID``), raised where the
+    process is, so the command stops as it does on Ctrl-C: a search's ledger
+    keeps every finished candidate, and ``--resume`` continues it."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import signal
+    import threading
+    installed = threading.current_thread() is threading.main_thread()   # signal handlers live there
+    if installed:
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.func(args) or 0)
     except FlownasError as exc:
         print(f"flownas: error: {exc}", file=sys.stderr)
         return 1
+    except Terminated:
+        print("flownas: terminated" + _resume_hint(args), file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("flownas: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _resume_hint(args) -> str:
+    return " (continue it with --resume)" if getattr(args, "command", None) == "search" else ""
 
 
 if __name__ == "__main__":
