@@ -64,14 +64,13 @@ def _cmd_lookup(args) -> int:
 
 
 def _cmd_data_list(args) -> int:
-    from .data import status
+    from .data import status_lines
     from .benchmarks.base import DATA_ENV, data_root
     root = data_root(required=False)
     given = os.environ.get(DATA_ENV)
     print(f"{DATA_ENV}={root or (f'{given} (not a directory)' if given else '(not set)')}")
-    for row in status(root):
-        mark = "ok     " if row["present"] else "MISSING"
-        print(f"{mark} {row['table']:<50} {row['sha256'][:16]}…")
+    for line in status_lines(root):   # each present table checked against its pinned sha256
+        print(line)
     return 0
 
 
@@ -175,10 +174,26 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
+def _one_line_warnings(show):
+    """``warnings.showwarning`` that prints flownas' own warnings (a table that
+    differs from its pin, a search that warm-starts) as one line, like its
+    errors, and hands the others to ``show``."""
+    package = os.path.dirname(os.path.abspath(__file__))
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        if category.__module__.startswith("flownas") or os.path.abspath(filename).startswith(package):
+            print(f"flownas: warning: {message}", file=file or sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+    return show_warning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import signal
     import threading
+    import warnings
+    python_show, warnings.showwarning = warnings.showwarning, _one_line_warnings(warnings.showwarning)
     installed = threading.current_thread() is threading.main_thread()   # signal handlers live there
     if installed:
         previous = signal.signal(signal.SIGTERM, _terminate)
@@ -193,7 +208,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("flownas: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:   # `flownas ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     finally:
+        warnings.showwarning = python_show
         if installed:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 

@@ -283,3 +283,17 @@ def test_fetch_api_error_is_a_data_error(tmp_path):
     from flownas.data import fetch
     with pytest.raises(DataError, match="not a URL"):
         fetch("a/b", "notaurl", "0" * 64, root=tmp_path)
+
+
+def test_data_list_and_a_command_on_a_subset_say_so_in_one_line(tmp_path, monkeypatch, capsys):
+    require_data("nasbench201/nb201_all.jsonl.gz")
+    _nb201_subset(tmp_path, 300)
+    monkeypatch.setenv("FLOWNAS_DATA", str(tmp_path))
+    code, out, _ = run(capsys, "data", "list")
+    assert code == 0
+    assert [l for l in out.splitlines() if "nb201_all" in l][0].startswith("DIFFERS nasbench201/nb201_all.jsonl.gz")
+    code, out, err = run(capsys, "sample", "nb201", "-n", "1", "--seed", "0")
+    lookup = json.loads(out.splitlines()[0])
+    code, out, err = run(capsys, "lookup", "nb201", json.dumps(lookup))
+    warned = [l for l in err.splitlines() if "holds 300 records" in l]
+    assert warned and warned[0].startswith("flownas: warning: benchmark table nasbench201/nb201_all.jsonl.gz")
