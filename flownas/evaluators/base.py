@@ -30,3 +30,10 @@ class Evaluator(abc.ABC):
     @abc.abstractmethod
     def evaluate(self, arch: Architecture, fidelity: Any = None) -> Result:
         ...
+
+    def check(self, space) -> None:
+        """Raise ``ConfigError`` if this evaluator cannot evaluate the members of
+        ``space`` at all (a table of another space, a predictor file that is
+        not there). The search loop calls it before it dispatches anything, so
+        a search that could never succeed stops at once; a check that needs
+        nothing but the evaluator's own options belongs in its constructor."""

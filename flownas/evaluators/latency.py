@@ -31,6 +31,8 @@ class LatencyEvaluator(Evaluator):
         if batch_size < 1 or repeats < 1 or warmup < 0:
             raise ConfigError(f"latency needs batch_size >= 1, repeats >= 1 and warmup >= 0, got "
                               f"{batch_size}, {repeats}, {warmup}")
+        from .training import check_device
+        check_device(device, "latency device")
         self.batch_size = batch_size
         self.device = device
         self.warmup = warmup

@@ -184,6 +184,15 @@ class LowFidelityTable(Evaluator):
             raise ConfigError(f"objective {objective!r} is not among the signals {', '.join(self.signals)}")
         self.objective = objective
 
+    def check(self, space) -> None:
+        """The searched space is the one this table serves (before any candidate runs)."""
+        import numpy as np
+        arch = space.sample(np.random.default_rng(0))
+        if arch.space != self.space:
+            hint = f" (give it space: {arch.space})" if arch.space in SIGNALS else ""
+            raise ConfigError(f"evaluator: this LowFidelityTable serves space {self.space!r}, not the searched "
+                              f"space {arch.space!r}{hint}")
+
     def evaluate(self, arch: Architecture, fidelity: Any = None) -> Result:
         if arch.space != self.space:
             raise ConfigError(f"this LowFidelityTable serves space {self.space!r}, not {arch.space!r}")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..arch import Architecture
-from ..errors import ConfigError
+from ..errors import ArchitectureError, ConfigError, FlownasError
 from ..registry import EVALUATORS
 from .base import Evaluator, Result
 
@@ -27,7 +27,8 @@ LATENCY_SETTINGS = dict(dim=64, layers=3, freqs=16, head_hidden=64, readout="sum
 class PredictedEvaluator(Evaluator):
     """``metric`` = the prediction of the ``predictor`` saved at ``path``
     (``Predictor.save``); the objective is that metric, so a search on it
-    searches the surrogate. The file is read on first use."""
+    searches the surrogate. The file is read on first use, or by ``check``
+    (a search does it before its first candidate)."""
 
     def __init__(self, path: str, *, predictor: str = "narformer_v2", metric: str = "predicted"):
         from ..registry import PREDICTORS
@@ -50,8 +51,20 @@ class PredictedEvaluator(Evaluator):
             from ..registry import PREDICTORS
             if not Path(self.path).is_file():
                 raise ConfigError(f"predicted: no saved predictor at {self.path} (save one with Predictor.save)")
-            self._model = PREDICTORS.get(self.predictor).load(self.path)
+            try:
+                self._model = PREDICTORS.get(self.predictor).load(self.path)
+            except FlownasError as exc:   # a configuration problem: it fails every candidate alike
+                raise ConfigError(f"predicted: {exc}") from None
         return self._model
+
+    def check(self, space) -> None:
+        """The file holds a saved predictor (loaded now, in the search's own
+        process), fitted on the architectures of ``space``."""
+        model = self.model
+        try:
+            model.predict([space.sample(np.random.default_rng(0))])
+        except ArchitectureError as exc:
+            raise ConfigError(f"predicted: the predictor at {self.path} cannot score space {space.name!r}: {exc}") from None
 
     def evaluate(self, arch: Architecture, fidelity: Any = None) -> Result:
         value = float(np.asarray(self.model.predict([arch]), dtype=float)[0])

@@ -23,6 +23,7 @@ which one a result used.
 """
 from __future__ import annotations
 
+import difflib
 import functools
 import math
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..arch import Architecture
-from ..errors import ConfigError
+from ..errors import ArchitectureError, ConfigError, NotInTableError
 from ..registry import EVALUATORS
 from .base import Evaluator, Result
 
@@ -60,6 +61,9 @@ class TabularEvaluator(Evaluator):
     ``objective``/``test_metric`` override the defaults above with any column
     of the table (e.g. ``c100_test_acc_200`` as objective: then the search
     selects on the column it reports as test, which flatters the result).
+    A column given here is checked against the table when the evaluator is
+    made (which loads the table); ``check(space)`` says whether the table
+    holds the architectures of a search space.
     """
 
     def __init__(self, benchmark: str = "nb201", dataset: str = "cifar10",
@@ -77,6 +81,9 @@ class TabularEvaluator(Evaluator):
         self.objective = objective or spec.objective
         self.test_metric = test_metric or spec.test
         self._prefix = spec.prefix
+        given = {"objective": objective, "test_metric": test_metric}
+        self._check_columns({key: column for key, column in given.items()
+                             if column is not None and column not in (spec.objective, spec.test)})
 
     def __repr__(self) -> str:
         return f"TabularEvaluator(benchmark={self.benchmark!r}, dataset={self.dataset!r})"
@@ -90,14 +97,62 @@ class TabularEvaluator(Evaluator):
         """Every architecture the table holds."""
         return self.table.archs()
 
+    def _first_row(self) -> dict[str, Any]:
+        """A record of the table: its columns (every record has the same ones)."""
+        table = self.table
+        members = table.archs()
+        return table.query(members[0]) if members else {}
+
+    def metric_names(self) -> set[str]:
+        """Every metric ``evaluate`` can give: the numeric columns it keeps (a
+        record without a value for one, such as NB201's naswot_score in 341
+        cells, gives a result without that metric)."""
+        return {k for k, v in self._first_row().items() if (v is None or _is_number(v)) and self._keeps(k)}
+
+    def _keeps(self, column: str) -> bool:
+        return (column.startswith(self._prefix) or column in (self.objective, self.test_metric)
+                or column.startswith(("params", "naswot")))
+
+    def _check_columns(self, columns: dict[str, str]) -> None:
+        """Each of ``columns`` (option -> column) is a column of the table: a
+        misspelled objective would otherwise fail every candidate of a search."""
+        if not columns:
+            return
+        first = self._first_row()
+        for key, column in columns.items():
+            if not isinstance(column, str) or not column:
+                raise ConfigError(f"{key} must be the name of a column of the {self.benchmark} table, got {column!r}")
+            if column in first:
+                continue
+            numeric = sorted(k for k, v in first.items() if (v is None or _is_number(v)) and k != "idx")
+            near = difflib.get_close_matches(column, numeric, n=1)
+            hint = f"did you mean {near[0]!r}? " if near else ""
+            raise ConfigError(f"{key} {column!r} is not a column of the {self.benchmark} table "
+                              f"({hint}its numeric columns: {', '.join(numeric)})")
+
+    def check(self, space) -> None:
+        """Refuse a search ``space`` whose architectures the table does not hold
+        (``benchmark: nb101`` on space nb201: every lookup would fail)."""
+        from ..registry import BENCHMARKS
+        holds = getattr(BENCHMARKS.get(self.benchmark), "space", self.benchmark)
+        if space.name == holds:
+            return
+        table = self.table   # a missing table says so itself
+        try:   # another name for the same cells (a wrapped or renamed space) passes if its members are there
+            table.query(space.sample(np.random.default_rng(0)))
+            return
+        except (NotInTableError, ArchitectureError):
+            pass
+        raise ConfigError(f"evaluator: the {self.benchmark} table holds architectures of space {holds!r}, not "
+                          f"of the searched space {space.name!r}; give the space's own table "
+                          f"(evaluator: {{name: tabular, benchmark: ...}}) or search space {holds!r}")
+
     def evaluate(self, arch: Architecture, fidelity: Any = None) -> Result:
         row = self.table.query(arch)
         for column in (self.objective, self.test_metric):
-            if column is not None and column not in row:
-                raise ConfigError(f"the {self.benchmark} table has no column {column!r}")
-        metrics = {k: v for k, v in row.items()
-                   if _is_number(v) and (k.startswith(self._prefix) or k in (self.objective, self.test_metric)
-                                         or k.startswith(("params", "naswot")))}
+            if column is not None and column not in row:   # a column of the table (checked when made), not here
+                raise NotInTableError(f"the {self.benchmark} table has no {column!r} for {arch!r}")
+        metrics = {k: v for k, v in row.items() if _is_number(v) and self._keeps(k)}
         if self.benchmark == "nb201":
             cost, source = _nb201_cost(arch, self.dataset, "12" if self.objective.endswith("_12") else "200")
         else:

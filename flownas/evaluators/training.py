@@ -88,6 +88,26 @@ def torch_device(name: str):
     return torch.device(name)
 
 
+def check_device(name: str, key: str = "device") -> None:
+    """A CUDA device that this machine does not have fails every evaluation:
+    say so when the evaluator is made (``auto`` and ``cpu`` always work)."""
+    if not isinstance(name, str) or not (name in ("auto", "cpu", "cuda") or name.startswith("cuda:")):
+        raise ConfigError(f"{key}={name!r}: must be auto, cpu, cuda or cuda:N")
+    if name in ("auto", "cpu"):
+        return
+    index = name.partition(":")[2]
+    if index and not (index.isdigit()):
+        raise ConfigError(f"{key}={name!r}: must be auto, cpu, cuda or cuda:N")
+    import torch
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    where = "device: auto takes a GPU where there is one, as on Ray workers given --num-gpus"
+    if count == 0:
+        raise ConfigError(f"{key}={name!r}: torch sees no CUDA device on this machine ({where})")
+    if index and int(index) >= count:
+        raise ConfigError(f"{key}={name!r}: torch sees {count} CUDA device(s) on this machine, "
+                          f"cuda:0..cuda:{count - 1} ({where})")
+
+
 @EVALUATORS.register("training")
 class TrainingEvaluator(Evaluator):
     """Train the candidate and report its validation accuracy.
@@ -113,6 +133,7 @@ class TrainingEvaluator(Evaluator):
         if unknown:
             raise ConfigError(f"unknown training options {', '.join(unknown)} (known: {', '.join(sorted(fields))})")
         self.config = TrainConfig(**train_options)
+        check_device(self.config.device, "training option device")
         self.dataset = str(dataset)
         self.val_fraction = val_fraction
         self.image_size = image_size
