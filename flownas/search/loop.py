@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from ..arch import Architecture
-from ..errors import DataError, FlownasError
+from ..errors import ConfigError, DataError, FlownasError
 from ..evaluators.base import Evaluator
 from ..runtime.base import Evaluation, Executor, evaluate
 from ..spaces.base import SearchSpace
@@ -127,6 +127,12 @@ class SearchLoop:
 
     # -- the loop ----------------------------------------------------------
     def run(self) -> SearchResult:
+        # an evaluator that cannot evaluate this space at all (a table of another space, a predictor
+        # file that is not there) says so now, not once per candidate
+        check = getattr(self.evaluator, "check", None)
+        if callable(check):
+            check(self.space)
+        self._known_metrics = self._check_metrics()
         records = self.ledger.records()
         self.ledger.repair(records)
         self._recorded = {r.seq: r for r in records}
@@ -151,11 +157,41 @@ class SearchLoop:
                     self._complete_one()
                 except _Diverged as exc:
                     self._warm_start(exc)
+            if self.finished and self.best is None:   # fewer than max_consecutive_failures, but all of them
+                raise SearchAborted(f"all {len(self.finished)} evaluations failed, none completed; the first: "
+                                    f"{self.finished[0].error} (after fixing the cause, --resume --retry-failed "
+                                    f"runs them again)")
         finally:
             self.executor.shutdown(cancel=True)
         return SearchResult(list(self.finished), self.best, stopped, self.replayed, self.warm_started,
                             time.perf_counter() - self.started, self.executor.workers, self.busy_s,
                             self.retried)
+
+    def _check_metrics(self) -> set[str] | None:
+        """The metrics the strategy is told (the evaluator's and the constrained
+        ones), where the evaluator lists them; a metric the strategy needs
+        (Optuna ``objectives``) that is not among them is a ConfigError now.
+        None: the evaluator does not list them (the strategy checks the first result)."""
+        needed = list(getattr(self.strategy, "needed_metrics", None) or ())
+        names = getattr(self.evaluator, "metric_names", None)
+        if not needed or not callable(names):
+            return None
+        known = set(names())
+        space = self.space
+        while space is not None:
+            known.update(c.metric for c in getattr(space, "constraints", ()))
+            space = getattr(space, "base", None)
+        missing = [m for m in needed if m not in known]
+        if missing:
+            raise ConfigError(f"strategy.objectives: the evaluator gives no metric {missing[0]!r} "
+                              f"(it gives: {', '.join(sorted(known))})")
+        self._tell_known_metrics(self.strategy, known)
+        return known
+
+    @staticmethod
+    def _tell_known_metrics(strategy: Strategy, known: set[str] | None) -> None:
+        if known is not None and hasattr(strategy, "known_metrics"):
+            strategy.known_metrics = set(known)
 
     def _budget_left(self) -> bool:
         b = self.budget
@@ -226,8 +262,10 @@ class SearchLoop:
         """Fill ``record`` with the outcome of ``future`` (a result or a failure)."""
         record.done = self._next_done
         exc = future.exception()
-        if isinstance(exc, DataError):
-            raise exc   # missing tables fail every candidate: stop; this one re-runs on --resume
+        if isinstance(exc, (DataError, ConfigError)):
+            # missing tables, a misconfigured evaluator: not this candidate's failure but every one's.
+            # Stop; this candidate stays RUNNING in the ledger and runs again on --resume
+            raise exc
         if exc is None:
             evaluation: Evaluation = future.result()
             metrics = dict(evaluation.result.metrics)
@@ -274,6 +312,7 @@ class SearchLoop:
         failed = [r for r in records if r.state == "failed"] if retry else []
         again = {r.seq for r in failed}
         self.strategy = self.strategy.fresh()
+        self._tell_known_metrics(self.strategy, getattr(self, "_known_metrics", None))
         self.finished, self.best, self.cost_s = [], None, 0.0
         self._failures_in_a_row = self._next_done = 0
         for record in sorted((r for r in records if r.finished and r.seq not in again), key=lambda r: r.done):

@@ -5,7 +5,9 @@ TPE is the default for one objective, NSGA-II for several (``objectives``:
 metric names, ``"name:min"`` to minimize, e.g. ``["c10_valid_val_acc_200",
 "params_m_c10:min"]``). Parameter values that make no architecture of the
 space are told to the sampler as failed trials; a proposal that repeats a
-known architecture is told that architecture's outcome (no evaluation).
+known architecture is told that architecture's outcome (no evaluation). An
+objective that the first result does not have is a ``ConfigError`` (the
+search stops), not a failed trial for every candidate.
 """
 from __future__ import annotations
 
@@ -53,6 +55,14 @@ class OptunaSearch(Strategy):
         self._study = optuna.create_study(directions=directions, sampler=instance)
         self._choices = {k: list(v) for k, v in space.param_space().items()}
         self._trials: dict[str, list] = {}     # arch key -> Optuna trials waiting for its outcome
+        # the metrics the evaluator (and the constraints) can give, where the search loop knows them:
+        # then a result without one of ``needed_metrics`` is that candidate's failure, not a wrong name
+        self.known_metrics: set[str] | None = None
+
+    @property
+    def needed_metrics(self) -> list[str]:
+        """The metrics ``objectives`` names (none: the search objective alone)."""
+        return list(self._metrics)
 
     def _propose(self) -> Architecture | None:
         from optuna.trial import TrialState
@@ -117,9 +127,14 @@ class OptunaSearch(Strategy):
             return None
         if not self._metrics:
             return [told.value]
+        missing = [m for m in self._metrics if m not in told.metrics]
+        if missing and not (self.known_metrics is not None and set(missing) <= self.known_metrics):
+            # not this candidate's failure: no result will have it, and the sampler would search blind
+            raise ConfigError(f"strategy.objectives: the evaluator gives no metric {missing[0]!r} "
+                              f"(it gives: {', '.join(sorted(map(str, told.metrics)))})")
         try:
             return [float(told.metrics[m]) for m in self._metrics]
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError):   # this candidate has no number for it
             return None
 
 
