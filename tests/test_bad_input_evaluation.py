@@ -99,6 +99,22 @@ def test_a_table_of_another_space_stops_the_search_before_any_candidate(data_roo
     assert ledger.records() == []   # nothing dispatched, nothing failed
 
 
+def test_the_nb201_table_on_space_nb101_stops_a_cli_search_before_any_candidate(tmp_path, capsys, data_root):
+    """Before: the space was restricted to the table's NB201 cells, which were searched as NB101
+    members, and the report failed at the end."""
+    from flownas.search.api import Run
+    config = write(tmp_path / "s.yaml", """\
+        space: nb101
+        strategy: {name: evolution}
+        evaluator: {name: tabular, benchmark: nb201}
+        budget: 6
+        """)
+    out = tmp_path / "run"
+    err = one_line_error(capsys, "search", config, "--out", out, "--quiet")
+    assert "the nb201 table holds architectures of space 'nb201', not of the searched space 'nb101'" in err
+    assert Run.load(out).open_ledger().records() == []
+
+
 def test_a_missing_or_broken_predictor_file_stops_the_search_before_any_candidate(tmp_path):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a predictor at all")

@@ -139,8 +139,10 @@ class TabularEvaluator(Evaluator):
             return
         table = self.table   # a missing table says so itself
         try:   # another name for the same cells (a wrapped or renamed space) passes if its members are there
-            table.query(space.sample(np.random.default_rng(0)))
-            return
+            arch = space.sample(np.random.default_rng(0))
+            if arch.space == space.name:   # (not a space restricted to this table's members of another space)
+                table.query(arch)
+                return
         except (NotInTableError, ArchitectureError):
             pass
         raise ConfigError(f"evaluator: the {self.benchmark} table holds architectures of space {holds!r}, not "
