@@ -91,7 +91,8 @@ class NoObjective(Evaluator):
 
 def test_a_result_without_the_objective_is_a_failure():
     ledger = Ledger.create(None, "t", {})
-    loop(ledger, evaluator=NoObjective(), budget=Budget(3)).run()
+    with pytest.raises(SearchAborted, match="all 3 evaluations failed"):   # none completed: the search says so
+        loop(ledger, evaluator=NoObjective(), budget=Budget(3)).run()
     assert {r.error for r in ledger.records()} == {"ValueError: the result has no finite objective 'val'"}
 
 

@@ -28,7 +28,7 @@ from ..store import (Ledger, absolute_storage, holds_only_an_empty_search, same_
                      storage_url, without_password)
 from .base import Strategy
 from .config import EXECUTOR_FLAGS, SearchConfig, parse_constraint_flag
-from .loop import Callback, SearchLoop, SearchResult
+from .loop import Callback, SearchLoop, SearchResult, known_metrics
 
 RUN_FILE = "run.json"
 LEDGER_FILE = "ledger.db"
@@ -57,6 +57,7 @@ def build(config: SearchConfig) -> Components:
     from ..registry import EVALUATORS, EXECUTORS, SPACES, STRATEGIES
     space = construct("space", SPACES.get(config.space.name), **config.space.params)
     evaluator = construct("evaluator", EVALUATORS.get(config.evaluator.name), **config.evaluator_params())
+    evaluator.check(space)   # a table of another space, a missing predictor file: before --check says yes, or a run starts
     space_key = json.dumps(config.space.to_config(), sort_keys=True)   # with the evaluator: what ``space`` is
     if hasattr(evaluator, "members"):
         space = _restricted(space, evaluator, space_key)
@@ -64,6 +65,7 @@ def build(config: SearchConfig) -> Components:
         space = _constrained(space, evaluator, space_key, config.constraints)
     strategy = construct("strategy", STRATEGIES.get(config.strategy.name), space, seed=config.seed,
                           **config.strategy_params())
+    known_metrics(space, strategy, evaluator)   # Optuna objectives the evaluator does not give
     executor = construct("executor", EXECUTORS.get(config.executor.name), **config.executor.params)
     return Components(space, evaluator, strategy, executor)
 

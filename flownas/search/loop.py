@@ -81,6 +81,28 @@ class SearchAborted(FlownasError):
     """The search cannot go on (e.g. every evaluation fails)."""
 
 
+def known_metrics(space, strategy: Strategy, evaluator: Evaluator) -> set[str] | None:
+    """The metrics the strategy is told (the evaluator's and the constrained
+    ones), where the evaluator lists them; a metric the strategy needs
+    (Optuna ``objectives``) that is not among them is a ConfigError now.
+    None: the evaluator does not list them (the strategy checks the first
+    result). The loop calls it before it dispatches anything, and so does
+    ``flownas.search.api.build``, before a run directory exists."""
+    needed = list(getattr(strategy, "needed_metrics", None) or ())
+    names = getattr(evaluator, "metric_names", None)
+    if not needed or not callable(names):
+        return None
+    known = set(names())
+    while space is not None:
+        known.update(c.metric for c in getattr(space, "constraints", ()))
+        space = getattr(space, "base", None)
+    missing = [m for m in needed if m not in known]
+    if missing:
+        raise ConfigError(f"strategy.objectives: the evaluator gives no metric {missing[0]!r} "
+                          f"(it gives: {', '.join(sorted(known))})")
+    return known
+
+
 class _Diverged(Exception):
     def __init__(self, seq: int, why: str):
         super().__init__(f"candidate #{seq}: {why}")
@@ -168,23 +190,7 @@ class SearchLoop:
                             self.retried)
 
     def _check_metrics(self) -> set[str] | None:
-        """The metrics the strategy is told (the evaluator's and the constrained
-        ones), where the evaluator lists them; a metric the strategy needs
-        (Optuna ``objectives``) that is not among them is a ConfigError now.
-        None: the evaluator does not list them (the strategy checks the first result)."""
-        needed = list(getattr(self.strategy, "needed_metrics", None) or ())
-        names = getattr(self.evaluator, "metric_names", None)
-        if not needed or not callable(names):
-            return None
-        known = set(names())
-        space = self.space
-        while space is not None:
-            known.update(c.metric for c in getattr(space, "constraints", ()))
-            space = getattr(space, "base", None)
-        missing = [m for m in needed if m not in known]
-        if missing:
-            raise ConfigError(f"strategy.objectives: the evaluator gives no metric {missing[0]!r} "
-                              f"(it gives: {', '.join(sorted(known))})")
+        known = known_metrics(self.space, self.strategy, self.evaluator)
         self._tell_known_metrics(self.strategy, known)
         return known
 
