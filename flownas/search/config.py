@@ -22,12 +22,20 @@ On the command line a constraint is written as the summary prints it
 (``parse_constraint_flag``): ``--constraint "latency_ms <= 5 latency_table device=pixel3"``.
 
 Every error names the bad key: unknown keys, wrong types, unknown names and
-parameters the component does not take.
+parameters the component does not take. A file is read as YAML 1.1 with two
+changes (``load_yaml``): ``1e-3`` and ``3.6e6`` are numbers, as in YAML 1.2
+(YAML 1.1 wants ``1.0e-3``), and a key given twice in one mapping is an error.
+A parameter is checked against its annotation, or else the type of its
+default; a number must be finite, and must not be negative where its default
+is positive (sizes, rates, counts).
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
 import inspect
+import math
 import re
 import typing
 from dataclasses import dataclass, field, replace
@@ -50,6 +58,51 @@ EXECUTOR_FLAGS = {"workers": "workers", "ray_address": "address", "num_gpus": "n
 # keys the loop fills itself, never taken from a configuration
 _INJECTED = {"space": ("self",), "strategy": ("self", "space", "seed"), "predictor": ("self", "seed"),
              "evaluator": ("self",), "executor": ("self",)}
+# the neural predictors' shared hyper-parameters (``predictors/neural.py``
+# COMMON_DEFAULTS) whose type is not their default's
+_NEURAL_HINTS = {"epochs": typing.Union[int, typing.Literal["auto"]], "grad_clip": typing.Optional[float],
+                 "patience": typing.Optional[int], "prune_ops": typing.Union[str, typing.Sequence[str]],
+                 "contract_ops": typing.Union[str, typing.Sequence[str]]}
+# floats YAML 1.1 reads as strings: an exponent without a dot or without a sign
+# (1e-3, 3.6e6, 1E6, 1.5e3, .5e-2); YAML 1.2 and Python read them as numbers
+_FLOAT_EXPONENT = re.compile(r"^(?:[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?|[-+]?\.[0-9_]+)[eE][-+]?[0-9]+$")
+
+
+class DuplicateKeyError(ConfigError):
+    """A key given twice in one YAML mapping (YAML 1.1 keeps the last silently)."""
+
+
+@functools.lru_cache(maxsize=None)
+def _loader():
+    import yaml
+
+    class ConfigLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                seen: dict[Any, int] = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                        continue   # a merge (<<) may be overridden; keys that are collections are not checked
+                    key, line = self.construct_object(key_node), key_node.start_mark.line + 1
+                    try:
+                        first = seen.get(key)
+                    except TypeError:   # unhashable: construct_mapping says so
+                        continue
+                    if first is not None:
+                        where = f" (first at line {first})" if first != line else ""
+                        raise DuplicateKeyError(f"duplicate key {key!r} at line {line}{where}")
+                    seen[key] = line
+            return super().construct_mapping(node, deep=deep)
+
+    ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_EXPONENT, list("-+0123456789."))
+    return ConfigLoader
+
+
+def load_yaml(text: str) -> Any:
+    """YAML as configurations read it: safe, ``1e-3`` a float, no key twice
+    in a mapping (``DuplicateKeyError``)."""
+    import yaml
+    return yaml.load(text, Loader=_loader())
 
 
 @dataclass(frozen=True)
@@ -105,22 +158,29 @@ class SearchConfig:
     # -- reading -----------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path) -> "SearchConfig":
-        """A YAML file; YAML syntax errors name the file and line."""
+        """A YAML file (``load_yaml``); YAML syntax errors name the file and line,
+        a duplicate key its line; an empty file is an error."""
         import yaml
         path = Path(path)
         try:
-            text = path.read_text()
+            raw = path.read_bytes()
         except OSError as exc:
             raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
         try:
-            data = yaml.safe_load(text)
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a UTF-8 text file") from None
+        try:
+            data = load_yaml(text)
+        except DuplicateKeyError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
-        if data is None:
-            data = {}
+        if data is None:   # nothing, comments or a bare '---': a truncated file or the wrong one
+            raise ConfigError(f"{path} is empty (no configuration keys; '{{}}' runs the defaults)")
         return cls.from_dict(data, where=str(path))
 
     @classmethod
@@ -174,6 +234,10 @@ class SearchConfig:
         for key in ("dataset", "seed", "storage", "out", "name", "threads"):
             if flags.get(key) is not None:
                 changes[key] = flags[key]
+        evaluator = changes.get("evaluator", self.evaluator)
+        if flags.get("dataset") is not None and "dataset" in evaluator.params:   # the flag overrides the file
+            changes["evaluator"] = Component(evaluator.name,
+                                             {k: v for k, v in evaluator.params.items() if k != "dataset"})
         if flags.get("constraints") is not None:   # --constraint: they replace the file's
             changes["constraints"] = tuple(parse_constraint_flag(text) for text in flags["constraints"])
         config = replace(self, **changes)
@@ -205,13 +269,23 @@ class SearchConfig:
         from ..registry import EVALUATORS, EXECUTORS, PREDICTORS, SPACES, STRATEGIES
         _check_component(SPACES, self.space, "space")
         strategy_cls = _check_component(STRATEGIES, self.strategy, "strategy")
+        if self.name is not None:
+            _check_name(self.name)
         if self.dataset is not None and "dataset" not in _parameters(_lookup(EVALUATORS, self.evaluator, "evaluator")):
             raise ConfigError(f"dataset: the evaluator {self.evaluator.name!r} takes no dataset")
+        if self.dataset is not None and self.evaluator.params.get("dataset", self.dataset) != self.dataset:
+            raise ConfigError(f"dataset given twice: {self.dataset} (top level) and "
+                              f"{self.evaluator.params['dataset']} (evaluator.dataset); give it once")
         _check_component(EVALUATORS, Component(self.evaluator.name, self.evaluator_params()), "evaluator")
         _check_component(EXECUTORS, self.executor, "executor")
         for i, constraint in enumerate(self.constraints):
             _check_component(EVALUATORS, constraint.evaluator, f"constraints[{i}].evaluator")
         takes_predictor = "predictor" in _parameters(strategy_cls)
+        inline = self.strategy.params.get("predictor")
+        if takes_predictor and (isinstance(inline, str) or isinstance(inline, Mapping) and "name" in inline):
+            # strategy: {name: ..., predictor: {name: ..., ...}} (dele's may leave out the name)
+            inline = _component(inline, "strategy.predictor")
+            _check_component(PREDICTORS, replace(inline, name=_predictor_name(inline.name)), "strategy.predictor")
         if self.predictor is not None:
             if not takes_predictor:
                 raise ConfigError(f"predictor: the strategy {self.strategy.name!r} uses no predictor "
@@ -240,6 +314,13 @@ class SearchConfig:
         if self.dataset is not None:
             params["dataset"] = self.dataset
         return params
+
+
+def _check_name(name: str) -> None:
+    """A name is one directory under runs/ and the ledger's study: no path."""
+    if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ConfigError(f"name: {name!r} must be one directory name (the run directory runs/NAME and the "
+                          f"ledger's study): no path separator (/ or \\), not '.', '..' or empty")
 
 
 def _predictor_name(name: str) -> str:
@@ -286,6 +367,8 @@ def parse_constraints(value: Any) -> tuple[ConstraintSpec, ...]:
                 raise ConfigError(f"{key}.{required}: required (e.g. {{metric: latency_ms, max: 5.0, "
                                   f"evaluator: {{name: latency_table, device: pixel3}}}})")
         bounds = {b: _typed(item.get(b), f"{key}.{b}", (int, float, type(None))) for b in ("max", "min")}
+        for b, value in bounds.items():
+            _check_number(value, f"{key}.{b}")
         out.append(ConstraintSpec(_typed(item["metric"], f"{key}.metric", str),
                                   _component(item["evaluator"], f"{key}.evaluator"),
                                   *(None if bounds[b] is None else float(bounds[b]) for b in ("max", "min"))))
@@ -318,6 +401,8 @@ def parse_constraint_flag(text: str) -> ConstraintSpec:
         nonlocal metric
         if number(value) is None or number(name) is not None:
             fail(f"'{name} {op} {value}': expected a metric {op} a number")
+        if not math.isfinite(number(value)):
+            fail(f"'{name} {op} {value}': expected a finite number")
         if metric not in (None, name):
             fail(f"one constraint bounds one metric, not {metric} and {name}")
         key = "max" if op == "<=" else "min"
@@ -348,8 +433,8 @@ def parse_constraint_flag(text: str) -> ConstraintSpec:
         if not eq or not key:
             fail(f"{item!r}: the evaluator's parameters are key=value")
         try:
-            params[key] = yaml.safe_load(value)
-        except yaml.YAMLError:
+            params[key] = load_yaml(value)
+        except (yaml.YAMLError, DuplicateKeyError):
             fail(f"{item!r}: the value is not YAML")
     return ConstraintSpec(metric, Component(tokens[i], params), bounds.get("max"), bounds.get("min"))
 
@@ -398,28 +483,79 @@ def _lookup(registry, component: Component, key: str):
 
 
 def _check_component(registry, component: Component, key: str):
-    """The registered object; each parameter must be one it takes, of the right type."""
+    """The registered object; each parameter must be one it takes, of the right
+    type (its annotation, else its default's), a finite number, and not negative
+    where flownas's own component has a positive default (a size, a rate, a count)."""
     target = _lookup(registry, component, key)
     params = _parameters(target)
-    skip = _INJECTED.get(key, ("self",))
+    skip = _INJECTED.get(registry.kind, ("self",))
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     known = [n for n, p in params.items() if n not in skip and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
-    hints = _hints(target)
+    declared = _declared(target, params)
+    own = getattr(target, "__module__", "").startswith("flownas.")
     for name, value in component.params.items():
         if name in skip or (name not in known and not takes_any):
             raise ConfigError(f"{key}.{name}: {registry.kind} {component.name!r} takes no parameter {name!r} "
                               f"(known: {', '.join(known) or 'none'})")
-        hint = hints.get(name)
+        default, hint = declared.get(name, (inspect.Parameter.empty, None))
         if hint is not None and not _matches(value, hint):
             raise ConfigError(f"{key}.{name}: expected {_hint_name(hint)}, got {type(value).__name__} {value!r}")
+        _check_number(value, f"{key}.{name}", default if own else None)
     missing = [n for n in known if params[n].default is inspect.Parameter.empty and n not in component.params]
     if missing:
         raise ConfigError(f"{key}.{missing[0]}: required by {registry.kind} {component.name!r}")
     return target
 
 
+def _check_number(value: Any, key: str, default: Any = None) -> None:
+    """NaN and infinities are refused; a negative value too where the default is positive."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: expected a finite number, got {value}")
+    if (_is_number(value) and value < 0 and _is_number(default) and default > 0):
+        raise ConfigError(f"{key}: must not be negative (default {default}), got {value}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _declared(target: Any, params: dict[str, inspect.Parameter]) -> dict[str, tuple[Any, Any]]:
+    """Each parameter's default and type: its annotation, else the type of a
+    plain (int, float, bool, str) default; then what ``**kwargs`` takes."""
+    hints = _hints(target)
+    declared = {}
+    for name, p in params.items():
+        if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        declared[name] = (p.default, hints.get(name) or _default_hint(p.default))
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        declared.update({k: v for k, v in _keyword_parameters(target).items() if k not in declared})
+    return declared
+
+
+def _default_hint(default: Any) -> Any:
+    return type(default) if type(default) in (bool, int, float, str) else None
+
+
+def _keyword_parameters(target: Any) -> dict[str, tuple[Any, Any]]:
+    """What a component takes through ``**kwargs``, with default and type:
+    the neural predictors' shared hyper-parameters, the training evaluator's
+    ``TrainConfig`` fields."""
+    if not inspect.isclass(target):
+        return {}
+    from ..predictors.neural import COMMON_DEFAULTS, NeuralPredictor
+    if issubclass(target, NeuralPredictor):
+        defaults = {**COMMON_DEFAULTS, **getattr(target, "defaults", {})}
+        return {k: (v, _NEURAL_HINTS.get(k) or _default_hint(v)) for k, v in defaults.items()}
+    from ..evaluators.training import TrainConfig, TrainingEvaluator
+    if issubclass(target, TrainingEvaluator):
+        hints = _hints(TrainConfig)
+        return {f.name: (f.default, hints.get(f.name)) for f in dataclasses.fields(TrainConfig)}
+    return {}
+
+
 def _hints(target: Any) -> dict[str, Any]:
-    fn = target.__init__ if inspect.isclass(target) else target
+    fn = target.__init__ if inspect.isclass(target) and not dataclasses.is_dataclass(target) else target
     try:
         return typing.get_type_hints(fn)
     except Exception:   # annotations that do not evaluate: no type checks, names still checked
@@ -453,4 +589,13 @@ def _matches(value: Any, hint: Any) -> bool:
 
 
 def _hint_name(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " or ".join(_hint_name(h) for h in typing.get_args(hint))
+    if origin is typing.Literal:
+        return " or ".join(repr(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    if origin is None and isinstance(hint, type):
+        return hint.__name__
+    return str(hint).replace("typing.", "")
