@@ -5,6 +5,7 @@ catching ValueError (or FileNotFoundError, for a missing file) still catches."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -271,3 +272,18 @@ def test_a_saved_predictor_still_loads(cells, tmp_path):
         p = PREDICTORS.create(name, **params).fit(archs, y)
         p.save(tmp_path / name)
         np.testing.assert_allclose(type(p).load(tmp_path / name).predict(archs), p.predict(archs))
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"beta": float("nan")}, "beta must be a finite number >= 0, got nan"),
+    ({"beta": -1.0}, "beta must be a finite number >= 0, got -1.0"),
+    ({"num_mutations": -1}, "num_mutations must be at least 0, got -1"),
+    ({"num_random": -5}, "num_random must be at least 0, got -5"),
+])
+def test_guided_strategies_refuse_a_nan_or_negative_setting_from_python(params, message):
+    from flownas.errors import ConfigError
+    from flownas.registry import STRATEGIES, get_space
+    from search_toys import RidgePredictor
+    for name in ("predictor", "predictor-evolution") if "beta" in params else ("predictor",):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            STRATEGIES.create(name, space=get_space("nb201"), seed=0, predictor=RidgePredictor(), **params)

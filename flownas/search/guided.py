@@ -101,6 +101,8 @@ class _Guided:
     def _init_guide(self, predictor, ensemble: int, acquisition: str, beta: float) -> None:
         if acquisition not in ACQUISITIONS:
             raise ConfigError(f"unknown acquisition {acquisition!r} (known: {', '.join(ACQUISITIONS)})")
+        if not (isinstance(beta, (int, float)) and np.isfinite(beta) and beta >= 0):   # NaN: every score NaN
+            raise ConfigError(f"beta must be a finite number >= 0, got {beta!r}")
         self.predictor = predictor
         self.ensemble = ensemble
         self.acquisition = acquisition
@@ -160,6 +162,9 @@ class PredictorSearch(_Guided, Strategy):
                         ("max_mutation_steps", max_mutation_steps)):
             if v < 1:
                 raise ValueError(f"{name} must be at least 1, got {v}")
+        for name, v in (("num_mutations", num_mutations), ("num_random", num_random)):
+            if v < 0:
+                raise ConfigError(f"{name} must be at least 0, got {v}")
         self.num_init = num_init
         self.refit_every = refit_every
         self.num_parents = num_parents
