@@ -371,3 +371,12 @@ def test_fit_latency_then_search_a_space_no_table_covers(tmp_path, capsys, data_
     assert len(rows) == 4 and all(float(r["latency_ms"]) <= 17.71 for r in rows)
     assert "fbnet: too many members to count (within the constraints)" in run(
         capsys, "search", example, "--check", "--out", tmp_path / "other")[1]
+
+
+@pytest.mark.parametrize("bound", [float("nan"), float("inf")])
+def test_a_constraint_built_in_python_refuses_a_bound_that_is_not_finite(bound):
+    from flownas.search.config import Component, ConstraintSpec
+    with pytest.raises(ConfigError, match="max must be a finite number"):
+        Constraint("latency_ms", ToyEvaluator(), max=bound)
+    with pytest.raises(ConfigError, match="min must be a finite number"):
+        ConstraintSpec("latency_ms", Component("latency_table", {"device": "pixel3"}), max=5.0, min=bound)

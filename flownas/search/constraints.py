@@ -38,6 +38,9 @@ MUTATION_TRIES = 100
 def check_bounds(metric: str, max: float | None, min: float | None) -> None:
     if max is None and min is None:
         raise ConfigError(f"constraint on {metric!r}: give max, min or both")
+    for name, bound in (("max", max), ("min", min)):
+        if bound is not None and not math.isfinite(bound):   # NaN: nothing compares within it
+            raise ConfigError(f"constraint on {metric!r}: {name} must be a finite number, got {bound}")
     if max is not None and min is not None and min > max:
         raise ConfigError(f"constraint on {metric!r}: min {min:g} is above max {max:g}")
 
