@@ -16,18 +16,7 @@ from conftest import require_data
 
 from flownas.cli import main
 from flownas.errors import DataError, FlownasError
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(capsys, *argv) -> str:
-    code, out, err = run(capsys, *argv)
-    assert code == 1 and err.startswith("flownas: error: ") and err.count("\n") == 1, (code, out, err)
-    return err
+from cli_run import one_line_error, run
 
 
 def usage_error(capsys, *argv) -> str:

@@ -16,28 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from flownas.cli import main
 from flownas.errors import ConfigError
 from flownas.evaluators.base import Result
 from flownas.registry import EVALUATORS, STRATEGIES, get_space
 from flownas.runtime.local import ProcessExecutor
 from flownas.search.loop import Budget, SearchAborted, SearchLoop
 from flownas.store import Ledger, storage_url
+from cli_run import one_line_error
 from search_toys import ToyEvaluator, ToySpace
 
 TESTS = Path(__file__).resolve().parent
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(capsys, *argv) -> str:
-    code, out, err = run(capsys, *argv)
-    assert code == 1 and err.startswith("flownas: error: ") and err.count("\n") == 1, err
-    return err
 
 
 def write(path: Path, text: str) -> Path:

@@ -13,23 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from flownas.cli import main
 from flownas.errors import FlownasError
+from cli_run import one_line_error, run
 
 SEARCH = ["search", "--strategy", "evolution", "--budget", "5", "--quiet"]
 STUDY = "nb201-cifar10-evolution-seed0"   # the name SEARCH's search gets
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(capsys, *argv) -> str:
-    code, out, err = run(capsys, *argv)
-    assert code == 1 and err.startswith("flownas: error: ") and err.count("\n") == 1, err
-    return err
 
 
 def search(capsys, out, *more):

@@ -9,20 +9,9 @@ import pytest
 from flownas.cli import main
 from flownas.errors import ConfigError
 from flownas.search.config import SearchConfig
+from cli_run import one_line_error, run
 
 EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml"))
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(capsys, *argv) -> str:
-    code, out, err = run(capsys, *argv)
-    assert code == 1 and err.startswith("flownas: error: ") and err.count("\n") == 1, err
-    return err
 
 
 @pytest.fixture(scope="module")

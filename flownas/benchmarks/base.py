@@ -159,8 +159,16 @@ class Benchmark(abc.ABC):
             raise self._missing(arch, f"{arch!r}: {exc}") from None
 
 
-@functools.lru_cache(maxsize=None)
 def load_benchmark(name: str) -> Benchmark:
-    """The benchmark registered as ``name``, loaded once per process."""
+    """The benchmark registered as ``name``, loaded once per process and data
+    folder (a process that points FLOWNAS_DATA elsewhere reads that table)."""
+    return _load_benchmark(name, os.environ.get(DATA_ENV))
+
+
+@functools.lru_cache(maxsize=None)
+def _load_benchmark(name: str, root: str | None) -> Benchmark:
     from ..registry import BENCHMARKS
     return BENCHMARKS.get(name)()
+
+
+load_benchmark.cache_clear = _load_benchmark.cache_clear   # as when it was the cached function itself
