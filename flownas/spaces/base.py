@@ -228,44 +228,28 @@ def _check_options(options: Mapping[str, Any]) -> None:
     check_sizes(**{k: options[k] for k in _SIZE_OPTIONS if options.get(k) is not None})
 
 
-def _guarded(fn):
-    fn._flownas_guarded = True
-    return fn
+def _check_params(params: Any) -> None:
+    if not isinstance(params, Mapping):
+        raise ArchitectureError(f"params must be a mapping of parameter name to value (as to_params gives), "
+                                f"got {type(params).__name__}")
 
 
-def _guard_sample(fn):
-    @functools.wraps(fn)
-    def sample(self, rng, *args, **kwargs):
-        _check_rng(rng)
-        return fn(self, rng, *args, **kwargs)
-    return _guarded(sample)
+def _guard(check_first=None, check_options=None):
+    """A method wrapped so that its first argument (``check_first``) or its
+    keyword options (``check_options``) are checked before it runs."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def guarded(self, first, *args, **kwargs):
+            if check_first is not None:
+                check_first(first)
+            if check_options is not None:
+                check_options(kwargs)
+            return fn(self, first, *args, **kwargs)
+        guarded._flownas_guarded = True
+        return guarded
+    return wrap
 
 
-def _guard_text(fn):
-    @functools.wraps(fn)
-    def read(self, text, *args, **kwargs):
-        _check_text(text)
-        return fn(self, text, *args, **kwargs)
-    return _guarded(read)
-
-
-def _guard_params(fn):
-    @functools.wraps(fn)
-    def from_params(self, params, *args, **kwargs):
-        if not isinstance(params, Mapping):
-            raise ArchitectureError(f"params must be a mapping of parameter name to value (as to_params gives), "
-                                    f"got {type(params).__name__}")
-        return fn(self, params, *args, **kwargs)
-    return _guarded(from_params)
-
-
-def _guard_options(fn):
-    @functools.wraps(fn)
-    def to_model(self, arch, *args, **options):
-        _check_options(options)
-        return fn(self, arch, *args, **options)
-    return _guarded(to_model)
-
-
-_GUARDS = {"sample": _guard_sample, "from_string": _guard_text, "parse": _guard_text,
-           "from_params": _guard_params, "to_model": _guard_options}
+# the entry points every space gets checked (SearchSpace.__init_subclass__ wraps them)
+_GUARDS = {"sample": _guard(_check_rng), "from_string": _guard(_check_text), "parse": _guard(_check_text),
+           "from_params": _guard(_check_params), "to_model": _guard(check_options=_check_options)}
