@@ -241,7 +241,9 @@ def test_a_listed_metric_missing_from_one_result_is_that_candidates_failure_for_
 
 # -- F18: Ctrl-C with a process pool ---------------------------------------------
 DRIVER = """\
-import os, sys, time
+import os, signal, sys, time
+# as in a terminal: a job a script starts in the background inherits SIGINT ignored
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {tests!r})
 from search_toys import ToyEvaluator, ToySpace
 
@@ -309,16 +311,13 @@ def test_ctrl_c_with_a_process_pool_stops_the_workers_quietly_and_resumes(tmp_pa
             time.sleep(0.2)
         time.sleep(1.0)                        # idle: the workers wait for work by now
         os.killpg(proc.pid, signal.SIGINT)     # what Ctrl-C does: the driver and every worker
-        start = time.monotonic()
         _, err = proc.communicate(timeout=60)  # busy workers sleep 120 s: they are ended, not waited for
-        stopped_s = time.monotonic() - start
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
     err = err.decode()
     assert proc.returncode == 130 and err == "interrupted\n", err   # no traceback from any worker
-    assert stopped_s < 30
     for pid in [int(p.name) for p in marks.iterdir() if p.name.isdigit()]:   # no worker left running
         assert not running(pid)
     ledger = Ledger.open(storage_url(db), "t")
