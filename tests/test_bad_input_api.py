@@ -287,3 +287,16 @@ def test_guided_strategies_refuse_a_nan_or_negative_setting_from_python(params, 
     for name in ("predictor", "predictor-evolution") if "beta" in params else ("predictor",):
         with pytest.raises(ConfigError, match=re.escape(message)):
             STRATEGIES.create(name, space=get_space("nb201"), seed=0, predictor=RidgePredictor(), **params)
+
+
+def test_a_strategy_takes_a_space_by_name_and_refuses_a_value_that_is_not_finite():
+    from flownas.errors import ConfigError
+    from flownas.registry import STRATEGIES, get_space
+    strategy = STRATEGIES.create("evolution", space="nb201", seed=0)
+    assert strategy.space.name == "nb201" and len(strategy.ask(2)) == 2
+    with pytest.raises(ConfigError, match="space: expected a SearchSpace or a registered space's name, got int"):
+        STRATEGIES.create("evolution", space=5, seed=0)
+    arch = get_space("nb201").sample(np.random.default_rng(0))
+    with pytest.raises(ConfigError, match="the value must be a finite number, or None for a failure; got nan"):
+        strategy.tell(arch, float("nan"))
+    strategy.tell(arch, None)   # a failure is still told as None

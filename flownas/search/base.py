@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Iterable, Mapping
 import numpy as np
 
 from ..arch import Architecture
+from ..errors import ConfigError
 from ..seeding import as_rng
 from ..spaces.base import SearchSpace
 
@@ -50,7 +51,13 @@ class Strategy(abc.ABC):
 
     name: ClassVar[str] = ""
 
-    def __init__(self, space: SearchSpace, *, seed: int = 0):
+    def __init__(self, space: SearchSpace | str, *, seed: int = 0):
+        if isinstance(space, str):   # a registered space's name
+            from ..registry import get_space
+            space = get_space(space)
+        if not isinstance(space, SearchSpace):
+            raise ConfigError(f"space: expected a SearchSpace or a registered space's name, got "
+                              f"{type(space).__name__}")
         self.space = space
         self.seed = seed
         self.rng = as_rng(seed)
@@ -79,6 +86,8 @@ class Strategy(abc.ABC):
     def tell(self, arch: Architecture, value: float | None,
              metrics: Mapping[str, Any] | None = None) -> None:
         """The outcome of ``arch`` (asked or not); ``value`` None means it failed."""
+        if value is not None and not np.isfinite(float(value)):
+            raise ConfigError(f"tell: the value must be a finite number, or None for a failure; got {value}")
         arch = self.space.normalize(arch)
         told = Told(arch, None if value is None else float(value), dict(metrics or {}))
         self._pending.pop(arch.key, None)
