@@ -12,7 +12,11 @@ def as_rng(seed: int | np.random.Generator | None) -> np.random.Generator:
     """A numpy Generator from a seed (or the generator itself)."""
     if isinstance(seed, np.random.Generator):
         return seed
-    return np.random.default_rng(seed)
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError):   # numpy's "expected non-negative integer" does not say which value
+        from .errors import ConfigError
+        raise ConfigError(f"seed: expected a non-negative whole number (or None), got {seed!r}") from None
 
 
 def seed_everything(seed: int) -> None:

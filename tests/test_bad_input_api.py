@@ -300,3 +300,11 @@ def test_a_strategy_takes_a_space_by_name_and_refuses_a_value_that_is_not_finite
     with pytest.raises(ConfigError, match="the value must be a finite number, or None for a failure; got nan"):
         strategy.tell(arch, float("nan"))
     strategy.tell(arch, None)   # a failure is still told as None
+
+
+@pytest.mark.parametrize("seed", [-1, "abc", 1.5])
+def test_a_bad_seed_is_a_config_error_naming_it(seed):
+    from flownas.errors import ConfigError
+    from flownas.registry import STRATEGIES
+    with pytest.raises(ConfigError, match=re.escape(f"seed: expected a non-negative whole number (or None), got {seed!r}")):
+        STRATEGIES.create("evolution", space="nb201", seed=seed)
