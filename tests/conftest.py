@@ -184,6 +184,20 @@ def _need_postgres(reason: str):
     _need("FLOWNAS_REQUIRE_POSTGRES", reason)
 
 
+def _started(make, what: str, need):
+    """The server ``make()`` builds, started; one that cannot be set up or
+    started is removed and ``need``'s skip (or failure under CI)."""
+    server = None
+    try:
+        server = make()
+        server.start()
+    except subprocess.CalledProcessError as exc:
+        if server is not None:
+            server.remove()
+        need(f"{what} did not start: {(exc.stderr or b'').decode().strip()[-300:]}")
+    return server
+
+
 def _bindir() -> Path | None:
     for d in [os.environ.get("FLOWNAS_POSTGRES_BIN"), *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]:
         if d and (Path(d) / "initdb").is_file():
@@ -238,14 +252,7 @@ def postgres():
     bindir = _bindir()
     if bindir is None:
         _need_postgres("no PostgreSQL server binaries (initdb): apt-get install postgresql, or set FLOWNAS_POSTGRES_BIN")
-    server = None
-    try:
-        server = Server(bindir)
-        server.start()
-    except subprocess.CalledProcessError as exc:
-        if server is not None:
-            server.remove()
-        _need_postgres(f"PostgreSQL did not start: {(exc.stderr or b'').decode().strip()[-300:]}")
+    server = _started(lambda: Server(bindir), "PostgreSQL", _need_postgres)
     yield server
     server.remove()
 
@@ -339,14 +346,7 @@ def mariadb():
     if binaries is None:
         need("no MariaDB server binaries (mariadb-install-db, mariadbd): apt-get install mariadb-server, "
              "or set FLOWNAS_MARIADB_BIN")
-    server = None
-    try:
-        server = MariaDBServer(*binaries)
-        server.start()
-    except subprocess.CalledProcessError as exc:
-        if server is not None:
-            server.remove()
-        need(f"MariaDB did not start: {(exc.stderr or b'').decode().strip()[-300:]}")
+    server = _started(lambda: MariaDBServer(*binaries), "MariaDB", need)
     yield server
     server.remove()
 
