@@ -167,21 +167,23 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def new_run(config: SearchConfig) -> Run:
-    """The run a new search of ``config`` makes: a relative SQLite storage is
-    recorded absolute (so a resume or report from elsewhere finds it)."""
-    return Run(config.run_dir, absolute_storage(config.storage), config.run_name)
+def new_run(config: SearchConfig) -> tuple[SearchConfig, Run]:
+    """``config`` as a new search records it, and the run it makes: a relative
+    SQLite storage is made absolute (so a resume or report from elsewhere finds it)."""
+    config = replace(config, storage=absolute_storage(config.storage))
+    return config, Run(config.run_dir, config.storage, config.run_name)
 
 
-def start_run(config: SearchConfig, held: contextlib.ExitStack) -> tuple[Run, Ledger]:
-    """A new run directory and ledger; an existing search there is an error.
+def start_run(config: SearchConfig, held: contextlib.ExitStack) -> tuple[SearchConfig, Run, Ledger]:
+    """A new run directory and ledger (and ``config`` as recorded); an existing
+    search there is an error.
 
     The run directory's lock is taken (and kept in ``held``) before the ledger
     is created, so of two searches started at once into one directory the
     second is refused by the lock. A directory that holds no search but files
     a search would overwrite is refused; so is an ``--out`` that is a file or
     cannot be created. A start that fails leaves no directory or lock it made."""
-    run = new_run(config)
+    config, run = new_run(config)
     _refuse_a_second_start(run)
     _check_out_path(run.dir)
     made = _make_dir(run.dir)
@@ -201,7 +203,7 @@ def start_run(config: SearchConfig, held: contextlib.ExitStack) -> tuple[Run, Le
     except BaseException:
         _undo_start(run.dir, made, lock_was_there)
         raise
-    return run, ledger
+    return config, run, ledger
 
 
 def _check_out_dir(run: Run) -> None:
@@ -342,8 +344,7 @@ def check_search(config: SearchConfig | None, *, resume: bool = False, run_dir: 
         finally:
             ledger.close()
     else:
-        config = replace(config, storage=absolute_storage(config.storage))
-        run = new_run(config)
+        config, run = new_run(config)
         _refuse_a_second_start(run)
         _check_out_dir(run)
     parts = build(config)
@@ -386,8 +387,7 @@ def run_search(config: SearchConfig | None, *, resume: bool = False, run_dir: st
             parts = build(config)
         else:
             parts = build(config)   # an unknown component or a missing table: no run directory is left behind
-            config = replace(config, storage=absolute_storage(config.storage))   # as run.json records it
-            run, ledger = start_run(config, held)
+            config, run, ledger = start_run(config, held)   # config as run.json records it
             held.callback(ledger.close)
         _set_torch_threads(config.threads, parts.strategy)
         ledger.update_meta(**describe_objective(parts.evaluator))
