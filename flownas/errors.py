@@ -1,5 +1,6 @@
 """The exceptions flownas raises. Each message names the problem and, where
 there is one, the fix, so that the CLI can print it as a one-line error."""
+import numbers
 
 
 class FlownasError(Exception):
@@ -41,3 +42,15 @@ def construct(key: str, factory, *args, **kwargs):
         return factory(*args, **kwargs)
     except (FlownasError, TypeError, ValueError) as exc:
         raise ConfigError(f"{key}: {exc}") from None
+
+
+def is_whole(value) -> bool:
+    """An int or numpy integer, not a bool (and no float, however whole)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_whole(name: str, value, low: int = 1) -> None:
+    """A size or count (``name``) must be a whole number, at least ``low``: else
+    a ConfigError naming it, before torch or scikit-learn sees the value."""
+    if not (is_whole(value) and value >= low):
+        raise ConfigError(f"{name} must be at least {low} (a whole number), got {value!r}")

@@ -346,7 +346,7 @@ def test_auto_epochs_follow_the_benchmarked_budget():
     ("tagates", {"time_steps": 0}, "time_steps must be at least 1"),
     ("dele", {"heads": 5}, r"dim \(64\) must be divisible by heads \(5\)"),   # no experts named yet
     ("blend", {"members": [["flowerformer", {"dim": 30, "heads": 4}]]}, "member 'flowerformer': dim"),
-    ("gbt", {"max_iter": 0}, "max_iter must be a whole number >= 1"),
+    ("gbt", {"max_iter": 0}, r"max_iter must be at least 1 \(a whole number\)"),
     ("gbt", {"max_features": 1.5}, r"max_features must be a number in \(0, 1\]"),
 ])
 def test_bad_hyper_parameters_fail_at_construction(name, params, message):

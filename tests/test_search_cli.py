@@ -152,7 +152,7 @@ def test_predictor_search_plots_predicted_vs_true(tmp_path, capsys, data_root):
     ("predictor: {name: flowerformer, dim: 30, heads: 4}\n",
      "strategy: predictor flowerformer: dim (30) must be divisible by heads (4)"),
     ("strategy: predictor\npredictor: {name: gbt, max_iter: 0}\n",
-     "strategy: predictor gbt: max_iter must be a whole number >= 1, got 0"),
+     "strategy: predictor gbt: max_iter must be at least 1 (a whole number), got 0"),
     ("strategy: dele\npredictor: {name: dele, signals: [acc_13]}\n",
      "strategy: predictor.signals: unknown nb201 signals acc_13"),
     ("dataset: cifar1000\n", "has no dataset 'cifar1000'"),

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..arch import Architecture
-from ..errors import ArchitectureError, ConfigError, DataError
+from ..errors import ArchitectureError, ConfigError, DataError, check_whole, is_whole
 
 
 class UnknownParameterError(ConfigError, TypeError):
@@ -42,10 +42,6 @@ SIZES: dict[str, int] = {
 }
 
 
-def _whole(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
 def check_sizes(params: dict[str, Any]) -> None:
     """Raise ``ConfigError`` for the first size hyper-parameter (``SIZES``) in
     ``params`` that is not a whole number at least its minimum."""
@@ -54,10 +50,10 @@ def check_sizes(params: dict[str, Any]) -> None:
         if low is None or value is None or (name == "epochs" and value == "auto"):
             continue
         if isinstance(value, (list, tuple)):
-            if not all(_whole(v) and v >= low for v in value):
+            if not all(is_whole(v) and v >= low for v in value):
                 raise ConfigError(f"{name} must be positive whole numbers (each at least {low}), got {value!r}")
-        elif not (_whole(value) and value >= low):
-            raise ConfigError(f"{name} must be at least {low} (a whole number), got {value!r}")
+        else:
+            check_whole(name, value, low)
 
 
 def saved_file(path: str | Path) -> Path:

@@ -37,17 +37,13 @@ class GBTPredictor(Predictor):
         self.prune_ops = prune_ops if isinstance(prune_ops, str) else tuple(prune_ops)
         self.contract_ops = contract_ops if isinstance(contract_ops, str) else tuple(contract_ops)
         # scikit-learn would check these only at fit: a search's first refit
-        for name, low in (("max_iter", 1), ("max_leaf_nodes", 2), ("min_samples_leaf", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"{name} must be a whole number >= {low}, got {value!r}")
+        check_sizes(self.get_params())   # max_iter, max_leaf_nodes, min_samples_leaf, ensemble
         for name, ok, rule in (("learning_rate", lambda v: v > 0, "> 0"),
                                ("l2_regularization", lambda v: v >= 0, ">= 0"),
                                ("max_features", lambda v: 0 < v <= 1, "in (0, 1]")):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
                 raise ConfigError(f"{name} must be a number {rule}, got {value!r}")
-        check_sizes(self.get_params())   # ensemble
 
     def _model(self, seed: int, max_iter: int):
         from sklearn.ensemble import HistGradientBoostingRegressor

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Iterator, Mapping
 import numpy as np
 
 from ..arch import Architecture
-from ..errors import ArchitectureError, ConfigError, NotInSpaceError
+from ..errors import ArchitectureError, ConfigError, NotInSpaceError, check_whole
 
 
 class SearchSpace(abc.ABC):
@@ -216,16 +216,10 @@ def _check_rng(rng) -> None:
 _SIZE_OPTIONS = ("num_classes",)
 
 
-def check_sizes(**sizes: Any) -> None:
-    """Raise ``ConfigError`` naming the first of ``sizes`` that is not a whole number >= 1
-    (network sizes, checked before torch sees them)."""
-    for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
-
-
 def _check_options(options: Mapping[str, Any]) -> None:
-    check_sizes(**{k: options[k] for k in _SIZE_OPTIONS if options.get(k) is not None})
+    for name in _SIZE_OPTIONS:
+        if options.get(name) is not None:
+            check_whole(name, options[name])
 
 
 def _check_params(params: Any) -> None:

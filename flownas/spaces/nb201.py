@@ -21,9 +21,9 @@ from typing import Any, ClassVar, Iterator, Mapping
 import numpy as np
 
 from ..arch import Architecture
-from ..errors import ArchitectureError
+from ..errors import ArchitectureError, check_whole
 from ..registry import SPACES
-from .base import SearchSpace, check_sizes
+from .base import SearchSpace
 
 EDGE_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 # (to, from) of the six edges, in NB201 string order
@@ -175,5 +175,6 @@ class NB201Space(EdgeCellSpace):
         from .networks.nb201 import NB201Network
         if options:
             raise TypeError(f"unknown NB201 network options: {', '.join(options)}")
-        check_sizes(C=C, N=N)
+        check_whole("C", C)
+        check_whole("N", N)
         return NB201Network(self.edge_ops(arch), C=C, N=N, num_classes=num_classes)
