@@ -326,3 +326,24 @@ def test_ctrl_c_with_a_process_pool_stops_the_workers_quietly_and_resumes(tmp_pa
     result = toy_loop(ToyEvaluator(), ledger, budget=10).run()   # the resume runs what was left, then the rest
     assert len(result.records) == 10 and result.failures == 0
     assert all(r.state == "complete" for r in ledger.records())
+
+
+def test_ctrl_c_after_the_command_finished_is_ignored_while_python_shuts_down(tmp_path):
+    """A Ctrl-C landing after the summary (in the interpreter's finalizers)
+    printed "Exception ignored in ... KeyboardInterrupt": the program ignores
+    SIGINT once its work is done and recorded. ``main`` itself (tests call it
+    in-process) leaves the handler alone."""
+    script = tmp_path / "after.py"
+    script.write_text(textwrap.dedent("""\
+        import os, signal, sys, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        from flownas.cli import command, main
+        assert main(["spaces"]) == 0
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        code = command(["spaces"])
+        os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C, just after the summary
+        time.sleep(0.5)
+        print("finished", code, file=sys.stderr)
+        """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr.strip() == "finished 0", proc.stderr
