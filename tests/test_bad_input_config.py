@@ -211,6 +211,16 @@ def test_a_duplicate_key_is_an_error_naming_the_key_and_line(tmp_path, capsys, t
 def test_yaml_merge_keys_may_still_override(tmp_path):
     config = load(tmp_path, "strategy:\n  <<: {name: evolution, population_size: 10}\n  population_size: 12\n")
     assert config.strategy.params == {"population_size": 12}
+    config = load(tmp_path, "strategy:\n  <<: [{name: evolution, population_size: 10}, {sample_size: 3}]\n")
+    assert config.strategy.params == {"population_size": 10, "sample_size": 3}
+
+
+def test_a_second_merge_key_is_an_error_not_dropped(tmp_path, capsys):
+    """YAML 1.1 kept the first ``<<`` and dropped the second without a word."""
+    cfg = tmp_path / "merge.yaml"
+    cfg.write_text("strategy:\n  <<: {name: evolution}\n  <<: {population_size: 12}\n")
+    err = one_line_error(capsys, "search", cfg, "--out", tmp_path / "r", "--quiet")
+    assert f"{cfg}: duplicate key '<<' at line 3 (first at line 2)" in err and "<<: [*a, *b]" in err
 
 
 # -- F28: names that are not one directory -------------------------------------

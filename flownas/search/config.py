@@ -80,9 +80,19 @@ def _loader():
         def construct_mapping(self, node, deep=False):
             if isinstance(node, yaml.MappingNode):
                 seen: dict[Any, int] = {}
+                merge_line = None
                 for key_node, _ in node.value:
-                    if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
-                        continue   # a merge (<<) may be overridden; keys that are collections are not checked
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        # the mapping's own keys override what a merge (<<) brings, as YAML says;
+                        # a second << would be dropped without a word
+                        line = key_node.start_mark.line + 1
+                        if merge_line is not None:
+                            raise DuplicateKeyError(f"duplicate key '<<' at line {line} (first at line "
+                                                    f"{merge_line}); merge several with one list: <<: [*a, *b]")
+                        merge_line = line
+                        continue
+                    if not isinstance(key_node, yaml.ScalarNode):
+                        continue   # keys that are collections are not checked
                     key, line = self.construct_object(key_node), key_node.start_mark.line + 1
                     try:
                         first = seen.get(key)
