@@ -7,6 +7,8 @@ and how far a predicted latency can be trusted as a constraint.
     python benchmarks/bench_constrained.py table benchmarks/results/constrained.json   # its table again
     python benchmarks/bench_constrained.py predicted --out benchmarks/results/constrained-predicted.json \
         [--table fbnet] [--device pixel3] [--seeds 0] [--train 1000]
+    python benchmarks/bench_constrained.py batch --out benchmarks/results/constrained-batch.json \
+        [--parents 10] [--networks 2000] [--repeats 5] [--seed 0]
 
 Protocol (search): the experiment ``experiments/nb201-cifar10-dele-pixel3.yaml``
 (NB201 cifar10, objective ``c10_valid_val_acc_200``, constraint: latency on a
@@ -30,6 +32,15 @@ admitted) and the largest true latency admitted, relative to the bound. Last,
 the rate at which ``ConstrainedSpace`` draws feasible members of the whole
 space under the median bound (rejection), the predictor saved and read back
 by the ``predicted`` evaluator.
+
+Protocol (batch): the same predictor fitted on ``--train`` networks; the
+bound is the median predicted latency of ``--networks`` networks sampled
+with ``--seed``. Timed (median of ``--repeats``, each on a fresh space, so
+nothing is cached): the constrained neighbourhoods of ``--parents`` feasible
+parents, through the one-at-a-time path every space inherits and through
+``ConstrainedSpace.neighbours`` (one ``evaluate_many`` call each; the two
+must list the same members), and the sampled networks, one
+``Constraint.value`` each against one ``Constraint.values``.
 """
 from __future__ import annotations
 
@@ -182,6 +193,67 @@ def cmd_predicted(args) -> int:
     return 0
 
 
+def cmd_batch(args) -> int:
+    import time
+
+    import numpy as np
+    import torch
+    from flownas.evaluators.predicted import LATENCY_SETTINGS, fit_latency_predictor
+    from flownas.registry import EVALUATORS, get_space
+    from flownas.search.constraints import ConstrainedSpace, Constraint
+    from flownas.spaces.base import SearchSpace
+    torch.set_num_threads(args.threads)
+    print(f"protocol: {args.table} {args.device}, narformer_v2 {LATENCY_SETTINGS} fitted on {args.train} networks "
+          f"(seed {args.seed}), bound = median predicted latency of {args.networks} sampled networks; the "
+          f"neighbourhoods of {args.parents} feasible parents, and the {args.networks} networks, evaluated one at "
+          f"a time (as before 2026-12-07) and in one evaluate_many call; {args.repeats} repeats, median; "
+          f"torch threads {args.threads}", file=sys.stderr)
+    fit = fit_latency_predictor(args.table, args.device, train_size=args.train, seed=args.seed)
+    path = Path(args.out).with_suffix(".pt")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fit.model.save(path)
+    evaluator = EVALUATORS.create("predicted", path=str(path), metric="latency_ms")
+    base = get_space(args.table)
+    rng = np.random.default_rng(args.seed)
+    networks = [base.sample(rng) for _ in range(args.networks)]
+    bound = float(np.median(evaluator.model.predict(networks)))
+    constraint = Constraint("latency_ms", evaluator, max=bound)
+    parents = [ConstrainedSpace(base, [constraint]).sample(rng) for _ in range(args.parents)]
+
+    def fresh():   # no cached values: every repeat computes them all
+        return ConstrainedSpace(base, [constraint])
+
+    def timed(fn) -> float:
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    one = [SearchSpace.neighbours(fresh(), p) for p in parents]   # the inherited, one-at-a-time path
+    many = [fresh().neighbours(p) for p in parents]
+    assert [[a.key for a in n] for n in one] == [[a.key for a in n] for n in many], "different neighbourhoods"
+    size = sum(len(base.neighbours(p)) for p in parents)
+    rows = {
+        "neighbourhoods": (size, timed(lambda: [SearchSpace.neighbours(fresh(), p) for p in parents]),
+                           timed(lambda: [fresh().neighbours(p) for p in parents])),
+        "sampled networks": (len(networks), timed(lambda: [constraint.value(a) for a in networks]),
+                             timed(lambda: constraint.values(networks))),
+    }
+    data = {"date": datetime.date.today().isoformat(), "table": args.table, "device": args.device,
+            "train": args.train, "seed": args.seed, "bound_ms": bound, "repeats": args.repeats,
+            "threads": args.threads, "command": "python benchmarks/bench_constrained.py " + " ".join(sys.argv[1:]),
+            "rows": {k: {"architectures": n, "one_at_a_time_s": a, "batched_s": b} for k, (n, a, b) in rows.items()}}
+    Path(args.out).write_text(json.dumps(data, indent=1) + "\n")
+    path.unlink()
+    print("| evaluated | architectures | one at a time: ms per architecture | batched | speed-up |")
+    print("|---|---:|---:|---:|---:|")
+    for what, (n, a, b) in rows.items():
+        print(f"| {what} | {n} | {1e3 * a / n:.2f} | {1e3 * b / n:.2f} | {a / b:.1f}× |")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -199,10 +271,21 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--train", type=int, default=1000)
     p.add_argument("--threads", type=int, default=1)
+    p = sub.add_parser("batch", help="a predicted-latency constraint evaluated one at a time and in batches")
+    p.add_argument("--out", required=True)
+    p.add_argument("--table", default="fbnet", choices=("fbnet", "ofa"))
+    p.add_argument("--device", default="pixel3")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train", type=int, default=300)
+    p.add_argument("--parents", type=int, default=10)
+    p.add_argument("--networks", type=int, default=2000)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1)
     p = sub.add_parser("table", help="the table of a search results file")
     p.add_argument("json")
     args = ap.parse_args(argv)
-    return {"predicted": cmd_predicted, "search": cmd_search, "table": cmd_table}[args.command](args)
+    return {"predicted": cmd_predicted, "search": cmd_search, "table": cmd_table,
+            "batch": cmd_batch}[args.command](args)
 
 
 def cmd_search(args) -> int:

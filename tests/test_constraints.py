@@ -46,6 +46,40 @@ def test_every_proposal_is_feasible(base):
         assert all(c_count(space, n) <= 1 for n in space.neighbours(arch))
 
 
+class CountingToy(ToyEvaluator):
+    """The toy evaluator, counting the architectures of each evaluate_many call;
+    a cell of ``nan_at`` ops 'c' has no size (NaN)."""
+
+    def __init__(self, nan_at=None):
+        super().__init__()
+        self.calls, self.nan_at = [], nan_at
+
+    def evaluate_many(self, archs, fidelity=None):
+        self.calls.append(len(archs))
+        results = [self.evaluate(a, fidelity) for a in archs]
+        return [Result({**r.metrics, "size": float("nan")}, r.cost_s) if r.metrics["size"] == self.nan_at else r
+                for r in results]
+
+
+def test_a_finite_space_is_filtered_in_one_call():
+    evaluator = CountingToy()
+    space = ConstrainedSpace(ToySpace(), [Constraint("size", evaluator, max=1)])
+    assert evaluator.calls == [80] and space.size() == 48
+
+
+def test_a_neighbourhood_is_filtered_in_one_call_leaving_out_what_has_no_value():
+    evaluator = CountingToy(nan_at=3)
+    space = ConstrainedSpace(UnsizedToy(), [Constraint("size", evaluator, max=2)])
+    arch = space.from_params({"p0": "c", "p1": "c", "p2": "a", "p3": "a"})
+    calls = len(evaluator.calls)
+    neighbours = space.neighbours(arch)
+    assert evaluator.calls[calls:] == [8]   # the 8 one-op changes, at once
+    # one 'c' changed: size 1 (4 cells); an 'a' to 'b': size 2 (2 cells); an 'a' to 'c': NaN, left out
+    assert sorted(c_count(space, n) for n in neighbours) == [1, 1, 1, 1, 2, 2]
+    with pytest.raises(ArchitectureError, match="size of .* is nan"):
+        space.values(space.base.from_params({"p0": "c", "p1": "c", "p2": "c", "p3": "a"}))
+
+
 def test_a_space_too_large_to_filter_enumerates_its_feasible_members(monkeypatch):
     import flownas.search.constraints as constraints
     monkeypatch.setattr(constraints, "ENUMERABLE", 10)   # the toy's 80 members: "too many"
@@ -299,6 +333,11 @@ def test_a_predicted_latency_bounds_a_space_no_table_covers(pixel3_latency_predi
     archs = [space.sample(rng) for _ in range(10)]
     archs += [space.mutate(a, rng) for a in archs]
     assert all(float(model.predict([a])[0]) <= bound for a in archs)
+    batched = [r.metrics["latency_ms"] for r in evaluator.evaluate_many(held_out)]   # one forward pass
+    assert batched == pytest.approx(values, rel=1e-5) and evaluator.evaluate_many([]) == []
+    near = space.neighbours(archs[0])    # filtered in one batch
+    base_near = get_space("fbnet").neighbours(archs[0])
+    assert near and [a.key for a in near] == [a.key for a in base_near if float(model.predict([a])[0]) <= bound]
 
 
 def test_a_missing_predictor_file_is_named(tmp_path, data_root):

@@ -33,6 +33,8 @@ ENUMERABLE = 200_000
 # a mutation then falls back to a feasible sample
 MAX_TRIES = 1000
 MUTATION_TRIES = 100
+# architectures per evaluate_many call when a space or neighbourhood is filtered
+BATCH = 4096
 
 
 def check_bounds(metric: str, max: float | None, min: float | None) -> None:
@@ -58,19 +60,27 @@ class Constraint:
         check_bounds(self.metric, self.max, self.min)
 
     def value(self, arch: Architecture) -> float:
+        value = self.values([arch])[0]
+        if not math.isfinite(value):
+            raise ArchitectureError(f"constraint: {self.metric} of {arch!r} is {value}")
+        return value
+
+    def values(self, archs: Sequence[Architecture]) -> list[float]:
+        """The metric of each architecture, in one ``evaluate_many`` call (a
+        value may be NaN or infinite: ``value`` refuses those)."""
         try:
-            metrics = self.evaluator.evaluate(arch).metrics
+            results = self.evaluator.evaluate_many(archs)
         except DataError:
             raise
         except FlownasError as exc:   # e.g. a latency table of another space: say which constraint asked
             raise ConfigError(f"constraint {self}: {exc}") from None
-        if self.metric not in metrics:
-            raise ConfigError(f"constraint: the evaluator {_name(self.evaluator)} gives no metric {self.metric!r} "
-                              f"(it gives: {', '.join(sorted(metrics))})")
-        value = float(metrics[self.metric])
-        if not math.isfinite(value):
-            raise ArchitectureError(f"constraint: {self.metric} of {arch!r} is {value}")
-        return value
+        out = []
+        for result in results:
+            if self.metric not in result.metrics:
+                raise ConfigError(f"constraint: the evaluator {_name(self.evaluator)} gives no metric "
+                                  f"{self.metric!r} (it gives: {', '.join(sorted(result.metrics))})")
+            out.append(float(result.metrics[self.metric]))
+        return out
 
     def holds(self, value: float) -> bool:
         return (self.max is None or value <= self.max) and (self.min is None or value >= self.min)
@@ -116,9 +126,36 @@ class ConstrainedSpace(Subspace):
     def values(self, arch: Architecture) -> dict[str, float]:
         """Each constrained metric of ``arch`` (computed once per architecture)."""
         arch = self.base.normalize(arch)
-        if arch.key not in self._values:
-            self._values[arch.key] = {c.metric: c.value(arch) for c in self.constraints}
-        return self._values[arch.key]
+        self._compute([arch])
+        values = self._values[arch.key]
+        for metric, value in values.items():
+            if not math.isfinite(value):
+                raise ArchitectureError(f"constraint: {metric} of {arch!r} is {value}")
+        return values
+
+    def _compute(self, archs: Sequence[Architecture]) -> None:
+        """Fill the cache for the normalized ``archs`` not in it, each
+        constraint's evaluator called once for all of them."""
+        todo = list({a.key: a for a in archs if a.key not in self._values}.values())
+        for start in range(0, len(todo), BATCH):
+            chunk = todo[start:start + BATCH]
+            columns = [c.values(chunk) for c in self.constraints]
+            for i, arch in enumerate(chunk):
+                self._values[arch.key] = {c.metric: column[i] for c, column in zip(self.constraints, columns)}
+
+    def _feasible_among(self, archs: Sequence[Architecture]) -> list[Architecture]:
+        """The feasible ones of ``archs`` (normalized), in order; a member whose
+        metric is NaN is left out, as a rejected assignment is."""
+        archs = [self.base.normalize(a) for a in archs]
+        self._compute(archs)
+        out = []
+        for arch in archs:
+            try:
+                if self.feasible(arch):
+                    out.append(arch)
+            except ArchitectureError:
+                continue
+        return out
 
     def broken(self, arch: Architecture) -> list[Constraint]:
         values = self.values(arch)
@@ -132,6 +169,8 @@ class ConstrainedSpace(Subspace):
         return {"constraints": dict(self.values(arch))}
 
     def _filter(self, members: list[Architecture]) -> None:
+        members = [self.base.normalize(a) for a in members]
+        self._compute(members)
         feasible = [a for a in members if self.feasible(a)]
         if not feasible:
             raise ConfigError(f"no architecture of space {self.name!r} satisfies "
@@ -169,6 +208,13 @@ class ConstrainedSpace(Subspace):
             tried.append(arch)
         raise ArchitectureError(f"{tries} {what} in a row broke the constraints of space {self.name!r}: "
                                 f"{self._ranges(tried)}; loosen {'; '.join(map(str, self.constraints))}")
+
+    def neighbours(self, arch: Architecture) -> list[Architecture]:
+        """The base space's neighbours within the constraints, computed in one
+        batch (a parent of the ``predictor`` strategy brings its whole neighbourhood)."""
+        if self.feasible_members is not None:
+            return self.feasible_members.neighbours(arch)
+        return self._feasible_among(self.base.neighbours(self.base.normalize(arch)))
 
     def validate(self, arch: Architecture) -> None:
         self.base.validate(arch)
