@@ -24,12 +24,34 @@ BENCH_MODULES: list[str] = ["flownas.predictors_cli", "flownas.search.commands"]
 
 def _cmd_spaces(args) -> int:
     from .registry import SPACES
+    if args.check:
+        return _check_spaces(SPACES.names(args.pattern) or [args.pattern])
     for name in SPACES.names(args.pattern):
         cls = SPACES.get(name)
         space = cls()
         size = space.size()
         doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
         print(f"{name:<12} {'' if size is None else f'{size:>9,}'} {doc[0] if doc else ''}".rstrip())
+    return 0
+
+
+def _check_spaces(names: Sequence[str]) -> int:
+    """Each rule of ``flownas.conformance`` for each space: ok, FAIL and why, or skip and why."""
+    from .conformance import SPACE_RULES, space_outcomes
+    from .registry import get_space
+    broken = {}
+    for name in names:
+        space = get_space(name)   # an unknown name: the registry's one-line error
+        print(f"{name}: {len(SPACE_RULES)} rules")
+        outcomes = space_outcomes(space)
+        for o in outcomes:
+            status = "FAIL" if not o.ok else "skip" if o.note else "ok  "
+            why = o.failure or o.note
+            print(f"  {status}  {o.rule}" + (f": {why}" if why else ""))
+        broken[name] = sum(not o.ok for o in outcomes)
+    failing = [f"space {n!r} breaks {k} of {len(SPACE_RULES)} rules" for n, k in broken.items() if k]
+    if failing:
+        raise FlownasError("; ".join(failing) + " (above)")
     return 0
 
 
@@ -89,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("spaces", help="list the registered search spaces")
     p.add_argument("pattern", nargs="?", default="*", help="glob filter, e.g. 'nb*'")
+    p.add_argument("--check", action="store_true",
+                   help="check each space against the rules every space must follow (flownas.conformance)")
     p.set_defaults(func=_cmd_spaces)
 
     p = sub.add_parser("sample", help="random architectures of a space, as JSON lines")

@@ -1,14 +1,16 @@
-"""One suite that every registered search space must pass (Optuna's idea of
-conformance tests): a new space is checked the day it is registered."""
+"""Every registered search space follows the rules of ``flownas.conformance``
+(Optuna's idea of conformance tests): a new space is checked the day it is
+registered. The rules ship in the package, so a plug-in's author runs the
+same ones (``flownas spaces --check NAME``); the last tests check that they
+catch a broken space."""
 import functools
 
-import numpy as np
 import pytest
-import torch
 
-from flownas.arch import Architecture
-from flownas.errors import ArchitectureError, NotInSpaceError
+from flownas.cli import main
+from flownas.conformance import SPACE_RULES, ConformanceError, check_space, space_outcomes
 from flownas.registry import SPACES, get_space
+from search_toys import ToySpace
 
 NAMES = SPACES.names()
 # a wrapper space passes the same suite: NB201 cells within 5 ms on a Pixel 3 (HELP latency table)
@@ -31,88 +33,65 @@ def _constrained_nb201():
     return ConstrainedSpace(get_space("nb201"), [Constraint("latency_ms", TableLatencyEvaluator("pixel3"), max=5.0)])
 
 
-def _samples(space, n=8, seed=0):
-    rng = np.random.default_rng(seed)
-    return [space.sample(rng) for _ in range(n)]
+@pytest.mark.parametrize("rule", list(SPACE_RULES))
+def test_the_space_follows_the_rule(space, rule):
+    note = SPACE_RULES[rule](space)
+    if note:
+        pytest.skip(f"{rule}: {note} (its own tests check it)")
 
 
-def test_samples_belong_to_the_space_and_are_seeded(space):
-    a, b = _samples(space), _samples(space)
-    assert [x.to_json() for x in a] == [x.to_json() for x in b]
-    for arch in a:
-        assert isinstance(arch, Architecture) and arch.space == space.name
-        space.validate(arch)
-        assert space.contains(arch)
-        assert space.normalize(arch) == arch
+# -- the rules catch what they are about ------------------------------------------
+class NetToy(ToySpace):
+    """The toy space with a network: a linear layer per op."""
+
+    input_shape = (3,)
+
+    def to_model(self, arch, **options):
+        import torch
+        return torch.nn.Sequential(*[torch.nn.Linear(3, 3) for _ in self.chain(arch)])
 
 
-def test_mutation_gives_a_different_member(space):
-    rng = np.random.default_rng(1)
-    for arch in _samples(space):
-        child = space.mutate(arch, rng)
-        assert child != arch
-        space.validate(child)
+class UnseededToy(NetToy):
+    """Samples from numpy's global generator, not from the rng it is given."""
+
+    def sample(self, rng):
+        import numpy as np
+        return super().sample(np.random.default_rng())
 
 
-def test_relabeled_members_stay_members(space):
-    rng = np.random.default_rng(2)
-    for arch in _samples(space, 4):
-        other = arch.relabel(list(rng.permutation(arch.num_nodes)))
-        assert space.contains(other)
-        assert space.to_string(other) == space.to_string(arch)
+class NumberingToy(NetToy):
+    """Its text form reads the nodes in numbering order, not in graph order."""
+
+    def to_string(self, arch):
+        return "".join(arch.ops[1:-1]) if arch.ops[0] == "input" else "?"
 
 
-def test_params_round_trip(space):
-    choices = space.param_space()
-    for arch in _samples(space):
-        params = space.to_params(arch)
-        for k, v in params.items():
-            assert v in choices[k], (k, v)
-        assert space.from_params(params) == arch
+class LeakyParamsToy(NetToy):
+    """to_params gives one decision that param_space does not list."""
+
+    def to_params(self, arch):
+        return {**super().to_params(arch), "p0": "z"}
 
 
-def test_neighbours_are_distinct_members_one_parameter_away(space):
-    for arch in _samples(space, 3):
-        near = space.neighbours(arch)
-        assert near and len({n.key for n in near}) == len(near) and arch not in near
-        params = space.to_params(arch)
-        for other in near:
-            space.validate(other)
-            changed = [k for k, v in space.to_params(other).items() if v != params[k]]
-            assert len(changed) >= 1   # several assignments may name one member: at least one differs
+@pytest.mark.parametrize("broken, rule, reason", [
+    (UnseededToy, "samples are seeded members", "take randomness from the rng argument only"),
+    (NumberingToy, "relabelled members stay members", "to_string depends on the node numbering"),
+    (LeakyParamsToy, "params round trip", "to_params gives p0='z', not one of ['a', 'b', 'c']"),
+])
+def test_a_broken_space_is_refused_naming_the_rule(broken, rule, reason):
+    outcomes = {o.rule: o for o in space_outcomes(broken())}
+    assert not outcomes[rule].ok and reason in outcomes[rule].failure
+    with pytest.raises(ConformanceError, match=f"space 'toy' breaks .* rules: .*{rule}: "):
+        check_space(broken())
+    check_space(NetToy())
 
 
-def test_text_forms_round_trip(space):
-    for arch in _samples(space):
-        assert space.parse(space.to_string(arch)) == arch
-        assert space.parse(arch.to_json()) == arch
-
-
-def test_foreign_architecture_is_rejected_naming_the_space(space):
-    foreign = Architecture(["input", "output"], [[0, 1], [0, 0]], space="elsewhere")
-    with pytest.raises(NotInSpaceError, match=space.name):
-        space.validate(foreign)
-    assert not space.contains(foreign)
-    unknown = _samples(space, 1)[0]
-    bad = unknown.with_ops(["bogus_op"] * unknown.num_nodes)
-    with pytest.raises(ArchitectureError):
-        space.validate(bad)
-
-
-def test_network_builds_and_runs_forward(space):
-    arch = _samples(space, 1)[0]
-    model = space.to_model(arch)
-    assert isinstance(model, torch.nn.Module)
-    assert sum(p.numel() for p in model.parameters()) > 0
-    model.eval()
-    with torch.no_grad():
-        out = model(torch.randn(2, *space.input_shape))
-    assert out.shape[0] == 2 and torch.isfinite(out).all()
-
-
-def test_enumeration_matches_size_when_finite(space):
-    size = space.size()
-    if size is None or size > 20000:
-        pytest.skip("infinite or large space: its own test checks enumeration")
-    archs = list(space.enumerate())
-    assert len(archs) == size == len({a.key for a in archs})
+def test_check_spaces_from_the_command_line(capsys, monkeypatch):
+    monkeypatch.setitem(SPACES._entries, "toy-leaky", LeakyParamsToy)
+    assert main(["spaces", "--check", "toy-leaky"]) == 1
+    out, err = capsys.readouterr()
+    assert "FAIL  params round trip: to_params gives p0='z'" in out and "ok    text forms round trip" in out
+    assert err.strip() == "flownas: error: space 'toy-leaky' breaks 2 of 9 rules (above)"
+    assert main(["spaces", "--check", "nb1*"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("ok    ") == len(SPACE_RULES) - 1 and "skip  enumeration matches size: 423,624 members" in out

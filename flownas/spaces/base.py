@@ -1,6 +1,7 @@
 """The ``SearchSpace`` interface: every space (built in or a user's) has these
-methods, and ``tests/test_spaces_conformance.py`` runs every registered space
-through one shared suite."""
+methods, and follows the rules of ``flownas.conformance`` (``flownas spaces
+--check NAME``), which ``tests/test_spaces_conformance.py`` checks for every
+registered space."""
 from __future__ import annotations
 
 import abc
@@ -26,8 +27,8 @@ class SearchSpace(abc.ABC):
     abstract methods (the optional ones have working defaults), register it
     with ``@SPACES.register("my-space")`` (or an entry point of the group
     ``flownas.spaces``, for a pip-installed plug-in), and run
-    ``tests/test_spaces_conformance.py``: it checks every registered space.
-    Rules every space keeps (the suite checks them):
+    ``flownas spaces --check my-space`` (or ``flownas.conformance.check_space``).
+    Rules every space keeps (``flownas.conformance`` checks them):
 
     - an architecture's identity is its labelled graph: equal (isomorphic)
       graphs are the same member, whatever their node numbering, so
