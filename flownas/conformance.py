@@ -1,21 +1,26 @@
-"""The rules every search space must follow, shipped with flownas so that a
-space of your own is checked where flownas is installed, not only in this
-repository's tests (Optuna and scikit-learn ship their conformance suites
-the same way):
+"""The rules every search space and every predictor must follow, shipped
+with flownas so that one of your own is checked where flownas is installed,
+not only in this repository's tests (Optuna and scikit-learn ship their
+conformance suites the same way):
 
     flownas spaces --check resnet          # each rule: ok, FAIL with the reason, or not checked
 
-    from flownas.conformance import check_space
+    from flownas.conformance import check_predictor, check_space
     check_space(MySpace())                 # in your tests: raises ConformanceError naming each broken rule
+    check_predictor(MyPredictor)           # fits it on 200 NB201 cells (needs the table), with its quick_params
 
-``tests/test_spaces_conformance.py`` runs the same rules on every registered
-space. Each rule is a function of the space that raises ``ConformanceError``
-when the space breaks it, or returns a note when it does not apply.
+``tests/test_spaces_conformance.py`` and ``tests/test_predictors_conformance.py``
+run the same rules on everything registered. Each rule is a function that
+raises ``ConformanceError`` when it is broken, or returns a note when it
+does not apply.
 """
 from __future__ import annotations
 
+import re
+import tempfile
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -161,12 +166,142 @@ class Outcome:
 
 
 def space_outcomes(space: SearchSpace) -> list[Outcome]:
-    """Each rule's outcome for ``space``; an exception a method of the space
-    raises while a rule runs breaks that rule."""
+    """Each rule's outcome for ``space``."""
+    return _outcomes(SPACE_RULES, space)
+
+
+def check_space(space: SearchSpace) -> None:
+    """Raise ``ConformanceError`` listing every rule ``space`` breaks."""
+    _raise_broken(f"space {space.name!r}", space_outcomes(space), len(SPACE_RULES))
+
+
+# -- predictors -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Split:
+    """Architectures and targets to fit a predictor on, and to test it on."""
+
+    train: Sequence[Architecture]
+    train_y: np.ndarray
+    test: Sequence[Architecture]
+    test_y: np.ndarray
+
+
+def nb201_split(train: int = 200, test: int = 1000, seed: int = 0) -> Split:
+    """``train`` and ``test`` NB201 cells of a seeded permutation, with their
+    cifar10-valid validation accuracy (needs the table, ``FLOWNAS_DATA``)."""
+    from .benchmarks.base import load_benchmark
+    table = load_benchmark("nb201")
+    archs = table.archs()
+    y = np.array([table.row(a)["c10_valid_val_acc_200"] for a in archs])
+    perm = np.random.default_rng(seed).permutation(len(archs))
+    tr, te = perm[:train], perm[train:train + test]
+    return Split([archs[i] for i in tr], y[tr], [archs[i] for i in te], y[te])
+
+
+def _quick(cls, **params):
+    return cls(**{**cls.quick_params, **params})
+
+
+def _raises(what: str, errors, pattern: str, call) -> None:
+    """``call()`` must raise one of ``errors`` whose message matches ``pattern``."""
+    try:
+        call()
+    except errors as exc:
+        _require(re.search(pattern, str(exc)) is not None, f"{what}: the error does not say {pattern!r}: {exc}")
+        return
+    except Exception as exc:   # noqa: BLE001 - the wrong kind of error is the rule broken
+        raise ConformanceError(f"{what}: expected {errors}, got {type(exc).__name__}: {exc}") from None
+    raise ConformanceError(f"{what}: no error")
+
+
+def learns(cls, split: Split, fitted) -> None:
+    from .predictors.metrics import kendall_tau
+    pred = np.asarray(fitted.predict(split.test))
+    _require(pred.shape == (len(split.test),), f"predict gave shape {pred.shape} for {len(split.test)} architectures")
+    _require(bool(np.isfinite(pred).all()), "predict gave values that are not finite")
+    tau = kendall_tau(split.test_y, pred)
+    _require(tau > 0.5, f"Kendall tau {tau:.3f} on the test cells, not above 0.5")
+
+
+def predictions_are_in_target_units(cls, split: Split, fitted) -> None:
+    gap = abs(float(np.mean(fitted.predict(split.train))) - float(np.mean(split.train_y)))
+    _require(gap < 0.25 * float(np.std(split.train_y)),
+             f"the mean prediction on the training cells is {gap:.3g} away from the mean target")
+
+
+def save_load_round_trips_exactly(cls, split: Split, fitted) -> None:
+    from .predictors.base import Predictor
+    with tempfile.TemporaryDirectory() as tmp:
+        fitted.save(Path(tmp) / "p.bin")
+        loaded = type(fitted).load(Path(tmp) / "p.bin")
+    _require(isinstance(loaded, Predictor), f"load returned {type(loaded).__name__}, not a Predictor")
+    _require(loaded.get_params() == fitted.get_params(), "get_params differs after save and load")
+    _require(np.array_equal(loaded.predict(split.test), fitted.predict(split.test)),
+             "predictions differ after save and load")
+
+
+def deterministic_under_a_seed(cls, split: Split, fitted) -> None:
+    archs, y, test = split.train[:60], split.train_y[:60], split.test[:50]
+    first = _quick(cls, seed=3).fit(archs, y).predict(test)
+    _require(np.array_equal(first, _quick(cls, seed=3).fit(archs, y).predict(test)),
+             "two fits with seed 3 predict differently")
+
+
+def return_std_gives_the_spread(cls, split: Split, fitted) -> None:
+    p = _quick(cls, seed=0, ensemble=2).fit(split.train[:60], split.train_y[:60])
+    mean, std = p.predict(split.test[:30], return_std=True)
+    _require(np.shape(mean) == np.shape(std) == (30,), "return_std=True gives no (mean, std) of one per architecture")
+    _require(bool((np.asarray(std) >= 0).all()) and float(np.max(std)) > 0, "an ensemble of 2 has no spread")
+    _require(np.allclose(mean, p.predict(split.test[:30])), "the mean differs from predict() without return_std")
+
+
+def relabellings_score_the_same(cls, split: Split, fitted) -> str | None:
+    if not getattr(cls, "permutation_invariant", False):
+        return "permutation_invariant is False"
+    rng = np.random.default_rng(1)
+    archs = list(split.test[:40])
+    relabelled = [a.relabel(rng.permutation(a.num_nodes).tolist()) for a in archs]
+    _require(np.allclose(fitted.predict(relabelled), fitted.predict(archs), rtol=1e-5, atol=1e-5),
+             "an architecture with its nodes renumbered scores differently")
+    return None
+
+
+def bad_input_is_refused_clearly(cls, split: Split, fitted) -> None:
+    from .errors import ArchitectureError
+    archs, y = list(split.train[:20]), np.asarray(split.train_y[:20], dtype=float)
+    _raises("fit on no architectures", ValueError, "empty", lambda: _quick(cls).fit([], []))
+    _raises("a NaN target", ValueError, "NaN", lambda: _quick(cls).fit(archs, np.r_[y[:-1], np.nan]))
+    _raises("a missing target", ValueError, "missing|numbers", lambda: _quick(cls).fit(archs, list(y[:-1]) + [None]))
+    _raises("19 targets for 20 architectures", ValueError, "expected 20", lambda: _quick(cls).fit(archs, y[:-1]))
+    foreign = Architecture(["input", "output"], [[0, 1], [0, 0]], space="elsewhere")
+    _raises("an architecture of another space", ArchitectureError, "elsewhere", lambda: fitted.predict([foreign]))
+    _raises("predict on no architectures", ValueError, "empty", lambda: fitted.predict([]))
+    _raises("a string, not an Architecture", TypeError, "not an Architecture",
+            lambda: fitted.predict([split.train[0].to_json()]))
+    _raises("predict before fit", Exception, "not fitted", lambda: _quick(cls).predict(split.test[:2]))
+    _raises("an unknown hyper-parameter", TypeError, "unknown hyper-parameters|unexpected keyword",
+            lambda: cls(no_such_parameter=1))
+
+
+#: every predictor rule by name, in order: each takes (class, split, a fitted instance)
+PREDICTOR_RULES: dict[str, Callable[[Any, Split, Any], str | None]] = {
+    f.__name__.replace("_", " "): f for f in (
+        learns, predictions_are_in_target_units, save_load_round_trips_exactly, deterministic_under_a_seed,
+        return_std_gives_the_spread, relabellings_score_the_same, bad_input_is_refused_clearly)}
+
+
+def fit_quick(cls, split: Split):
+    """``cls`` with its ``quick_params`` and seed 0, fitted on the split's training cells."""
+    return _quick(cls, seed=0).fit(split.train, split.train_y)
+
+
+def _outcomes(rules: dict, *args) -> list[Outcome]:
+    """Each rule's outcome; an exception the checked object raises while a
+    rule runs breaks that rule."""
     outcomes = []
-    for rule, check in SPACE_RULES.items():
+    for rule, check in rules.items():
         try:
-            outcomes.append(Outcome(rule, note=check(space)))
+            outcomes.append(Outcome(rule, note=check(*args)))
         except ConformanceError as exc:
             outcomes.append(Outcome(rule, failure=str(exc)))
         except Exception as exc:   # noqa: BLE001 - a broken method is a broken rule
@@ -174,9 +309,25 @@ def space_outcomes(space: SearchSpace) -> list[Outcome]:
     return outcomes
 
 
-def check_space(space: SearchSpace) -> None:
-    """Raise ``ConformanceError`` listing every rule ``space`` breaks."""
-    broken = [o for o in space_outcomes(space) if not o.ok]
+def predictor_outcomes(cls, split: Split | None = None) -> list[Outcome]:
+    """Each rule's outcome for the predictor class ``cls`` on ``split``
+    (default: ``nb201_split()``), fitted once with its ``quick_params``."""
+    split = split or nb201_split()
+    try:
+        fitted = fit_quick(cls, split)
+    except Exception as exc:   # noqa: BLE001
+        return [Outcome(rule, failure=f"the fit failed: {type(exc).__name__}: {exc}") for rule in PREDICTOR_RULES]
+    return _outcomes(PREDICTOR_RULES, cls, split, fitted)
+
+
+def check_predictor(cls, split: Split | None = None) -> None:
+    """Raise ``ConformanceError`` listing every rule the predictor class breaks."""
+    _raise_broken(f"predictor {getattr(cls, 'name', cls.__name__)!r}", predictor_outcomes(cls, split),
+                  len(PREDICTOR_RULES))
+
+
+def _raise_broken(what: str, outcomes: list[Outcome], total: int) -> None:
+    broken = [o for o in outcomes if not o.ok]
     if broken:
-        raise ConformanceError(f"space {space.name!r} breaks {len(broken)} of {len(SPACE_RULES)} rules: "
+        raise ConformanceError(f"{what} breaks {len(broken)} of {total} rules: "
                                + "; ".join(f"{o.rule}: {o.failure}" for o in broken))

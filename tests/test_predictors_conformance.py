@@ -1,15 +1,21 @@
-"""Every registered predictor goes through this suite (parametrized over the
-PREDICTORS registry), so a new one is checked the day it is registered. Each
-runs with its ``quick_params`` on a small NB201 split."""
+"""Every registered predictor follows the rules of ``flownas.conformance``
+(parametrized over the PREDICTORS registry), so a new one is checked the day
+it is registered. Each runs with its ``quick_params`` on a small NB201 split.
+The rules ship in the package (``check_predictor``), so a plug-in's author
+runs the same ones; the last tests check that they catch a broken predictor."""
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from flownas.arch import Architecture
-from flownas.errors import ArchitectureError
-from flownas.predictors.metrics import kendall_tau
+from flownas.conformance import (PREDICTOR_RULES, ConformanceError, Split, check_predictor, fit_quick,
+                                 predictor_outcomes)
 from flownas.registry import PREDICTORS
+from flownas.predictors.base import Predictor, check_archs, check_targets
+from search_toys import ToySpace
 
 NAMES = PREDICTORS.names()
 # one xdist worker per predictor (make test: --dist loadgroup), so the module's
@@ -19,11 +25,8 @@ GROUPED = [pytest.param(n, marks=pytest.mark.xdist_group(f"predictor-{n}")) for 
 
 @pytest.fixture(scope="module")
 def split(nb201_table):
-    archs = nb201_table.archs()
-    y = np.array([nb201_table.row(a)["c10_valid_val_acc_200"] for a in archs])
-    perm = np.random.default_rng(0).permutation(len(archs))
-    tr, te = perm[:200], perm[200:1200]
-    return [archs[i] for i in tr], y[tr], [archs[i] for i in te], y[te]
+    from flownas.conformance import nb201_split
+    return nb201_split()
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +35,7 @@ def fitted(split):
 
     def get(name):
         if name not in cache:
-            cls = PREDICTORS.get(name)
-            cache[name] = cls(seed=0, **cls.quick_params).fit(split[0], split[1])
+            cache[name] = fit_quick(PREDICTORS.get(name), split)
         return cache[name]
     return get
 
@@ -42,79 +44,96 @@ def test_the_registry_has_the_zoo():
     assert {"mlp", "gcn", "gbt", "flowerformer"} <= set(NAMES)
 
 
+@pytest.mark.parametrize("rule", list(PREDICTOR_RULES))
 @pytest.mark.parametrize("name", GROUPED)
-def test_learns(name, split, fitted):
-    pred = fitted(name).predict(split[2])
-    assert pred.shape == (len(split[2]),) and np.isfinite(pred).all()
-    assert kendall_tau(split[3], pred) > 0.5
+def test_the_predictor_follows_the_rule(name, rule, split, fitted):
+    note = PREDICTOR_RULES[rule](PREDICTORS.get(name), split, fitted(name))
+    if note:
+        pytest.skip(f"{rule}: {note}")
 
 
-@pytest.mark.parametrize("name", GROUPED)
-def test_predictions_are_in_target_units(name, split, fitted):
-    pred = fitted(name).predict(split[0])
-    assert abs(pred.mean() - split[1].mean()) < 0.25 * split[1].std()
+# -- the rules catch what they are about ------------------------------------------
+def toy_split(n_train=40, n_test=39) -> Split:
+    """The toy space's 79 cells, scored by the toy evaluator's objective."""
+    from search_toys import ToyEvaluator
+    archs = list(ToySpace().enumerate())
+    y = np.array([ToyEvaluator().evaluate(a).metrics["val"] for a in archs])
+    perm = np.random.default_rng(0).permutation(len(archs))[:n_train + n_test]
+    return Split([archs[i] for i in perm[:n_train]], y[perm[:n_train]],
+                 [archs[i] for i in perm[n_train:]], y[perm[n_train:]])
 
 
-@pytest.mark.parametrize("name", GROUPED)
-def test_save_load_round_trips_exactly(name, split, fitted, tmp_path):
-    p = fitted(name)
-    p.save(tmp_path / "p.bin")
-    q = type(p).load(tmp_path / "p.bin")
-    assert q.get_params() == p.get_params()
-    np.testing.assert_array_equal(q.predict(split[2]), p.predict(split[2]))
-    from flownas.predictors.base import Predictor
-    assert isinstance(q, Predictor)
+class Ridge(Predictor):
+    """The smallest predictor that follows every rule: one-hot (position x op)
+    ridge regression; an ensemble fits bootstrap resamples drawn with its seed."""
+
+    name = "ridge"
+    permutation_invariant = True   # it reads the ops in topological order
+
+    def __init__(self, alpha: float = 1.0, ensemble: int = 1, seed: int | None = None):
+        self.alpha, self.ensemble, self.seed = alpha, ensemble, seed
+
+    def _x(self, archs):
+        return np.array([[1.0] + [float(a.ops[i] == o) for i in a.topological_order() for o in self.vocab_]
+                         for a in archs])
+
+    def fit(self, archs, y, *, low_fidelity=None):
+        archs = check_archs(archs)
+        y = check_targets(y, len(archs))
+        self.space_, self.vocab_ = archs[0].space, sorted({op for a in archs for op in a.ops})
+        x, rng = self._x(archs), np.random.default_rng(self.seed)
+        rows = [np.arange(len(y))] + [rng.integers(0, len(y), len(y)) for _ in range(self.ensemble - 1)]
+        self.coef_ = np.array([np.linalg.solve(x[r].T @ x[r] + self.alpha * np.eye(x.shape[1]), x[r].T @ y[r])
+                               for r in rows])
+        return self
+
+    def predict(self, archs, *, return_std=False):
+        if not hasattr(self, "coef_"):
+            raise RuntimeError("this Ridge is not fitted yet: call fit() first")
+        scores = self._x(check_archs(archs, self.space_)) @ self.coef_.T
+        return (scores.mean(1), scores.std(1)) if return_std else scores.mean(1)
+
+    def save(self, path):
+        Path(path).write_text(json.dumps({**self.get_params(), "space": self.space_, "vocab": self.vocab_,
+                                          "coef": self.coef_.tolist()}))
+
+    @classmethod
+    def load(cls, path):
+        d = json.loads(Path(path).read_text())
+        p = cls(d["alpha"], d["ensemble"], d["seed"])
+        p.space_, p.vocab_, p.coef_ = d["space"], d["vocab"], np.array(d["coef"])
+        return p
 
 
-@pytest.mark.parametrize("name", GROUPED)
-def test_deterministic_under_a_seed(name, split):
-    cls = PREDICTORS.get(name)
-    archs, y = split[0][:60], split[1][:60]
-    a = cls(seed=3, **cls.quick_params).fit(archs, y).predict(split[2][:50])
-    b = cls(seed=3, **cls.quick_params).fit(archs, y).predict(split[2][:50])
-    np.testing.assert_array_equal(a, b)
+class ForgetfulRidge(Ridge):
+    """Loses its weights on the way to disk."""
+
+    def save(self, path):
+        coef, self.coef_ = self.coef_, np.zeros_like(self.coef_)
+        super().save(path)
+        self.coef_ = coef
 
 
-@pytest.mark.parametrize("name", GROUPED)
-def test_return_std(name, split):
-    cls = PREDICTORS.get(name)
-    p = cls(seed=0, **{**cls.quick_params, "ensemble": 2}).fit(split[0][:60], split[1][:60])
-    mean, std = p.predict(split[2][:30], return_std=True)
-    assert mean.shape == std.shape == (30,)
-    assert (std >= 0).all() and std.max() > 0
-    np.testing.assert_allclose(mean, p.predict(split[2][:30]))
+class OffsetRidge(Ridge):
+    """Predicts in other units than it was given (a forgotten de-standardization)."""
+
+    def predict(self, archs, *, return_std=False):
+        out = super().predict(archs, return_std=return_std)
+        return (out[0] - 100, out[1]) if return_std else out - 100
 
 
-@pytest.mark.parametrize("name", [p for p in GROUPED if PREDICTORS.get(p.values[0]).permutation_invariant])
-def test_isomorphic_relabelings_score_the_same(name, split, fitted):
-    p = fitted(name)
-    archs = split[2][:40]
-    rng = np.random.default_rng(1)
-    relabeled = [a.relabel(rng.permutation(a.num_nodes).tolist()) for a in archs]
-    assert not any(r.same_numbering(a) for r, a in zip(relabeled, archs))
-    np.testing.assert_allclose(p.predict(relabeled), p.predict(archs), rtol=1e-5, atol=1e-5)
+def test_a_predictor_that_follows_the_rules_passes():
+    outcomes = {o.rule: o for o in predictor_outcomes(Ridge, toy_split())}
+    assert all(o.ok for o in outcomes.values()), outcomes
+    check_predictor(Ridge, toy_split())
 
 
-@pytest.mark.parametrize("name", GROUPED)
-def test_bad_input_raises_clear_errors(name, split, fitted):
-    cls = PREDICTORS.get(name)
-    archs, y = split[0][:20], split[1][:20]
-    with pytest.raises(ValueError, match="empty"):
-        cls(**cls.quick_params).fit([], [])
-    with pytest.raises(ValueError, match="NaN"):
-        cls(**cls.quick_params).fit(archs, np.r_[y[:-1], np.nan])
-    with pytest.raises(ValueError, match="missing|numbers"):
-        cls(**cls.quick_params).fit(archs, list(y[:-1]) + [None])
-    with pytest.raises(ValueError, match="expected 20"):
-        cls(**cls.quick_params).fit(archs, y[:-1])
-    other = Architecture.from_edges(("input", "conv3x3-bn-relu", "output"), [(0, 1), (1, 2)], "nb101")
-    with pytest.raises(ArchitectureError, match="nb101"):
-        fitted(name).predict([other])
-    with pytest.raises(ValueError, match="empty"):
-        fitted(name).predict([])
-    with pytest.raises(TypeError, match="not an Architecture"):
-        fitted(name).predict(["|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"])
-    with pytest.raises(Exception, match="not fitted"):
-        cls(**cls.quick_params).predict(split[2][:2])
-    with pytest.raises(TypeError, match="unknown hyper-parameters|unexpected keyword"):
-        cls(no_such_parameter=1)
+@pytest.mark.parametrize("broken, rule, reason", [
+    (ForgetfulRidge, "save load round trips exactly", "predictions differ after save and load"),
+    (OffsetRidge, "predictions are in target units", "away from the mean target"),
+])
+def test_a_broken_predictor_is_refused_naming_the_rule(broken, rule, reason):
+    outcomes = {o.rule: o for o in predictor_outcomes(broken, toy_split())}
+    assert not outcomes[rule].ok and reason in outcomes[rule].failure
+    with pytest.raises(ConformanceError, match=f"predictor .* breaks .* rules: .*{rule}: "):
+        check_predictor(broken, toy_split())
