@@ -30,8 +30,10 @@ def _cmd_spaces(args) -> int:
         cls = SPACES.get(name)
         space = cls()
         size = space.size()
-        doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
-        print(f"{name:<12} {'' if size is None else f'{size:>9,}'} {doc[0] if doc else ''}".rstrip())
+        doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip()
+        summary = " ".join(doc.split("\n\n")[0].split()).split(". ")[0]   # the first sentence, whole
+        count = "" if size is None else f"{size:,}" if size < 10**9 else f"{size:.1e}"
+        print(f"{name:<14} {count:>9} {summary}".rstrip())
     return 0
 
 
@@ -93,6 +95,8 @@ def _cmd_data_list(args) -> int:
     print(f"{DATA_ENV}={root or (f'{given} (not a directory)' if given else '(not set)')}")
     for line in status_lines(root):   # each present table checked against its pinned sha256
         print(line)
+    if root is None:   # nothing can be there: say how to get the tables, as every other command does
+        data_root(required=True)
     return 0
 
 
@@ -103,8 +107,25 @@ def _cmd_data_fetch(args) -> int:
     return 0
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse with the one-line refusal every other error has: no usage
+    block, the command's --help named instead, and a near miss suggested for
+    a mistyped command (its sub-parsers are of this class too)."""
+
+    def error(self, message: str):
+        import difflib
+        import re
+        typo = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if typo:
+            choices = re.findall(r"'([^']*)'", typo.group(2)) or [c.strip() for c in typo.group(2).split(",")]
+            close = difflib.get_close_matches(typo.group(1), choices, n=1)
+            message = f"{message.split(':')[0]}: unknown {typo.group(1)!r}" + (
+                f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(choices)}")
+        self.exit(2, f"flownas: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flownas", description="Predictor-guided neural architecture search.")
+    parser = OneLineErrors(prog="flownas", description="Predictor-guided neural architecture search.")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -230,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("flownas: terminated" + _resume_hint(args), file=sys.stderr)
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print("flownas: interrupted", file=sys.stderr)
+        print("flownas: interrupted" + _resume_hint(args), file=sys.stderr)
         return 130
     except BrokenPipeError:   # `flownas ... | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -286,3 +286,18 @@ def test_data_list_and_a_command_on_a_subset_say_so_in_one_line(tmp_path, monkey
     code, out, err = run(capsys, "lookup", "nb201", json.dumps(lookup))
     warned = [l for l in err.splitlines() if "holds 300 records" in l]
     assert warned and warned[0].startswith("flownas: warning: benchmark table nasbench201/nb201_all.jsonl.gz")
+
+
+# -- argparse's own refusals are one line too (README: "bad input gives a one-line flownas: error") --
+@pytest.mark.parametrize("argv, line", [
+    (["search", "--budget", "abc"], "flownas: error: argument --budget: expected an integer, got 'abc' "
+                                    "(see flownas search --help)"),
+    (["serch"], "flownas: error: argument COMMAND: unknown 'serch'; did you mean 'search'? (see flownas --help)"),
+    (["data", "xyz"], "flownas: error: argument ACTION: unknown 'xyz'; known: list, fetch (see flownas data --help)"),
+    ([], "flownas: error: the following arguments are required: COMMAND (see flownas --help)"),
+])
+def test_usage_errors_are_one_line_naming_the_help(capsys, argv, line):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert exc.value.code == 2 and err == line + "\n" and out == ""

@@ -272,17 +272,21 @@ def _finished_trials(db: Path) -> int:
         return 0
 
 
-def test_sigterm_ends_a_search_with_one_line_and_the_ledger_intact(tmp_path, capsys, data_root):
+@pytest.mark.parametrize("sig, code_, line", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+def test_sigterm_ends_a_search_with_one_line_and_the_ledger_intact(tmp_path, capsys, data_root, sig, code_, line):
+    """SIGTERM (a batch scheduler's stop) and SIGINT (Ctrl-C) alike."""
     out = tmp_path / "term"
     command = [sys.executable, "-m", "flownas", "search", "--strategy", "random", "--budget", "5000", "--quiet",
                "--out", str(out)]
-    proc = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            # a job started in the background inherits SIGINT ignored; a terminal's does not
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while proc.poll() is None and _finished_trials(out / "ledger.db") < 5 and time.monotonic() < deadline:
         time.sleep(0.01)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     code, err = proc.wait(60), proc.stderr.read()
-    assert code == 128 + signal.SIGTERM and err == "flownas: terminated (continue it with --resume)\n", (code, err)
+    assert code == code_ and err == f"flownas: {line} (continue it with --resume)\n", (code, err)
     with sqlite3.connect(out / "ledger.db") as con:
         assert con.execute("pragma quick_check").fetchall() == [("ok",)]
     con.close()

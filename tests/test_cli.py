@@ -16,6 +16,8 @@ def run(capsys, *argv):
 def test_spaces_lists_nb201(capsys):
     code, out, _ = run(capsys, "spaces")
     assert code == 0 and "nb201" in out and "15,625" in out
+    nb201 = [line for line in out.splitlines() if line.startswith("nb201 ")][0]
+    assert nb201.endswith("5 ops on the 6 edges of a 4-node cell, 5**6 = 15,625 cells.")   # a whole sentence
 
 
 def test_sample_is_seeded_json_lines(capsys):
@@ -76,6 +78,10 @@ def test_missing_data_is_explained(capsys, monkeypatch, tmp_path):
         load_benchmark.cache_clear()
     assert code == 1 and "missing benchmark table" in err and "nb201_all.jsonl.gz" in err and "fetch" in err
     monkeypatch.setenv("FLOWNAS_DATA", str(tmp_path / "nowhere"))
-    code, out, _ = run(capsys, "data", "list")
-    assert code == 0 and out.startswith(f"FLOWNAS_DATA={tmp_path / 'nowhere'} (not a directory)\n")
+    code, out, err = run(capsys, "data", "list")   # what would be there, then how to get it
+    assert code == 1 and out.startswith(f"FLOWNAS_DATA={tmp_path / 'nowhere'} (not a directory)\n")
     assert "MISSING nasbench201/nb201_all.jsonl.gz" in out
+    assert err.startswith(f"flownas: error: FLOWNAS_DATA={tmp_path / 'nowhere'} is not a directory") and "fetch" in err
+    monkeypatch.delenv("FLOWNAS_DATA")
+    code, out, err = run(capsys, "data", "list")
+    assert code == 1 and out.startswith("FLOWNAS_DATA=(not set)\n") and "FLOWNAS_DATA is not set" in err

@@ -65,7 +65,11 @@ def test_report_redraws_from_the_ledger(finished_run, capsys):
     assert code == 0 and "c10_valid_val_acc_200" in out
     assert (finished_run / "best_so_far.png").stat().st_size > 1000
     assert (finished_run / "history.csv").exists() and (finished_run / "best.json").exists()
-    assert "holds no search (no run.json" in one_line_error(capsys, "report", finished_run.parent / "nothing")
+    assert f"no run directory {finished_run.parent / 'nothing'}" in one_line_error(
+        capsys, "report", finished_run.parent / "nothing")
+    (finished_run.parent / "empty").mkdir()
+    err = one_line_error(capsys, "report", finished_run.parent / "empty")
+    assert "holds no search (no run.json" in err and "--resume" not in err
 
 
 def test_running_again_into_a_run_directory_is_refused(finished_run, capsys):
@@ -78,7 +82,7 @@ def test_resume_may_extend_the_budget_but_not_change_the_search(finished_run, ca
     err = one_line_error(capsys, "search", "--resume", "--out", finished_run, "--seed", "2", "--quiet")
     assert "--seed: 2 differs from the search recorded" in err
     err = one_line_error(capsys, "search", "--resume", "--out", tmp_path / "nothing", "--quiet")
-    assert "holds no search (no run.json" in err
+    assert f"no run directory {tmp_path / 'nothing'}" in err
     err = one_line_error(capsys, "search", "--retry-failed", "--out", tmp_path / "new", "--quiet")
     assert "--retry-failed goes with --resume" in err and not (tmp_path / "new").exists()
     code, out, _ = run(capsys, "search", "--resume", "--retry-failed", "--out", finished_run, "--quiet")

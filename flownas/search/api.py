@@ -130,8 +130,10 @@ class Run:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise FlownasError(f"{run_dir} holds no search (no {RUN_FILE}; a search killed before it started "
-                               f"is run again without --resume)") from None
+            if not run_dir.is_dir():
+                raise FlownasError(f"no run directory {run_dir} (from {Path.cwd()})") from None
+            raise FlownasError(f"{run_dir} holds no search (no {RUN_FILE}: a search killed before it started "
+                               f"left nothing to resume or report; run it again)") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise FlownasError(f"{path} is unreadable: {exc}") from None
         _check_run_record(path, data)
