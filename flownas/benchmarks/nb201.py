@@ -1,5 +1,5 @@
 """NAS-Bench-201 tables (``$FLOWNAS_DATA/nasbench201``): accuracies of all
-15,625 cells (200- and 12-epoch runs), params, NASWOT, HELP latencies on 28
+15,625 cells (200- and 12-epoch runs), params, NASWOT, HELP latencies on 27
 devices, zero-cost proxies for a 1,104-cell subset and NATS training times for
 1,000 cells. Lookups go through the NB201 string, so any node numbering of a
 cell finds its record."""

@@ -1,5 +1,5 @@
 """Latency of a candidate: measured on the local device, or looked up in the
-HELP latency tables of the benchmarks (NB201: 28 device settings; FBNet: 27;
+HELP latency tables of the benchmarks (NB201: 27 device settings; FBNet: 27;
 OFA MobileNetV3: 12).
 
 Both evaluators maximise ``neg_latency_ms`` (= -``latency_ms``), so that a
