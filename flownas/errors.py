@@ -1,6 +1,7 @@
 """The exceptions flownas raises. Each message names the problem and, where
 there is one, the fix, so that the CLI can print it as a one-line error."""
 import numbers
+from typing import Any
 
 
 class FlownasError(Exception):
@@ -35,13 +36,29 @@ class NotInTableError(FlownasError, LookupError):
 class ConfigError(FlownasError, ValueError):
     """A broken search configuration; the message names the bad key."""
 
+    #: the message starts with the configuration key it is about, so an outer
+    #: ``construct`` (the strategy around its predictor) adds none of its own
+    keyed: bool = False
+
+
+def key_error(key: str, problem: Any) -> ConfigError:
+    """``ConfigError("KEY: PROBLEM")``, marked as naming its key."""
+    error = ConfigError(f"{key}: {problem}")
+    error.keyed = True
+    return error
+
 
 def construct(key: str, factory, *args, **kwargs):
-    """Call a constructor; a bad value becomes a ConfigError that names ``key``."""
+    """Call a constructor; a bad value becomes a ConfigError that names ``key``
+    (unless it names a key of its own already)."""
     try:
         return factory(*args, **kwargs)
+    except ConfigError as exc:
+        if exc.keyed:
+            raise
+        raise key_error(key, exc) from None
     except (FlownasError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{key}: {exc}") from None
+        raise key_error(key, exc) from None
 
 
 def is_whole(value) -> bool:

@@ -143,10 +143,14 @@ def test_predictor_search_plots_predicted_vs_true(tmp_path, capsys, data_root):
 
 @pytest.mark.parametrize("text, message", [
     ("strategy: [evolution\n", "not valid YAML at line 2"),
-    ("stratgy: evolution\n", "unknown key 'stratgy'"),
+    ("stratgy: evolution\n", "unknown key 'stratgy' (did you mean 'strategy'?"),
     ("strategy: evolushun\n", "strategy: unknown strategy 'evolushun'; did you mean 'evolution'?"),
     ("space: nb999\n", "space: unknown space 'nb999'"),
     ("strategy: {name: evolution, population: 5}\n", "strategy.population: strategy 'evolution' takes no"),
+    ("predictor: {name: gcn, epoch: 10}\n",
+     "predictor.epoch: predictor 'gcn' takes no parameter 'epoch' (did you mean 'epochs'?)"),   # through **kwargs
+    ("predictor: {name: flowerformer, zzz: 1}\n", "predictor.zzz: predictor 'flowerformer' takes no parameter 'zzz' "
+                                                  "(known: dim, "),
     ("strategy: {name: evolution, population_size: many}\n", "strategy.population_size: expected int"),
     ("budget: {evaluations: -3}\n", "budget.evaluations must be at least 1"),
     ("seed: -1\n", "seed must be an integer >= 0"),
@@ -154,11 +158,11 @@ def test_predictor_search_plots_predicted_vs_true(tmp_path, capsys, data_root):
     ("strategy: random\npredictor: mlp\n", "predictor: the strategy 'random' uses no predictor"),
     ("predictor: flowerfomer\n", "predictor: unknown predictor 'flowerfomer'"),
     ("predictor: {name: flowerformer, dim: 30, heads: 4}\n",
-     "strategy: predictor flowerformer: dim (30) must be divisible by heads (4)"),
+     "predictor: dim (30) must be divisible by heads (4)"),
     ("strategy: predictor\npredictor: {name: gbt, max_iter: 0}\n",
-     "strategy: predictor gbt: max_iter must be at least 1 (a whole number), got 0"),
+     "predictor: max_iter must be at least 1 (a whole number), got 0"),
     ("strategy: dele\npredictor: {name: dele, signals: [acc_13]}\n",
-     "strategy: predictor.signals: unknown nb201 signals acc_13"),
+     "predictor.signals: unknown nb201 signals acc_13"),
     ("dataset: cifar1000\n", "has no dataset 'cifar1000'"),
     ("- just\n- a list\n", "a configuration is a mapping"),
     ("threads: 0\n", "threads must be at least 1"),

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import functools
 import inspect
 import math
@@ -199,7 +200,9 @@ class SearchConfig:
             raise ConfigError(f"{where}: a configuration is a mapping of keys (got {type(data).__name__})")
         unknown = [k for k in data if k not in KEYS]
         if unknown:
-            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(KEYS)})")
+            close = difflib.get_close_matches(str(unknown[0]), KEYS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r} ({hint}known: {', '.join(KEYS)})")
         d = {**DEFAULTS, **{k: v for k, v in data.items() if v is not None or k in ("storage", "out", "threads")}}
         space = _component(d["space"], "space")
         dataset = _typed(d.get("dataset"), "dataset", (str, type(None)))
@@ -502,11 +505,14 @@ def _check_component(registry, component: Component, key: str):
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     known = [n for n, p in params.items() if n not in skip and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
     declared = _declared(target, params)
+    accepted = known + [n for n in _keyword_parameters(target) if n not in known]   # **kwargs flownas knows
+    takes_any = takes_any and accepted == known
     own = getattr(target, "__module__", "").startswith("flownas.")
     for name, value in component.params.items():
-        if name in skip or (name not in known and not takes_any):
-            raise ConfigError(f"{key}.{name}: {registry.kind} {component.name!r} takes no parameter {name!r} "
-                              f"(known: {', '.join(known) or 'none'})")
+        if name in skip or (name not in accepted and not takes_any):
+            close = difflib.get_close_matches(name, accepted, n=1)
+            raise ConfigError(f"{key}.{name}: {registry.kind} {component.name!r} takes no parameter {name!r} " + (
+                f"(did you mean {close[0]!r}?)" if close else f"(known: {', '.join(accepted) or 'none'})"))
         default, hint = declared.get(name, (inspect.Parameter.empty, None))
         if hint is not None and not _matches(value, hint):
             raise ConfigError(f"{key}.{name}: expected {_hint_name(hint)}, got {type(value).__name__} {value!r}")

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..arch import Architecture
-from ..errors import ConfigError, construct
+from ..errors import ConfigError, construct, key_error
 from ..predictors.base import Predictor
 from ..registry import PREDICTORS, STRATEGIES
 from ..spaces.base import SearchSpace
@@ -51,7 +51,7 @@ class Surrogate:
         else:
             spec = {"name": spec} if isinstance(spec, str) else dict(spec)
             self._cls, self._params = PREDICTORS.get(resolve_predictor_name(spec.pop("name", "auto"))), spec
-        hyper = construct(f"predictor {self._cls.name or self._cls.__name__}", self._cls, **self._params).get_params()
+        hyper = construct("predictor", self._cls, **self._params).get_params()
         if "ensemble" in hyper and "ensemble" in self._params and not isinstance(spec, Predictor):
             raise ConfigError("predictor.ensemble: set the ensemble size with the strategy's ensemble")
         self._native = "ensemble" in hyper
@@ -249,7 +249,7 @@ class DELESearch(PredictorSearch):
                 try:
                     check_signals(space.name, spec["signals"], spec.get("dataset", "cifar10"))
                 except ConfigError as exc:
-                    raise ConfigError(f"predictor.signals: {exc}") from None
+                    raise key_error("predictor.signals", exc) from None
             predictor = spec
         super().__init__(space, seed=seed, predictor=predictor, ensemble=ensemble, acquisition=acquisition,
                          beta=beta, num_init=num_init, refit_every=refit_every, num_parents=num_parents,
