@@ -87,8 +87,17 @@ def test_resume_may_extend_the_budget_but_not_change_the_search(finished_run, ca
     assert "--retry-failed goes with --resume" in err and not (tmp_path / "new").exists()
     code, out, _ = run(capsys, "search", "--resume", "--retry-failed", "--out", finished_run, "--quiet")
     assert code == 0 and "30 replayed" in out and "ran again" not in out   # nothing failed: a plain replay
-    code, out, _ = run(capsys, "search", "--resume", "--out", finished_run, "--budget", "40", "--quiet")
+    code, out, err = run(capsys, "search", "--resume", "--out", finished_run, "--budget", "40", "--quiet")
     assert code == 0 and "40 finished" in out and "30 replayed" in out
+    assert err == ("flownas: warning: the resumed search's budget is 40 evaluations (--budget); it was recorded "
+                   "with 30 evaluations\n")   # allowed, never silent
+    same = tmp_path / "same.yaml"   # the recorded search, as a file, whose budget is another: said at --check too
+    same.write_text("strategy: evolution\nseed: 1\nbudget: 150\n")
+    code, out, err = run(capsys, "search", same, "--resume", "--out", finished_run, "--check")
+    assert code == 0 and "150 evaluations" in out
+    assert "budget is 150 evaluations (the configuration file); it was recorded with 40 evaluations" in err
+    code, out, err = run(capsys, "search", "--resume", "--out", finished_run, "--check")
+    assert code == 0 and err == ""   # as recorded: nothing to say
 
 
 def test_check_says_what_would_run_and_writes_nothing(finished_run, capsys, tmp_path):

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import sys
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -320,8 +321,23 @@ def _resumed_config(run_dir: Path, recorded: dict[str, Any], given: SearchConfig
     config = recorded
     if given is not None:
         config = replace(config, budget=given.budget, executor=given.executor)
-    return config.with_flags(budget=flags.get("budget"), executor=flags.get("executor"),
-                             **{flag: flags.get(flag) for flag in EXECUTOR_FLAGS})
+    config = config.with_flags(budget=flags.get("budget"), executor=flags.get("executor"),
+                               **{flag: flags.get(flag) for flag in EXECUTOR_FLAGS})
+    if config.budget != recorded.budget:   # allowed (to extend a search), but never silently
+        source = "--budget" if flags.get("budget") is not None else "the configuration file"
+        warnings.warn(ResumeWarning(f"the resumed search's budget is {budget_text(config.budget)} "
+                                    f"({source}); it was recorded with {budget_text(recorded.budget)}"))
+    return config
+
+
+class ResumeWarning(UserWarning):
+    """A resume that continues a search with another budget than it was recorded with."""
+
+
+def budget_text(budget) -> str:
+    parts = [f"{budget.evaluations} evaluations" if budget.evaluations else None,
+             f"{budget.cost_s:g} s of cost" if budget.cost_s else None]
+    return " and ".join(p for p in parts if p) or "no limit"
 
 
 def _changed(key: str, value: Any, old: Any, run_dir: Path) -> str:

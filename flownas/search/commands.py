@@ -115,7 +115,7 @@ def _check(args, given, config) -> int:
     import yaml
     from rich.console import Console
     from rich.table import Table
-    from .api import check_search
+    from .api import budget_text, check_search
     if args.resume:
         found = check_search(given, resume=True, run_dir=Path(args.out) if args.out else config.run_dir,
                              flags=_flags(args))
@@ -139,9 +139,7 @@ def _check(args, given, config) -> int:
     table.add_row("strategy", config.strategy.name + (f" + {config.predictor.name}" if config.predictor else ""))
     for c in config.constraints:
         table.add_row("constraint", str(c))
-    budget = config.budget
-    table.add_row("budget", ", ".join(p for p in (f"{budget.evaluations} evaluations" if budget.evaluations else None,
-                                                   f"{budget.cost_s:g} s of cost" if budget.cost_s else None) if p))
+    table.add_row("budget", budget_text(config.budget))
     table.add_row("executor", f"{config.executor.name}, {found['workers']} worker(s)")
     Console().print(table)
     print("# the configuration as it would run\n" + yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
