@@ -48,8 +48,16 @@ def test_nb201_cost_is_the_logged_time_where_the_table_has_it(nb201_table):
 def test_unknown_dataset_or_benchmark_is_named():
     with pytest.raises(ConfigError, match="no dataset 'svhn'.*cifar10, cifar100, ImageNet16-120"):
         TabularEvaluator(dataset="svhn")
-    with pytest.raises(ConfigError, match="knows no benchmark 'nb999'"):
+    with pytest.raises(ConfigError, match="has no table 'nb999' \\(it has nb101, nb201\\)"):
         TabularEvaluator(benchmark="nb999")
+
+
+def test_a_space_without_a_table_is_told_to_give_an_evaluator(capsys, data_root):
+    """The default evaluator of a space is its table: darts (or a space of your own) has none."""
+    from cli_run import one_line_error
+    err = one_line_error(capsys, "search", "--space", "darts", "--check")
+    assert "evaluator: the tabular evaluator has no table 'darts'" in err
+    assert "evaluator: {name: training, dataset: cifar10-mini}" in err
 
 
 def test_an_architecture_outside_the_table_fails_the_evaluation(nb201_table):

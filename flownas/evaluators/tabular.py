@@ -69,8 +69,11 @@ class TabularEvaluator(Evaluator):
     def __init__(self, benchmark: str = "nb201", dataset: str = "cifar10",
                  objective: str | None = None, test_metric: str | None = None):
         if benchmark not in DATASETS:
-            raise ConfigError(f"the tabular evaluator knows no benchmark {benchmark!r} "
-                              f"(known: {', '.join(sorted(DATASETS))})")
+            # the default evaluator of a space without a table of all its members lands here
+            raise ConfigError(f"the tabular evaluator has no table {benchmark!r} (it has {', '.join(sorted(DATASETS))}); "
+                              f"evaluate another space's candidates with another evaluator in the configuration "
+                              f"file, e.g. evaluator: {{name: training, dataset: cifar10-mini}} or {{name: proxies}} "
+                              f"(docs/evaluators.md)")
         datasets = DATASETS[benchmark]
         if dataset not in datasets:
             raise ConfigError(f"benchmark {benchmark!r} has no dataset {dataset!r} "
