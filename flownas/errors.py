@@ -21,6 +21,14 @@ class NotInSpaceError(ArchitectureError):
         super().__init__(f"not in space {space!r}: {rule}")
 
 
+class NotAnArchitectureError(ArchitectureError, TypeError):
+    """An item that is not an ``Architecture`` where architectures are expected."""
+
+
+class NotFittedError(FlownasError, RuntimeError):
+    """A predictor's ``predict`` or ``save`` before ``fit``."""
+
+
 class UnknownNameError(FlownasError, LookupError):
     """A name that no registry knows (space, predictor, strategy, ...)."""
 
@@ -39,6 +47,11 @@ class ConfigError(FlownasError, ValueError):
     #: the message starts with the configuration key it is about, so an outer
     #: ``construct`` (the strategy around its predictor) adds none of its own
     keyed: bool = False
+
+
+class UnknownParameterError(ConfigError, TypeError):
+    """A hyper-parameter the predictor does not take (a ``TypeError`` too, as
+    Python's own for an unexpected keyword argument)."""
 
 
 def key_error(key: str, problem: Any) -> ConfigError:

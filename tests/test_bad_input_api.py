@@ -308,3 +308,13 @@ def test_a_bad_seed_is_a_config_error_naming_it(seed):
     from flownas.registry import STRATEGIES
     with pytest.raises(ConfigError, match=re.escape(f"seed: expected a non-negative whole number (or None), got {seed!r}")):
         STRATEGIES.create("evolution", space="nb201", seed=seed)
+
+
+def test_every_error_class_the_docs_name_is_in_flownas_errors():
+    """docs/predictors.md: bad input raises a flownas.errors exception."""
+    import flownas.errors as errors
+    from flownas.predictors.base import UnknownParameterError
+    from flownas.predictors.neural import NotFittedError
+    assert errors.UnknownParameterError is UnknownParameterError and errors.NotFittedError is NotFittedError
+    assert issubclass(errors.UnknownParameterError, (errors.ConfigError, TypeError))
+    assert issubclass(errors.NotFittedError, errors.FlownasError) and issubclass(errors.NotAnArchitectureError, TypeError)

@@ -15,16 +15,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..arch import Architecture
-from ..errors import ArchitectureError, ConfigError, DataError, check_whole, is_whole
-
-
-class UnknownParameterError(ConfigError, TypeError):
-    """A hyper-parameter the predictor does not take (a ``TypeError`` too, as
-    Python's own for an unexpected keyword argument)."""
-
-
-class NotAnArchitectureError(ArchitectureError, TypeError):
-    """An item that is not an ``Architecture`` where architectures are expected."""
+from ..errors import (ArchitectureError, ConfigError, DataError, NotAnArchitectureError,
+                      UnknownParameterError, check_whole, is_whole)
 
 
 #: hyper-parameters that are sizes or counts, by name: the least value allowed

@@ -24,13 +24,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..arch import Architecture
-from ..errors import ConfigError, DataError, construct
+from ..errors import ConfigError, DataError, NotFittedError, construct
 from ..registry import PREDICTORS
 from .base import (Predictor, accepts_validation, check_archs, check_sizes, check_training_data, saved_file,
                    short_reason)
 from .gcn import GCNPredictor
 from .mlp import MLPPredictor
-from .neural import FORMAT, FORMAT_VERSION, NotFittedError
+from .neural import FORMAT, FORMAT_VERSION
 
 MANIFEST = "blend.json"
 

@@ -14,12 +14,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..arch import Architecture
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, NotFittedError
 from ..registry import PREDICTORS
 from .base import Predictor, check_archs, check_sizes, check_training_data, saved_file, short_reason
 from .features import path_encoding, resolve_ops
 from .metrics import kendall_tau
-from .neural import FORMAT, FORMAT_VERSION, NotFittedError
+from .neural import FORMAT, FORMAT_VERSION
 
 
 @PREDICTORS.register("gbt")

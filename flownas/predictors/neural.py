@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from ..arch import Architecture
-from ..errors import ConfigError, DataError, FlownasError
+from ..errors import ConfigError, DataError, FlownasError, NotFittedError
 from .base import (Predictor, UnknownParameterError, check_archs, check_sizes, check_training_data, saved_file,
                    short_reason)
 from .features import GraphFeaturizer, resolve_ops
@@ -74,10 +74,6 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "contract_ops": "auto",  # identity ops: their nodes go, predecessors joined to successors
     "seed": 0,
 }
-
-
-class NotFittedError(FlownasError, RuntimeError):
-    """``predict`` or ``save`` before ``fit``."""
 
 
 class NeuralPredictor(Predictor):
