@@ -67,6 +67,14 @@ def test_a_finite_space_is_filtered_in_one_call():
     assert evaluator.calls == [80] and space.size() == 48
 
 
+def test_an_evaluate_many_that_loses_results_is_named():
+    class Lossy(ToyEvaluator):
+        def evaluate_many(self, archs, fidelity=None):
+            return super().evaluate_many(archs[1:], fidelity)
+    with pytest.raises(ConfigError, match=r"size <= 1 \(Lossy\): evaluate_many gave 79 results for 80 architectures"):
+        ConstrainedSpace(ToySpace(), [Constraint("size", Lossy(), max=1)])
+
+
 def test_a_neighbourhood_is_filtered_in_one_call_leaving_out_what_has_no_value():
     evaluator = CountingToy(nan_at=3)
     space = ConstrainedSpace(UnsizedToy(), [Constraint("size", evaluator, max=2)])

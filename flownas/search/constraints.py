@@ -74,6 +74,9 @@ class Constraint:
             raise
         except FlownasError as exc:   # e.g. a latency table of another space: say which constraint asked
             raise ConfigError(f"constraint {self}: {exc}") from None
+        if len(results) != len(archs):   # an evaluate_many of your own that drops or adds some
+            raise ConfigError(f"constraint {self}: evaluate_many gave {len(results)} results "
+                              f"for {len(archs)} architectures")
         out = []
         for result in results:
             if self.metric not in result.metrics:
