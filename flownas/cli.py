@@ -123,6 +123,18 @@ class OneLineErrors(argparse.ArgumentParser):
                 f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(choices)}")
         self.exit(2, f"flownas: error: {message} (see {self.prog} --help)\n")
 
+    def parse_known_args(self, args=None, namespace=None):
+        """A command refuses the flags it does not know itself, so that the
+        error names its own --help and the flag it was probably meant to be."""
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras and self.prog != "flownas" and not self._subparsers:   # a command, not a group
+            import difflib
+            close = [m for e in extras if e.startswith("-")
+                     for m in difflib.get_close_matches(e.split("=")[0], self._option_string_actions, n=1)]
+            self.error(f"unrecognized arguments: {' '.join(extras)}"
+                       + (f"; did you mean {close[0]}?" if close else ""))
+        return parsed, extras
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrors(prog="flownas", description="Predictor-guided neural architecture search.")

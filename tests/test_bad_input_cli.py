@@ -295,6 +295,9 @@ def test_data_list_and_a_command_on_a_subset_say_so_in_one_line(tmp_path, monkey
     (["serch"], "flownas: error: argument COMMAND: unknown 'serch'; did you mean 'search'? (see flownas --help)"),
     (["data", "xyz"], "flownas: error: argument ACTION: unknown 'xyz'; known: list, fetch (see flownas data --help)"),
     ([], "flownas: error: the following arguments are required: COMMAND (see flownas --help)"),
+    (["search", "--budgt=5"], "flownas: error: unrecognized arguments: --budgt=5; did you mean --budget? "
+                                 "(see flownas search --help)"),
+    (["sample", "nb201", "extra"], "flownas: error: unrecognized arguments: extra (see flownas sample --help)"),
 ])
 def test_usage_errors_are_one_line_naming_the_help(capsys, argv, line):
     with pytest.raises(SystemExit) as exc:
