@@ -13,10 +13,18 @@ operator graphs of the frozen networks::
 """
 from __future__ import annotations
 
-import nni
+import warnings
+
 import torch
-from nni.nas.nn.pytorch import LayerChoice, ModelSpace, MutableLinear, ParametrizedModule, Repeat
 from torch import nn
+
+with warnings.catch_warnings():
+    # nni warns about every torch class it was not tested with ("your PyTorch
+    # version might not be supported"); flownas silences the same warnings
+    # when it imports nni itself
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"nni(\.|$)")
+    import nni
+    from nni.nas.nn.pytorch import LayerChoice, ModelSpace, MutableLinear, ParametrizedModule, Repeat
 
 from resnet_space import DEPTHS, KERNELS, STAGE_STRIDES, STAGE_WIDTHS, STEM_WIDTH, ResidualBlock, stem
 

@@ -1,6 +1,7 @@
 """Plain-Python spaces: the declarative cell space (flownas.spaces.custom), the
 hand-written example (examples/resnet_space.py), and plug-ins found through the
 entry-point group ``flownas.spaces``."""
+import os
 import pickle
 import subprocess
 import sys
@@ -19,7 +20,8 @@ from flownas.spaces.custom import CellSpace, cell_space
 # the shared conformance suite, run here on spaces registered only for the tests
 from test_spaces_conformance import test_the_space_follows_the_rule  # noqa: F401 - collected by pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples"))
 from resnet_space import ResNetSpace  # noqa: E402
 
 
@@ -179,6 +181,50 @@ def test_installed_plugin_appears_in_flownas_spaces(tmp_path, monkeypatch, fresh
     assert len(lines) == 2 and Architecture.from_json(lines[0]).space == "demo-cells"
 
 
+def test_the_examples_folder_installs_as_a_plugin(tmp_path):
+    """examples/pyproject.toml (docs/custom_spaces.md: `pip install -e examples`):
+    a fresh process, which registers nothing in code, knows `resnet` by name."""
+    pytest.importorskip("setuptools")
+    import shutil
+    src = tmp_path / "src"      # a copy, so that the build leaves nothing in examples/
+    src.mkdir()
+    for name in ("pyproject.toml", "resnet_space.py", "resnet_nni.py"):
+        shutil.copy(ROOT / "examples" / name, src / name)
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(site), str(src)], check=True, capture_output=True)
+    entry_points = next(site.glob("flownas_examples-*.dist-info")) / "entry_points.txt"
+    assert "resnet = resnet_space:ResNetSpace" in entry_points.read_text()
+    script = textwrap.dedent("""
+        import sys
+        from flownas.cli import main
+        sys.exit(main(["spaces", "resnet*"]) or main(["sample", "resnet", "-n", "2", "--seed", "0"]))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(site)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].split()[:2] == ["resnet", "1,024"] and len(lines) == 3
+    assert Architecture.from_json(lines[1]).space == "resnet"
+
+
+def test_the_nni_example_imports_nni_without_warnings():
+    """docs/custom_spaces.md: nni's torch-version warnings are silenced, also
+    when the example imports nni itself (a fresh process: nni not yet imported)."""
+    script = textwrap.dedent("""
+        import sys, warnings
+        sys.path.insert(0, "examples")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            import resnet_nni
+        for w in caught:
+            print(f"{w.filename}: {w.category.__name__}: {w.message}")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "nni" not in done.stdout, done.stdout
+
+
 def test_a_broken_plugin_is_named_and_the_other_spaces_still_work(monkeypatch, fresh_registry, capsys):
     import importlib.metadata
     broken = importlib.metadata.EntryPoint("broken-cells", "flownas_no_such_plugin:Cells", "flownas.spaces")
@@ -197,7 +243,6 @@ def test_a_broken_plugin_is_named_and_the_other_spaces_still_work(monkeypatch, f
 
 
 # -- docs/custom_spaces.md, executed ------------------------------------------------------------
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _blocks(markdown: str):
@@ -229,7 +274,7 @@ def test_the_custom_spaces_guide_runs(nni_import_warnings, fresh_registry, tmp_p
     namespace: dict = {"__name__": "guide"}
     ran = {"python": 0, "bash": 0}
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")        # the guide imports nni itself
+        warnings.simplefilter("ignore")        # training may warn; nni's import is checked in a fresh process below
         for lang, code in _blocks((ROOT / "docs" / "custom_spaces.md").read_text()):
             if lang == "python":
                 exec(compile(code, "docs/custom_spaces.md", "exec"), namespace)
