@@ -14,7 +14,7 @@ import importlib
 import importlib.metadata
 import pkgutil
 import warnings
-from typing import Any, Callable
+from typing import Any
 
 from .errors import ConfigError, UnknownNameError
 
@@ -50,7 +50,10 @@ class Registry:
                 raise UnknownNameError(f"{self.kind} {name!r} is an installed plug-in that failed to load: "
                                        f"{self._broken[name]}") from None
             close = difflib.get_close_matches(name, self._entries, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = f"; did you mean {close[0]!r}?" if close else (
+                # one of your own is known only where it is registered: in that process, or installed
+                f"; one of your own must be registered in this process or installed as a "
+                f"flownas.{self.kind}s plug-in (docs/custom_spaces.md, 'Plug-ins')")
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}{hint} "
                 f"(known: {', '.join(sorted(self._entries)) or 'none'})") from None

@@ -36,6 +36,8 @@ def test_lookup_prints_metrics(capsys, data_root):
 
 @pytest.mark.parametrize("argv, message", [
     (["sample", "nb999"], "unknown space 'nb999'"),
+    (["sample", "resnet"], "unknown space 'resnet'; one of your own must be registered in this process or "
+                           "installed as a flownas.spaces plug-in"),   # the guide's space, in a fresh shell
     (["lookup", "nb201", "|bogus~0|"], "not an NB201 string"),
     (["lookup", "nb201", "{nope"], "does not parse"),
 ])

@@ -11,21 +11,10 @@ and averages the members (``predict(return_std=True)`` gives their spread).
 Bad hyper-parameters fail at construction: ``__init__`` checks the training
 ones and builds the network once on a stand-in vocabulary.
 
-Writing a new one (see ``flowerformer.py``)::
-
-    @PREDICTORS.register("mynet")
-    class MyNet(NeuralPredictor):
-        name = "mynet"
-        defaults = dict(epochs=100, loss="mse")       # overrides of the shared ones
-
-        def __init__(self, dim=64, **common):
-            self.dim = dim
-            super().__init__(**common)
-
-        def build_network(self, featurizer):
-            from .nn.mynet import MyEncoder            # torch only when used
-            from .nn.heads import GraphRegressor
-            return GraphRegressor(MyEncoder(featurizer.num_ops + featurizer.num_attrs, self.dim))
+Writing a new one: a subclass sets its own hyper-parameters and builds its
+network in ``build_network(featurizer)``; docs/predictors.md ("Reusing the
+machinery") has a complete example that ``flownas.conformance.check_predictor``
+passes, and ``flowerformer.py`` a real one.
 
 Importing this module does not import torch.
 """
