@@ -48,10 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from search_toys import ToySpace  # noqa: E402
-
-from flownas.store import Ledger, Record, storage_url  # noqa: E402
+from flownas.store import Ledger, Record, storage_url
+from flownas.toys import ToySpace
 
 
 def archs(n: int, seed: int) -> list:

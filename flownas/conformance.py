@@ -1,18 +1,19 @@
-"""The rules every search space and every predictor must follow, shipped
+"""The rules every search space, predictor and strategy must follow, shipped
 with flownas so that one of your own is checked where flownas is installed,
 not only in this repository's tests (Optuna and scikit-learn ship their
 conformance suites the same way):
 
     flownas spaces --check resnet          # each rule: ok, FAIL with the reason, or not checked
 
-    from flownas.conformance import check_predictor, check_space
+    from flownas.conformance import check_predictor, check_space, check_strategy
     check_space(MySpace())                 # in your tests: raises ConformanceError naming each broken rule
     check_predictor(MyPredictor)           # fits it on 200 NB201 cells (needs the table), with its quick_params
+    check_strategy(MyStrategy)             # searches the 80-member toy space of flownas.toys
 
-``tests/test_spaces_conformance.py`` and ``tests/test_predictors_conformance.py``
-run the same rules on everything registered. Each rule is a function that
-raises ``ConformanceError`` when it is broken, or returns a note when it
-does not apply.
+``tests/test_spaces_conformance.py``, ``tests/test_predictors_conformance.py``
+and ``tests/test_strategies.py`` run the same rules on everything registered.
+Each rule is a function that raises ``ConformanceError`` when it is broken,
+or returns a note when it does not apply.
 """
 from __future__ import annotations
 
@@ -293,6 +294,146 @@ PREDICTOR_RULES: dict[str, Callable[[Any, Split, Any], str | None]] = {
 def fit_quick(cls, split: Split):
     """``cls`` with its ``quick_params`` and seed 0, fitted on the split's training cells."""
     return _quick(cls, seed=0).fit(split.train, split.train_y)
+
+
+# -- strategies -------------------------------------------------------------------
+def make_strategy(cls, seed: int = 0, space: SearchSpace | None = None, **params):
+    """``cls`` on the 80-member toy space (``flownas.toys``); a strategy that
+    takes a predictor gets the toy ridge and pools sized for so small a space."""
+    import inspect
+    from .toys import RidgePredictor, ToySpace
+    accepted = inspect.signature(cls.__init__).parameters
+    if "predictor" in accepted:
+        params.setdefault("predictor", RidgePredictor())
+        for key, value in (("num_mutations", 30), ("num_random", 10), ("num_children", 8)):
+            if key in accepted:
+                params.setdefault(key, value)
+    return cls(space or ToySpace(), seed=seed, **params)
+
+
+def drive(strategy, steps: int, evaluator=None, batch: int = 1, until: float | None = None) -> list:
+    """ask/tell until ``steps`` outcomes, the value ``until``, or the strategy
+    proposes nothing more; a failed evaluation is told as None. Returns (arch, value) pairs."""
+    from .toys import ToyEvaluator
+    evaluator = evaluator or ToyEvaluator()
+    told: list = []
+    while len(told) < steps and not (until is not None and told and told[-1][1] == until):
+        archs = strategy.ask(batch)
+        if not archs:
+            break
+        for arch in archs:
+            try:
+                value = evaluator.evaluate(arch).metrics["val"]
+            except RuntimeError:
+                value = None
+            strategy.tell(arch, value, {"val": value, "size": 1.0})
+            told.append((arch, value))
+    return told
+
+
+def proposes_each_member_once_until_none_is_left(cls) -> None:
+    from .toys import ToySpace
+    strategy = make_strategy(cls)
+    told = drive(strategy, 500)
+    keys = [a.key for a, _ in told]
+    _require(len(keys) == len(set(keys)), "a member was proposed twice")
+    _require(len(keys) == ToySpace().size(), f"{len(keys)} of the space's {ToySpace().size()} members proposed "
+                                             "before it stopped proposing")
+    for arch, _ in told:
+        ToySpace().validate(arch)
+    _require(strategy.ask(3) == [], "ask() proposes more after every member was told")
+
+
+def proposes_only_feasible_members(cls) -> None:
+    from .search.constraints import ConstrainedSpace, Constraint
+    from .toys import ToyEvaluator, ToySpace
+    space = ConstrainedSpace(ToySpace(), [Constraint("size", ToyEvaluator(), min=1, max=2)])   # 1 or 2 ops 'c'
+    told = drive(make_strategy(cls, space=space), 500)
+    counts = {ToySpace().chain(a).count("c") for a, _ in told}
+    _require(counts <= {1, 2}, "a member outside the constraints was proposed")
+    _require(len(told) == space.size(), f"{len(told)} of the {space.size()} feasible members proposed")
+
+
+def a_seed_repeats_a_search(cls) -> None:
+    runs = [[a.key for a, _ in drive(make_strategy(cls, seed=s), 30)] for s in (7, 7, 8)]
+    _require(runs[0] == runs[1], "two searches with seed 7 proposed differently")
+    _require(runs[0] != runs[2], "seeds 7 and 8 proposed the same search")
+
+
+def a_batch_is_distinct_and_new(cls) -> None:
+    strategy = make_strategy(cls)
+    drive(strategy, 12)
+    batch = strategy.ask(5)
+    _require(len(batch) == 5 and len({a.key for a in batch}) == 5, "ask(5) did not give 5 distinct members")
+    _require(not {a.key for a in batch} & {t.arch.key for t in strategy.history},
+             "ask(5) proposed a member already told")
+
+
+def takes_failures_and_results_it_did_not_ask_for(cls) -> None:
+    from .toys import ToyEvaluator, ToySpace, score
+    space, strategy, rng = ToySpace(), make_strategy(cls), np.random.default_rng(3)
+    foreign: list = []
+    while len(foreign) < 12:
+        arch = space.sample(rng)
+        if arch not in foreign:
+            foreign.append(arch)
+    for i, arch in enumerate(foreign):   # a warm start: some failed (None)
+        strategy.tell(arch, None if i % 5 == 0 else score(space.chain(arch)), {"val": 1.0, "size": 1.0})
+    proposed = drive(strategy, 20, evaluator=ToyEvaluator(fail="abab"))
+    _require(not {a.key for a, _ in proposed} & {a.key for a in foreign}, "a member told before was proposed")
+    _require(len(strategy.history) == 12 + len(proposed), "the history lost an outcome")
+
+
+def a_fresh_copy_has_the_parameters_and_nothing_told(cls) -> None:
+    strategy = make_strategy(cls, seed=5)
+    drive(strategy, 15)
+    fresh = strategy.fresh()
+    _require(type(fresh) is type(strategy), f"fresh() made a {type(fresh).__name__}")
+    _require(fresh.get_params().keys() == strategy.get_params().keys(), "fresh() has other parameters")
+    _require(fresh.seed == 5 and fresh.history == [], "fresh() kept the history or lost the seed")
+    _require([a.key for a, _ in drive(fresh, 15)] == [t.arch.key for t in strategy.history],
+             "fresh() searches differently from the original")
+
+
+def descriptions_are_json(cls) -> None:
+    import json
+    from .toys import ToySpace, score
+    strategy = make_strategy(cls)
+    for _ in range(25):
+        (arch,) = strategy.ask(1)
+        try:
+            json.dumps(strategy.describe(arch))
+        except TypeError as exc:
+            raise ConformanceError(f"describe() is not JSON: {exc}") from None
+        strategy.tell(arch, score(ToySpace().chain(arch)))
+
+
+def reserved_members_are_not_proposed(cls) -> None:
+    from .toys import ToySpace
+    space, strategy = ToySpace(), make_strategy(cls)
+    reserved = list(space.enumerate())[:40]
+    strategy.reserve(reserved)
+    told = drive(strategy, 200)
+    _require(not {a.key for a, _ in told} & {a.key for a in reserved}, "a reserved member was proposed")
+    _require(len(told) == space.size() - 40, f"{len(told)} of the {space.size() - 40} unreserved members proposed")
+
+
+#: every strategy rule by name, in order: each takes the strategy class
+STRATEGY_RULES: dict[str, Callable[[Any], str | None]] = {
+    f.__name__.replace("_", " "): f for f in (
+        proposes_each_member_once_until_none_is_left, proposes_only_feasible_members, a_seed_repeats_a_search,
+        a_batch_is_distinct_and_new, takes_failures_and_results_it_did_not_ask_for,
+        a_fresh_copy_has_the_parameters_and_nothing_told, descriptions_are_json, reserved_members_are_not_proposed)}
+
+
+def strategy_outcomes(cls) -> list[Outcome]:
+    """Each rule's outcome for the strategy class ``cls``, on the toy space."""
+    return _outcomes(STRATEGY_RULES, cls)
+
+
+def check_strategy(cls) -> None:
+    """Raise ``ConformanceError`` listing every rule the strategy class breaks."""
+    _raise_broken(f"strategy {cls.__name__!r}", strategy_outcomes(cls), len(STRATEGY_RULES))
 
 
 def _outcomes(rules: dict, *args) -> list[Outcome]:

@@ -283,7 +283,7 @@ def test_a_saved_predictor_still_loads(cells, tmp_path):
 def test_guided_strategies_refuse_a_nan_or_negative_setting_from_python(params, message):
     from flownas.errors import ConfigError
     from flownas.registry import STRATEGIES, get_space
-    from search_toys import RidgePredictor
+    from flownas.toys import RidgePredictor
     for name in ("predictor", "predictor-evolution") if "beta" in params else ("predictor",):
         with pytest.raises(ConfigError, match=re.escape(message)):
             STRATEGIES.create(name, space=get_space("nb201"), seed=0, predictor=RidgePredictor(), **params)

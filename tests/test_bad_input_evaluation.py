@@ -23,7 +23,7 @@ from flownas.runtime.local import ProcessExecutor
 from flownas.search.loop import Budget, SearchAborted, SearchLoop
 from flownas.store import Ledger, storage_url
 from cli_run import one_line_error
-from search_toys import ToyEvaluator, ToySpace
+from flownas.toys import ToyEvaluator, ToySpace
 
 TESTS = Path(__file__).resolve().parent
 
@@ -245,7 +245,7 @@ import os, signal, sys, time
 # as in a terminal: a job a script starts in the background inherits SIGINT ignored
 signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {tests!r})
-from search_toys import ToyEvaluator, ToySpace
+from flownas.toys import ToyEvaluator, ToySpace
 
 MARKS = {marks!r}
 BUSY = sys.argv[1] == "busy"

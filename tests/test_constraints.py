@@ -13,7 +13,7 @@ from flownas.evaluators.base import Result
 from flownas.search.constraints import ConstrainedSpace, Constraint
 from flownas.search.config import SearchConfig
 from flownas.search.simple import RegularizedEvolution
-from search_toys import ToyEvaluator, ToySpace
+from flownas.toys import ToyEvaluator, ToySpace
 
 # the toy evaluator's "size" counts the ops 'c' of a cell
 AT_MOST_ONE_C = Constraint("size", ToyEvaluator(), max=1)

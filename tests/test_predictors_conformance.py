@@ -15,7 +15,7 @@ from flownas.conformance import (PREDICTOR_RULES, ConformanceError, Split, check
                                  predictor_outcomes)
 from flownas.registry import PREDICTORS
 from flownas.predictors.base import Predictor, check_archs, check_targets
-from search_toys import ToySpace
+from flownas.toys import ToySpace
 
 NAMES = PREDICTORS.names()
 # one xdist worker per predictor (make test: --dist loadgroup), so the module's
@@ -55,7 +55,7 @@ def test_the_predictor_follows_the_rule(name, rule, split, fitted):
 # -- the rules catch what they are about ------------------------------------------
 def toy_split(n_train=40, n_test=39) -> Split:
     """The toy space's 79 cells, scored by the toy evaluator's objective."""
-    from search_toys import ToyEvaluator
+    from flownas.toys import ToyEvaluator
     archs = list(ToySpace().enumerate())
     y = np.array([ToyEvaluator().evaluate(a).metrics["val"] for a in archs])
     perm = np.random.default_rng(0).permutation(len(archs))[:n_train + n_test]

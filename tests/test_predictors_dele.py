@@ -201,7 +201,7 @@ def test_the_cache_can_be_turned_off_and_an_unwritable_one_only_warns(data, tmp_
 
 def test_the_dele_strategy_ranks_with_zero_cost_experts_by_default(nb201_table):
     from flownas.registry import SPACES, STRATEGIES
-    from search_toys import ToySpace
+    from flownas.toys import ToySpace
     cls = STRATEGIES.get("dele")
     space = SPACES.get("nb201")()
     quick = {**QUICK, "pool_size": 300}

@@ -26,7 +26,7 @@ from flownas.runtime.base import evaluate
 from flownas.search.config import SearchConfig
 from flownas.search.loop import Budget, SearchLoop
 from flownas.store import Ledger, storage_url, without_password
-from search_toys import ToyEvaluator, ToySpace, score
+from flownas.toys import ToyEvaluator, ToySpace, score
 from test_search_resume import finished_trials, history as run_history
 
 pytestmark = pytest.mark.xdist_group("ray")
@@ -68,7 +68,7 @@ def cluster():
     temp = tempfile.mkdtemp(prefix="flray", dir="/tmp")   # short: Ray's socket paths must fit 107 bytes
     port = _free_port()
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}   # workers import flownas, search_toys
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}   # workers import flownas and the tests' modules
     ray_cli = Path(sys.executable).with_name("ray")
     with open(Path(temp) / "start.log", "w") as log:
         head = subprocess.Popen([str(ray_cli), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",

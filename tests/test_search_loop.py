@@ -13,7 +13,7 @@ from flownas.registry import STRATEGIES
 from flownas.runtime.local import InlineExecutor, ProcessExecutor
 from flownas.search.loop import Budget, SearchAborted, SearchLoop
 from flownas.store import Ledger, storage_url
-from search_toys import RidgePredictor, ToyEvaluator, ToySpace, optimum
+from flownas.toys import RidgePredictor, ToyEvaluator, ToySpace, optimum
 
 
 def strategy(name="evolution", seed=0, **params):

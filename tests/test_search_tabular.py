@@ -6,7 +6,7 @@ from flownas.errors import ConfigError, NotInSpaceError, NotInTableError
 from flownas.evaluators.tabular import TabularEvaluator
 from flownas.registry import EVALUATORS, get_space
 from flownas.search.subspace import TableSubspace
-from search_toys import ToySpace
+from flownas.toys import ToySpace
 
 BEST_C10 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
 

@@ -10,7 +10,7 @@ import pytest
 from flownas.cli import main
 from flownas.conformance import SPACE_RULES, ConformanceError, check_space, space_outcomes
 from flownas.registry import SPACES, get_space
-from search_toys import ToySpace
+from flownas.toys import ToySpace
 
 NAMES = SPACES.names()
 # a wrapper space passes the same suite: NB201 cells within 5 ms on a Pixel 3 (HELP latency table)

@@ -5,7 +5,7 @@ import pytest
 
 from flownas.errors import ConfigError, FlownasError
 from flownas.store import Ledger, Record, storage_url
-from search_toys import ToySpace
+from flownas.toys import ToySpace
 
 
 def _archs(n, seed=0):

@@ -1,123 +1,56 @@
-"""One suite that every registered strategy must pass (on a small space), plus
-checks of what each strategy promises."""
-import inspect
-import json
+"""Every registered strategy follows the rules of ``flownas.conformance``
+(on the toy space of ``flownas.toys``), so a new one is checked the day it is
+registered; a strategy of your own runs the same ones (``check_strategy``).
+Then checks of what each strategy promises."""
 
 import numpy as np
 import pytest
 
+from flownas.conformance import (STRATEGY_RULES, ConformanceError, check_strategy, drive, make_strategy,
+                                 strategy_outcomes)
 from flownas.registry import STRATEGIES
-from search_toys import RidgePredictor, ToyEvaluator, ToySpace, optimum, score
+from flownas.search.simple import RandomSearch
+from flownas.toys import ToySpace, optimum, score
 
 NAMES = STRATEGIES.names()
 
 
 def make(name, seed=0, space=None, **params):
-    cls = STRATEGIES.get(name)
-    accepted = inspect.signature(cls.__init__).parameters
-    if "predictor" in accepted:   # small pools: the toy space has 80 members
-        params.setdefault("predictor", RidgePredictor())
-        for key, value in (("num_mutations", 30), ("num_random", 10), ("num_children", 8)):
-            if key in accepted:
-                params.setdefault(key, value)
-    return cls(space or ToySpace(), seed=seed, **params)
+    return make_strategy(STRATEGIES.get(name), seed=seed, space=space, **params)
 
 
-def drive(strategy, steps, evaluator=ToyEvaluator(), batch=1, until=None):
-    """ask/tell until ``steps`` outcomes, the value ``until``, or the strategy has nothing left."""
-    told = []
-    while len(told) < steps and not (until is not None and told and told[-1][1] == until):
-        archs = strategy.ask(batch)
-        if not archs:
-            break
-        for arch in archs:
-            try:
-                value = evaluator.evaluate(arch).metrics["val"]
-            except RuntimeError:
-                value = None
-            strategy.tell(arch, value, {"val": value, "size": 1.0})
-            told.append((arch, value))
-    return told
+@pytest.mark.parametrize("rule", list(STRATEGY_RULES))
+@pytest.mark.parametrize("name", NAMES)
+def test_the_strategy_follows_the_rule(name, rule):
+    note = STRATEGY_RULES[rule](STRATEGIES.get(name))
+    if note:
+        pytest.skip(f"{rule}: {note}")
 
 
-@pytest.fixture(params=NAMES)
-def name(request):
-    return request.param
+# -- the rules catch what they are about ------------------------------------------
+class Unseeded(RandomSearch):
+    """Draws from a generator of its own, not from its seed."""
+
+    def _propose(self):
+        for _ in range(1000):
+            arch = self.space.sample(np.random.default_rng())
+            if self.is_new(arch):
+                return arch
+        return None
 
 
-def test_proposals_are_new_members_until_the_space_runs_out(name):
-    strategy = make(name)
-    told = drive(strategy, 500)
-    keys = [a.key for a, _ in told]
-    assert len(keys) == len(set(keys)) == ToySpace().size()      # every member once, then nothing
-    for arch, _ in told:
-        ToySpace().validate(arch)
-    assert strategy.ask(3) == []
+def test_a_strategy_that_follows_the_rules_passes():
+    check_strategy(RandomSearch)
 
 
-def test_under_constraints_every_proposal_is_feasible_until_none_is_left(name):
-    from flownas.search.constraints import ConstrainedSpace, Constraint
-    space = ConstrainedSpace(ToySpace(), [Constraint("size", ToyEvaluator(), min=1, max=2)])  # 1 or 2 ops 'c'
-    told = drive(make(name, space=space), 500)
-    counts = [ToySpace().chain(a).count("c") for a, _ in told]
-    assert len(told) == space.size() == 4 * 2 ** 3 + 6 * 2 ** 2 and set(counts) == {1, 2}
-
-
-def test_same_seed_same_search_other_seed_other_search(name):
-    runs = [[a.key for a, _ in drive(make(name, seed=s), 30)] for s in (7, 7, 8)]
-    assert runs[0] == runs[1]
-    assert runs[0] != runs[2]
-
-
-def test_batches_are_distinct(name):
-    strategy = make(name)
-    drive(strategy, 12)
-    batch = strategy.ask(5)
-    assert len(batch) == 5 and len({a.key for a in batch}) == 5
-    assert not (set(a.key for a in batch) & {t.arch.key for t in strategy.history})
-
-
-def test_failures_and_foreign_results_are_taken(name):
-    space = ToySpace()
-    strategy = make(name)
-    rng = np.random.default_rng(3)
-    foreign = []
-    while len(foreign) < 12:
-        arch = space.sample(rng)
-        if arch not in foreign:
-            foreign.append(arch)
-    for i, arch in enumerate(foreign):   # a warm start: results the strategy did not ask for
-        strategy.tell(arch, None if i % 5 == 0 else score(space.chain(arch)), {"val": 1.0, "size": 1.0})
-    proposed = drive(strategy, 20, evaluator=ToyEvaluator(fail="abab"))
-    assert not {a.key for a, _ in proposed} & {a.key for a in foreign}
-    assert len(strategy.history) == 12 + len(proposed)
-
-
-def test_fresh_copy_has_the_parameters_and_nothing_told(name):
-    strategy = make(name, seed=5)
-    drive(strategy, 15)
-    fresh = strategy.fresh()
-    assert type(fresh) is type(strategy) and fresh.get_params().keys() == strategy.get_params().keys()
-    assert fresh.seed == 5 and fresh.history == []
-    assert [a.key for a, _ in drive(fresh, 15)] == [t.arch.key for t in strategy.history]
-
-
-def test_descriptions_are_json(name):
-    strategy = make(name)
-    for _ in range(25):
-        (arch,) = strategy.ask(1)
-        json.dumps(strategy.describe(arch))
-        strategy.tell(arch, score(ToySpace().chain(arch)))
-
-
-def test_reserved_architectures_are_not_proposed(name):
-    space = ToySpace()
-    strategy = make(name)
-    reserved = list(space.enumerate())[:40]
-    strategy.reserve(reserved)
-    told = drive(strategy, 200)
-    assert len(told) == space.size() - 40
-    assert not {a.key for a, _ in told} & {a.key for a in reserved}
+@pytest.mark.parametrize("broken, rule, reason", [
+    (Unseeded, "a seed repeats a search", "two searches with seed 7 proposed differently"),
+])
+def test_a_broken_strategy_is_refused_naming_the_rule(broken, rule, reason):
+    outcomes = {o.rule: o for o in strategy_outcomes(broken)}
+    assert not outcomes[rule].ok and reason in outcomes[rule].failure
+    with pytest.raises(ConformanceError, match=f"strategy 'Unseeded' breaks .* rules: .*{rule}: "):
+        check_strategy(broken)
 
 
 # -- what single strategies promise -------------------------------------------------

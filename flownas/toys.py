@@ -1,7 +1,8 @@
-"""Small stand-ins for the search tests: a 4-position chain space of 3 ops
-(80 members: one op string is outside the space, so Optuna can propose an
-invalid one), an evaluator with a known optimum, and a one-hot ridge
-predictor. Not registered anywhere: tests pass them in."""
+"""Small stand-ins with a known landscape, for conformance checks and tests:
+a 4-position chain space of 3 ops (80 members: one op string is outside the
+space, so Optuna can propose an invalid one), an evaluator whose optimum is
+known, and a one-hot ridge predictor. Not registered anywhere: the strategy
+rules of ``flownas.conformance`` and the tests pass them in."""
 from __future__ import annotations
 
 import itertools
@@ -11,11 +12,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from flownas.arch import Architecture
-from flownas.errors import ArchitectureError
-from flownas.evaluators.base import Evaluator, Result
-from flownas.predictors.base import Predictor, check_archs, check_targets
-from flownas.spaces.base import SearchSpace
+from .arch import Architecture
+from .errors import ArchitectureError
+from .evaluators.base import Evaluator, Result
+from .predictors.base import Predictor, check_archs, check_targets
+from .spaces.base import SearchSpace
 
 OPS = ("a", "b", "c")
 POSITIONS = 4
