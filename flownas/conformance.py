@@ -34,7 +34,7 @@ ENUMERATE_UP_TO = 20_000
 
 
 class ConformanceError(AssertionError):
-    """A rule of ``flownas.conformance`` that a space breaks."""
+    """A rule of ``flownas.conformance`` that a space, predictor or strategy breaks."""
 
 
 def _require(condition: bool, message: str) -> None:
@@ -42,6 +42,41 @@ def _require(condition: bool, message: str) -> None:
         raise ConformanceError(message)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """One rule checked on one space, predictor or strategy."""
+
+    rule: str
+    failure: str | None = None   # why it is broken
+    note: str | None = None      # why it was not checked
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+def _outcomes(rules: dict, *args) -> list[Outcome]:
+    """Each rule's outcome; an exception the checked object raises while a
+    rule runs breaks that rule."""
+    outcomes = []
+    for rule, check in rules.items():
+        try:
+            outcomes.append(Outcome(rule, note=check(*args)))
+        except ConformanceError as exc:
+            outcomes.append(Outcome(rule, failure=str(exc)))
+        except Exception as exc:   # noqa: BLE001 - a broken method is a broken rule
+            outcomes.append(Outcome(rule, failure=f"{type(exc).__name__}: {exc}"))
+    return outcomes
+
+
+def _raise_broken(what: str, outcomes: list[Outcome], total: int) -> None:
+    broken = [o for o in outcomes if not o.ok]
+    if broken:
+        raise ConformanceError(f"{what} breaks {len(broken)} of {total} rules: "
+                               + "; ".join(f"{o.rule}: {o.failure}" for o in broken))
+
+
+# -- search spaces ----------------------------------------------------------------
 def _samples(space: SearchSpace, n: int = 8, seed: int = 0) -> list[Architecture]:
     rng = np.random.default_rng(seed)
     return [space.sample(rng) for _ in range(n)]
@@ -153,17 +188,6 @@ SPACE_RULES: dict[str, Callable[[SearchSpace], str | None]] = {
         samples_are_seeded_members, mutation_gives_another_member, relabelled_members_stay_members,
         params_round_trip, neighbours_are_members_one_change_away, text_forms_round_trip,
         foreign_architectures_are_refused, network_builds_and_runs, enumeration_matches_size)}
-
-
-@dataclass(frozen=True)
-class Outcome:
-    rule: str
-    failure: str | None = None   # why the space breaks it
-    note: str | None = None      # why it was not checked
-
-    @property
-    def ok(self) -> bool:
-        return self.failure is None
 
 
 def space_outcomes(space: SearchSpace) -> list[Outcome]:
@@ -294,6 +318,23 @@ PREDICTOR_RULES: dict[str, Callable[[Any, Split, Any], str | None]] = {
 def fit_quick(cls, split: Split):
     """``cls`` with its ``quick_params`` and seed 0, fitted on the split's training cells."""
     return _quick(cls, seed=0).fit(split.train, split.train_y)
+
+
+def predictor_outcomes(cls, split: Split | None = None) -> list[Outcome]:
+    """Each rule's outcome for the predictor class ``cls`` on ``split``
+    (default: ``nb201_split()``), fitted once with its ``quick_params``."""
+    split = split or nb201_split()
+    try:
+        fitted = fit_quick(cls, split)
+    except Exception as exc:   # noqa: BLE001
+        return [Outcome(rule, failure=f"the fit failed: {type(exc).__name__}: {exc}") for rule in PREDICTOR_RULES]
+    return _outcomes(PREDICTOR_RULES, cls, split, fitted)
+
+
+def check_predictor(cls, split: Split | None = None) -> None:
+    """Raise ``ConformanceError`` listing every rule the predictor class breaks."""
+    _raise_broken(f"predictor {getattr(cls, 'name', cls.__name__)!r}", predictor_outcomes(cls, split),
+                  len(PREDICTOR_RULES))
 
 
 # -- strategies -------------------------------------------------------------------
@@ -434,41 +475,3 @@ def strategy_outcomes(cls) -> list[Outcome]:
 def check_strategy(cls) -> None:
     """Raise ``ConformanceError`` listing every rule the strategy class breaks."""
     _raise_broken(f"strategy {cls.__name__!r}", strategy_outcomes(cls), len(STRATEGY_RULES))
-
-
-def _outcomes(rules: dict, *args) -> list[Outcome]:
-    """Each rule's outcome; an exception the checked object raises while a
-    rule runs breaks that rule."""
-    outcomes = []
-    for rule, check in rules.items():
-        try:
-            outcomes.append(Outcome(rule, note=check(*args)))
-        except ConformanceError as exc:
-            outcomes.append(Outcome(rule, failure=str(exc)))
-        except Exception as exc:   # noqa: BLE001 - a broken method is a broken rule
-            outcomes.append(Outcome(rule, failure=f"{type(exc).__name__}: {exc}"))
-    return outcomes
-
-
-def predictor_outcomes(cls, split: Split | None = None) -> list[Outcome]:
-    """Each rule's outcome for the predictor class ``cls`` on ``split``
-    (default: ``nb201_split()``), fitted once with its ``quick_params``."""
-    split = split or nb201_split()
-    try:
-        fitted = fit_quick(cls, split)
-    except Exception as exc:   # noqa: BLE001
-        return [Outcome(rule, failure=f"the fit failed: {type(exc).__name__}: {exc}") for rule in PREDICTOR_RULES]
-    return _outcomes(PREDICTOR_RULES, cls, split, fitted)
-
-
-def check_predictor(cls, split: Split | None = None) -> None:
-    """Raise ``ConformanceError`` listing every rule the predictor class breaks."""
-    _raise_broken(f"predictor {getattr(cls, 'name', cls.__name__)!r}", predictor_outcomes(cls, split),
-                  len(PREDICTOR_RULES))
-
-
-def _raise_broken(what: str, outcomes: list[Outcome], total: int) -> None:
-    broken = [o for o in outcomes if not o.ok]
-    if broken:
-        raise ConformanceError(f"{what} breaks {len(broken)} of {total} rules: "
-                               + "; ".join(f"{o.rule}: {o.failure}" for o in broken))
