@@ -269,18 +269,29 @@ def open_storage(storage: str | Path | None):
         storage = optuna.storages.RDBStorage(url, engine_kwargs=None if url.startswith("sqlite")
                                              else {"pool_pre_ping": True})
     except Exception as exc:   # driver missing, host down, bad URL, unwritable file, ...
-        cause = exc.__cause__ or exc
-        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        if "password" in reason and without_password(url) == url:
-            reason += " (the URL has no password: give the whole URL with --storage" + \
-                      (", or the password in PGPASSWORD or ~/.pgpass" if url.startswith("postgresql") else "") + \
-                      "; run directories keep none)"
-        if isinstance(cause, ImportError):
-            reason += " (" + _DRIVER_HINTS.get(url.split("://", 1)[0], "install the SQLAlchemy driver the URL names") + ")"
-        raise ConfigError(f"storage {shown_url(url)!r} cannot be opened: {reason}") from None
+        raise _cannot_open(url, exc) from None
     if url.startswith("sqlite"):
         _fast_sqlite(storage.engine)
     return storage
+
+
+def _cannot_open(url: str, exc: BaseException) -> ConfigError:
+    """One line on why the ledger at ``url`` cannot be opened, with what to do."""
+    cause = exc.__cause__ or exc
+    reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    if "password" in reason and without_password(url) == url:
+        reason += " (the URL has no password: give the whole URL with --storage" + \
+                  (", or the password in PGPASSWORD or ~/.pgpass" if url.startswith("postgresql") else "") + \
+                  "; run directories keep none)"
+    if isinstance(cause, ImportError):
+        reason += " (" + _DRIVER_HINTS.get(url.split("://", 1)[0], "install the SQLAlchemy driver the URL names") + ")"
+    return ConfigError(f"storage {shown_url(url)!r} cannot be opened: {reason}")
+
+
+def _already_there(url: str | None, study_name: str) -> FlownasError:
+    return FlownasError(f"the ledger {shown_url(url or 'in memory')} already holds a search named {study_name!r}: "
+                        f"continue it with --resume, or give the new one another --name (the study is the "
+                        f"search's name)")
 
 
 def _fast_sqlite(engine) -> None:
@@ -344,7 +355,8 @@ class DriverLock:
         if not held:
             connection.close()
             raise FlownasError(f"the search {self._study_name!r} in {shown_url(self._url)} is being run by "
-                               f"{holder or 'another process'}: let it finish, or stop it, before resuming")
+                               f"{holder or 'another process'}: let it finish or stop it (--resume then continues "
+                               f"it); a new search needs another --name")
         self._connection = connection
 
     def _take_postgresql(self, connection) -> tuple[bool, str | None]:
@@ -458,8 +470,7 @@ class Ledger:
                 pass
             else:
                 if not (replace_empty and not backend.get_all_trials(study_id, deepcopy=False)):
-                    raise FlownasError(f"the ledger {shown_url(url or 'in memory')} already holds a search named "
-                                       f"{study_name!r}: continue it with --resume, or choose another --out/name")
+                    raise _already_there(url, study_name)
                 backend.delete_study(study_id)
             study_id = backend.create_new_study([optuna.study.StudyDirection.MAXIMIZE], study_name)
             backend.set_study_user_attr(study_id, META_KEY, {"format": FORMAT, "version": FORMAT_VERSION,
@@ -469,6 +480,28 @@ class Ledger:
                 lock.release()
             raise
         return cls(backend, study_id, study_name, url, lock)
+
+    @staticmethod
+    def check_new(storage: str | Path | None, study_name: str) -> None:
+        """What ``create`` would refuse on a server ledger (unreachable, or a
+        search of that name there), found without writing: ``--check``."""
+        import sqlalchemy
+        url = storage_url(storage)
+        if url is None or url.startswith("sqlite"):
+            return
+        engine = None
+        try:
+            engine = sqlalchemy.create_engine(url)
+            with engine.connect() as connection:
+                there = sqlalchemy.inspect(connection).has_table("studies") and connection.execute(
+                    sqlalchemy.text("SELECT 1 FROM studies WHERE study_name = :name"), {"name": study_name}).first()
+        except Exception as exc:   # driver missing, host down, a wrong password, ...
+            raise _cannot_open(url, exc) from None
+        finally:
+            if engine is not None:
+                engine.dispose()
+        if there:
+            raise _already_there(url, study_name)
 
     @classmethod
     def open(cls, storage: str | Path | None, study_name: str, drive: bool = False) -> "Ledger":

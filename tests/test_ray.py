@@ -290,9 +290,35 @@ def test_a_killed_driver_resumes_from_the_ledger(cluster, local_run, tmp_path, c
     killed_at = finished_trials(out / "ledger.db")
     assert 4 <= killed_at < 30, driver.stderr.read().decode()[-2000:]
 
-    assert main(["search", "--out", str(out), "--resume", "--quiet"]) == 0   # the recorded ray executor
-    assert f"({killed_at} replayed from the ledger" in capsys.readouterr().out
+    # the recorded ray executor; its flags apply to it (they were refused as flags of a default local one)
+    assert main(["search", "--out", str(out), "--resume", "--num-cpus", "1", "--quiet"]) == 0
+    assert f"; {killed_at} replayed from the ledger" in capsys.readouterr().out
     assert history(out) == history(local_run)
+
+
+def test_sigterm_ends_a_ray_search_with_the_flownas_line(cluster, tmp_path):
+    """ray.init installs a driver SIGTERM handler that exits 1 at once; the command's own is kept."""
+    out = tmp_path / "term"
+    driver = subprocess.Popen([sys.executable, "-m", "flownas", "search", "--strategy", "random", "--budget", "5000",
+                               "--quiet", "--out", str(out), "--executor", "ray", "--ray-address", cluster.address],
+                              env=cluster.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while driver.poll() is None and finished_trials(out / "ledger.db") < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGTERM)
+    code, err = driver.wait(60), driver.stderr.read()
+    assert code == 143 and err.strip().splitlines()[-1] == "flownas: terminated (continue it with --resume)", err
+
+
+def test_an_address_where_nothing_answers_is_refused_at_once(tmp_path, capsys):
+    """Ray retries a wrong HOST:PORT for minutes; the executor asks first, before a run directory exists."""
+    with pytest.raises(ConfigError, match=r"^executor.address: no Ray cluster at '127.0.0.1:1': nothing answers"):
+        RayExecutor(address="127.0.0.1:1")
+    for address in ("127.0.0.1:1", "ray://127.0.0.1:1"):
+        code = main(["search", "--strategy", "evolution", "--budget", "3", "--executor", "ray", "--ray-address",
+                     address, "--out", str(tmp_path / "run"), "--quiet"])
+        assert code == 1 and not (tmp_path / "run").exists()
+        assert capsys.readouterr().err.startswith(f"flownas: error: executor.address: no Ray cluster at {address!r}")
 
 
 def test_executor_flags_and_configuration():

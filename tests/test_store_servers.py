@@ -212,3 +212,20 @@ def test_a_driver_whose_lock_was_taken_meanwhile_stops_without_writing(server):
 def _finish(ledger, rec):
     rec.state, rec.value, rec.done, rec.cost_s, rec.wall_s = "complete", float(rec.seq), rec.seq, 1.0, 0.01
     ledger.finish(rec)
+
+
+def test_check_probes_a_server_ledger_without_writing(server, tmp_path, capsys):
+    """--check of a new search opens the server ledger (it said "new search", exit 0, where the run
+    failed) and finds a search of that name there; it writes nothing, not even Optuna's tables."""
+    from cli_run import one_line_error, run
+    name = _name()
+    check = ["search", "--strategy", "evolution", "--budget", "3", "--name", name, "--check"]
+    code, out, _ = run(capsys, *check, "--storage", server.url)
+    assert code == 0 and "new search" in out
+    wrong = server.url.replace(server.password, "wrong")
+    assert "cannot be opened" in one_line_error(capsys, *check, "--storage", wrong)
+    assert main(["search", "--strategy", "evolution", "--budget", "3", "--name", name, "--out", str(tmp_path / "a"),
+                 "--storage", server.url, "--quiet"]) == 0
+    err = one_line_error(capsys, *check, "--out", tmp_path / "b", "--storage", server.url)
+    assert f"already holds a search named {name!r}" in err and "another --name" in err
+    capsys.readouterr()

@@ -24,12 +24,13 @@ tasks in flight, killing their worker processes.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
-from ..errors import ConfigError
+from ..errors import ConfigError, key_error
 from ..registry import EXECUTORS
 from .base import Executor
 
@@ -86,6 +87,10 @@ class RayExecutor(Executor):
             raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
         self.workers = workers
         self.address = address
+        # Ray itself retries a wrong host:port for minutes: check now, before a run directory or --check says yes
+        unreachable = _unreachable(address) if address is not None else None
+        if unreachable:
+            raise self._no_cluster(unreachable)
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
         self.max_retries = max_retries
@@ -103,21 +108,26 @@ class RayExecutor(Executor):
             return ray
         if not ray.is_initialized():
             options: dict[str, Any] = {"logging_level": logging.WARNING, "runtime_env": self.runtime_env}
-            if self.address is None:
-                options.update(num_cpus=self.local_cpus, num_gpus=self.local_gpus, include_dashboard=False)
+            if self.address is None:   # "local": a new instance, even beside a `ray start` cluster of this machine
+                options.update(address="local", num_cpus=self.local_cpus, num_gpus=self.local_gpus,
+                               include_dashboard=False)
             else:
                 options["address"] = self.address
                 _token_auth_if_available()
-            try:
-                ray.init(**options)
-            except ConnectionError as exc:
-                raise ConfigError(f"executor.address: no Ray cluster at {self.address!r}: {_first_line(exc)} "
-                                  f"(start one with `ray start --head`; a cluster with token authentication "
-                                  f"needs its token here: ~/.ray/auth_token or RAY_AUTH_TOKEN)") from None
+            with _keeping_sigterm():
+                try:
+                    ray.init(**options)
+                except ConnectionError as exc:
+                    raise self._no_cluster(_first_line(exc)) from None
             self._owns_ray = self.address is None
         self._check_resources(ray.cluster_resources())
         self._remote = ray.remote(max_retries=0, retry_exceptions=False)(_call)
         return ray
+
+    def _no_cluster(self, reason: str) -> ConfigError:
+        return key_error("executor.address", f"no Ray cluster at {self.address!r}: {reason} (start one with "
+                                             f"`ray start --head`; a cluster with token authentication needs its "
+                                             f"token here: ~/.ray/auth_token or RAY_AUTH_TOKEN)")
 
     def _check_resources(self, available: Mapping[str, float]) -> None:
         """A task asking for more than the cluster has would wait forever: say so now."""
@@ -224,6 +234,38 @@ def _token_auth_if_available() -> None:
     except ImportError:   # a Ray without token authentication
         return
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def _unreachable(address: str, timeout_s: float = 10.0) -> str | None:
+    """Why nothing answers at a ``host:port`` or ``ray://host:port`` address
+    (None when something does, or for ``auto``, which Ray resolves itself)."""
+    import socket
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not port.isdigit():
+        return None
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        return f"nothing answers at {host or '127.0.0.1'}:{port} ({exc.strerror or exc})"
+    return None
+
+
+@contextlib.contextmanager
+def _keeping_sigterm():
+    """``ray.init`` installs a SIGTERM handler in the driver that exits at once
+    (exit 1, no flownas line); keep the one the command installed, so that a
+    batch scheduler's stop ends the search as Ctrl-C does."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _first_line(exc: BaseException) -> str:

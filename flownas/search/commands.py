@@ -11,7 +11,7 @@ from typing import Any
 from ..cli import positive_int, resource, seed
 from ..store import shown_url
 
-SEARCH_FLAGS = ("space", "dataset", "strategy", "predictor", "budget", "seed", "storage", "out", "executor",
+SEARCH_FLAGS = ("space", "dataset", "strategy", "predictor", "budget", "seed", "storage", "out", "name", "executor",
                 "workers", "ray_address", "num_gpus", "num_cpus", "threads", "constraints")
 
 
@@ -34,6 +34,9 @@ def _add_search_flags(p: argparse.ArgumentParser, *, run_flags: bool = True) -> 
         p.add_argument("--storage", help="ledger: SQLAlchemy URL or SQLite file (default RUN_DIR/ledger.db); a password in the "
                             "URL is never written, so --resume takes the URL again (or PGPASSWORD, ~/.pgpass)")
         p.add_argument("--out", help="run directory (default runs/NAME)")
+        p.add_argument("--name", help="the search's name: its run directory runs/NAME and its study in the ledger "
+                                      "(default: the configuration's name); another for each search into one "
+                                      "database")
         p.add_argument("--executor", help="local (default), inline, process, ray, or a registered one")
         p.add_argument("--workers", type=positive_int, help="evaluations in flight (default 1)")
         p.add_argument("--ray-address", help="ray executor: the cluster (auto, HOST:PORT or ray://HOST:PORT; "
@@ -84,9 +87,16 @@ def _flags(args) -> dict[str, Any]:
 
 
 def _config(args):
+    """The configuration file (or None), and the configuration the flags make of
+    it. On --resume the flags apply to the recorded configuration (``resume_run``),
+    so here only the run directory is taken from them: on a default (local)
+    configuration, --num-gpus would be refused."""
     from .config import SearchConfig
     base = SearchConfig.load(args.config) if args.config else None
-    return base, (base or SearchConfig.from_dict({})).with_flags(**_flags(args))
+    flags = _flags(args)
+    if getattr(args, "resume", False):
+        flags = {key: flags[key] for key in ("out", "name")}
+    return base, (base or SearchConfig.from_dict({})).with_flags(**flags)
 
 
 def _cmd_search(args) -> int:
@@ -196,12 +206,13 @@ def _print_summary(run, records, files, result=None) -> None:
                   + f" · seed {config['seed']}")
     finished = [r for r in records if r.finished]
     failed = sum(r.state == "failed" for r in finished)
-    line = f"{len(finished)} finished, {failed} failed"
+    details = [f"{failed} failed"]   # of the finished: "2 finished, 1 failed" read as three
     if result is not None:
-        line += f" ({result.replayed} replayed from the ledger; stopped: {result.stopped})"
+        details += [f"{result.replayed} replayed from the ledger", f"stopped: {result.stopped}"]
     retried = sum(bool(r.retried) for r in finished)
     if retried:
-        line += f"; {retried} ran again after failing (--retry-failed)"
+        details.append(f"{retried} ran again after failing (--retry-failed)")
+    line = f"{len(finished)} finished ({'; '.join(details)})"
     table.add_row("evaluations", line)
     if config.get("constraints"):
         from .config import parse_constraints
