@@ -275,3 +275,19 @@ def test_bench_search_overrides_strategy_and_predictor_settings():
     swapped = script.with_overrides(config, {"predictor": "dele", "predictor.signals": ["params", "naswot"]})
     assert swapped.predictor.name == "dele" and swapped.predictor.params == {"signals": ["params", "naswot"]}
     assert script.with_overrides(config, {}) == config
+
+
+def test_name_flag_names_another_search_of_one_file(tmp_path, capsys, monkeypatch, data_root):
+    """Two seeds of one configuration file into one shared ledger: --name gives the second its own
+    study and run directory (the file's `out` named the first's); without it, it is refused."""
+    from flownas.search.api import Run
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text("name: evo\nstrategy: evolution\nbudget: 3\nout: runs/evo\n")
+    shared = ["--storage", f"sqlite:///{tmp_path / 'shared.db'}", "--quiet"]
+    assert main(["search", "c.yaml", *shared]) == 0
+    err = one_line_error(capsys, "search", "c.yaml", "--seed", "2", "--out", "runs/evo-2", *shared)
+    assert "already holds a search named 'evo'" in err and "another --name" in err
+    assert main(["search", "c.yaml", "--seed", "2", "--name", "evo-s2", *shared]) == 0
+    assert Run.load(tmp_path / "runs" / "evo-s2").study == "evo-s2"
+    code, out, _ = run(capsys, "search", "--resume", "--name", "evo-s2", "--check")
+    assert code == 0 and "resumes: 3 finished" in out

@@ -247,6 +247,8 @@ class SearchConfig:
         for key in ("dataset", "seed", "storage", "out", "name", "threads"):
             if flags.get(key) is not None:
                 changes[key] = flags[key]
+        if flags.get("name") is not None and flags.get("out") is None:
+            changes["out"] = None   # another search: runs/NAME, not the file's directory of the first one
         evaluator = changes.get("evaluator", self.evaluator)
         if flags.get("dataset") is not None and "dataset" in evaluator.params:   # the flag overrides the file
             changes["evaluator"] = Component(evaluator.name,
