@@ -232,17 +232,28 @@ def without_password(storage: str | None) -> str | None:
                       url.query).render_as_string(hide_password=False)   # URL.set(password=None) keeps it
 
 
+# URL query options that say where credentials come from, not which database it is
+_CREDENTIAL_OPTIONS = {"read_default_file", "read_default_group", "passfile", "password"}
+
+
 def same_storage(a: str | Path | None, b: str | Path | None) -> bool:
-    """Whether two storages name the same database, passwords aside."""
+    """Whether two storages name the same database, credentials aside: the
+    password, an option or password file that gives it (MySQL's
+    ``read_default_file``, PostgreSQL's ``passfile``), and a user name one of
+    them leaves to such a file."""
     def key(storage):
         url = storage_url(storage)
         try:
             from sqlalchemy.engine import make_url
             u = make_url(url)
-            return u.drivername, u.username, u.host, u.port, u.database, sorted(u.query.items())
+            query = sorted((k, v) for k, v in u.query.items() if k not in _CREDENTIAL_OPTIONS)
+            return u.drivername, u.username, u.host, u.port, u.database, query
         except Exception:   # None, or not a URL: as written
             return url
-    return key(a) == key(b)
+    ka, kb = key(a), key(b)
+    if isinstance(ka, tuple) and isinstance(kb, tuple) and (ka[1] is None or kb[1] is None):
+        ka, kb = ka[:1] + ka[2:], kb[:1] + kb[2:]
+    return ka == kb
 
 
 # what to install when the driver an URL names is missing (SQLAlchemy's default drivers for these schemes)

@@ -115,3 +115,14 @@ def test_plain_paths_become_sqlite_urls(tmp_path):
     assert storage_url(tmp_path / "x.db") == f"sqlite:///{tmp_path / 'x.db'}"
     assert storage_url("postgresql://h/db") == "postgresql://h/db"
     assert storage_url(None) is None
+
+
+def test_a_url_names_its_database_whatever_gives_the_credentials():
+    """Resume may take the password from an option file where the search began with it in the URL."""
+    from flownas.store import same_storage
+    first = "mysql+pymysql://flownas:pw@localhost/flownas?unix_socket=/run/sock"
+    assert same_storage(first, "mysql+pymysql://localhost/flownas?unix_socket=/run/sock&read_default_file=/h/.my.cnf")
+    assert same_storage("postgresql://me:pw@db/flownas", "postgresql://me@db/flownas?passfile=/h/.pgpass")
+    assert not same_storage(first, "mysql+pymysql://flownas@localhost/other?unix_socket=/run/sock")   # another database
+    assert not same_storage(first, "mysql+pymysql://flownas@localhost/flownas?unix_socket=/run/other")
+    assert not same_storage("postgresql://a@db/flownas", "postgresql://b@db/flownas")
