@@ -338,3 +338,15 @@ def test_ray_is_imported_only_by_the_executor():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_missing_data_on_a_worker_says_it_is_the_workers():
+    """The driver's shell may have FLOWNAS_DATA while the node's `ray start` did not."""
+    import socket
+    from flownas.errors import DataError
+    from flownas.runtime.ray import _call
+
+    def lookup():
+        raise DataError("FLOWNAS_DATA is not set. The tables are not shipped with flownas")
+    with pytest.raises(DataError, match=f"^on the Ray worker on {socket.gethostname()}: FLOWNAS_DATA is not set"):
+        _call(lookup, (), {})

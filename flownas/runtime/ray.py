@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
-from ..errors import ConfigError, key_error
+from ..errors import ConfigError, DataError, key_error
 from ..registry import EXECUTORS
 from .base import Executor
 
@@ -45,8 +45,14 @@ class WorkerLost(RuntimeError):
 
 
 def _call(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-    """What a Ray worker runs: the submitted function."""
-    return fn(*args, **kwargs)
+    """What a Ray worker runs: the submitted function. Missing data there is
+    said to be the worker's: the driver's shell may well have FLOWNAS_DATA."""
+    try:
+        return fn(*args, **kwargs)
+    except DataError as exc:
+        import socket
+        raise type(exc)(f"on the Ray worker on {socket.gethostname()}: {exc} (a node's workers see the environment "
+                        f"its `ray start` ran in)") from None
 
 
 @dataclass
