@@ -310,6 +310,18 @@ def test_sigterm_ends_a_ray_search_with_the_flownas_line(cluster, tmp_path):
     assert code == 143 and err.strip().splitlines()[-1] == "flownas: terminated (continue it with --resume)", err
 
 
+def test_check_asks_the_cluster_for_the_resources(cluster, capsys, tmp_path):
+    """--check ("worth it before a cluster job") connects and compares: the cluster has 2 GPUs."""
+    from cli_run import one_line_error, run
+    check = ["search", "--strategy", "evolution", "--budget", "3", "--executor", "ray", "--ray-address",
+             cluster.address, "--out", tmp_path / "run", "--check"]
+    err = one_line_error(capsys, *check, "--num-gpus", "3")
+    assert "executor.num_gpus: each evaluation asks for 3 GPUs, but the Ray cluster has 2" in err
+    code, out, _ = run(capsys, *check, "--num-gpus", "1")
+    assert code == 0 and "ray, 1 worker(s)" in out and not (tmp_path / "run").exists()
+    assert ray.is_initialized()   # this process's own connection (the fixture's) is left open
+
+
 def test_an_address_where_nothing_answers_is_refused_at_once(tmp_path, capsys):
     """Ray retries a wrong HOST:PORT for minutes; the executor asks first, before a run directory exists."""
     with pytest.raises(ConfigError, match=r"^executor.address: no Ray cluster at '127.0.0.1:1': nothing answers"):

@@ -57,6 +57,11 @@ class Executor(abc.ABC):
     def shutdown(self, cancel: bool = False) -> None:
         """Release the workers; ``cancel`` drops what has not started."""
 
+    def check(self) -> None:
+        """``--check``: raise ``ConfigError`` if this executor could not run the
+        search's evaluations at all (a cluster without the resources asked for).
+        Starts nothing that would outlive the check."""
+
     def __enter__(self) -> "Executor":
         return self
 

@@ -130,6 +130,21 @@ class RayExecutor(Executor):
         self._remote = ray.remote(max_retries=0, retry_exceptions=False)(_call)
         return ray
 
+    def check(self) -> None:
+        """Connect to the cluster ``address`` names and compare each evaluation's
+        ``num_cpus``/``num_gpus`` with what it has; then disconnect (a check
+        starts no local instance, and leaves a connection it found open)."""
+        if self.address is None:
+            return
+        import ray
+        connected_before = ray.is_initialized()
+        try:
+            self._connect()
+        finally:
+            self._remote = None
+            if not connected_before and ray.is_initialized():
+                ray.shutdown()
+
     def _no_cluster(self, reason: str) -> ConfigError:
         return key_error("executor.address", f"no Ray cluster at {self.address!r}: {reason} (start one with "
                                              f"`ray start --head`; a cluster with token authentication needs its "

@@ -367,6 +367,7 @@ def check_search(config: SearchConfig | None, *, resume: bool = False, run_dir: 
         _check_out_dir(run)
         Ledger.check_new(run.storage_url, run.study)   # a server ledger: reachable, and the name free there
     parts = build(config)
+    parts.executor.check()   # a Ray cluster: reachable, with the resources each evaluation asks for
     return {"config": config, "run": run, "records": records, "space": describe_space(parts.space),
             "objective": parts.evaluator.objective, "test_metric": getattr(parts.evaluator, "test_metric", None),
             "workers": parts.executor.workers}
