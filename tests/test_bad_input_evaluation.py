@@ -347,3 +347,21 @@ def test_ctrl_c_after_the_command_finished_is_ignored_while_python_shuts_down(tm
         """))
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stderr.strip() == "finished 0", proc.stderr
+
+
+def test_a_latency_table_evaluator_is_checked_against_the_space(data_root):
+    """A device typo, or a space no latency table covers, stops the search before its first candidate."""
+    from flownas.evaluators.latency import TableLatencyEvaluator
+    with pytest.raises(ConfigError, match=r"^latency_table: the nb201 table has no latency device 'pixel_3' \(known: "):
+        TableLatencyEvaluator("pixel_3").check(get_space("nb201"))
+    with pytest.raises(ConfigError, match="no latency table covers space 'transnas_micro'"):
+        TableLatencyEvaluator("pixel3").check(get_space("transnas_micro"))
+    TableLatencyEvaluator("pixel3").check(get_space("nb201"))
+
+
+def test_the_proxies_objective_defaults_to_a_proxy_it_computes():
+    proxies = EVALUATORS.get("proxies")
+    assert proxies().objective == "synflow" and proxies(proxies=["nwot"]).objective == "nwot"
+    assert proxies(proxies=[]).objective == "params"
+    with pytest.raises(ConfigError, match="objective 'snip' is not computed .* or add it to proxies"):
+        proxies(proxies=["nwot"], objective="snip")

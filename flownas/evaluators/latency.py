@@ -104,6 +104,24 @@ class TableLatencyEvaluator(Evaluator):
         self.device = device
         self.table = table
 
+    def check(self, space) -> None:
+        """A table of ``space`` records latencies, on ``device``: a typo in the
+        device, or a space no latency table covers, stops the search before it starts."""
+        from ..benchmarks.base import load_benchmark
+        names = [self.table] if self.table else [
+            n for n in BENCHMARKS.names() if space.name in getattr(BENCHMARKS.get(n), "spaces", (BENCHMARKS.get(n).space,))]
+        for name in names:
+            table = load_benchmark(name)
+            latencies = table.query(table.archs()[0]).get("latency_ms")
+            if latencies is None:
+                continue
+            if self.device not in latencies:
+                raise ConfigError(f"latency_table: the {name} table has no latency device {self.device!r} "
+                                  f"(known: {', '.join(sorted(latencies))})")
+            return
+        raise ConfigError(f"latency_table: no latency table covers space {space.name!r} (its tables: "
+                          f"{', '.join(names) or 'none'}; tables with latencies: nb201, fbnet, ofa)")
+
     def evaluate(self, arch: Architecture, fidelity: Any = None) -> Result:
         ms = table_latency(arch, self.device, self.table)
         return Result(metrics={"latency_ms": ms, "neg_latency_ms": -ms}, cost_s=0.0,

@@ -42,15 +42,17 @@ class ProxyEvaluator(Evaluator):
     """
 
     def __init__(self, dataset: str | Path = "cifar10-mini", *, proxies: Iterable[str] = PROXIES,
-                 objective: str = "synflow", batch_size: int = 32, seed: int = 0,
+                 objective: str | None = None, batch_size: int = 32, seed: int = 0,
                  model_options: Mapping[str, Any] | None = None, device: str = "cpu",
                  num_threads: int | None = None, val_fraction: float | None = None,
                  image_size: int | None = None):
         self.dataset = str(dataset)
         self.proxies = check_proxy_names(proxies)
+        if objective is None:   # synflow where it is computed, else the first proxy asked for, else params
+            objective = "synflow" if "synflow" in self.proxies else (self.proxies + ("params",))[0]
         if objective not in self.proxies + COUNTS:
             raise ConfigError(f"objective {objective!r} is not computed (choose from "
-                              f"{', '.join(self.proxies + COUNTS)})")
+                              f"{', '.join(self.proxies + COUNTS)}, or add it to proxies)")
         if batch_size < 2:
             raise ConfigError(f"proxies need a batch of at least 2 images, got batch_size={batch_size}")
         self.objective = objective
