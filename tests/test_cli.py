@@ -40,6 +40,10 @@ def test_lookup_prints_metrics(capsys, data_root):
                            "installed as a flownas.spaces plug-in"),   # the guide's space, in a fresh shell
     (["lookup", "nb201", "|bogus~0|"], "not an NB201 string"),
     (["lookup", "nb201", "{nope"], "does not parse"),
+    (["lookup", "nb101", "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"],   # another space's string
+     "an NB101 cell is JSON {\"matrix\": ..., \"ops\": ...}, got '|nor_conv_3x3~0|"),
+    (["lookup", "fbnet", "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"],
+     "not an FBNet string: 22 block names joined by '-'"),
 ])
 def test_bad_input_is_one_line_error(capsys, argv, message):
     code, out, err = run(capsys, *argv)

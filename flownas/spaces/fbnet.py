@@ -136,7 +136,11 @@ class FBNetSpace(ChainSpace):
             if not isinstance(items, list):
                 raise ArchitectureError(f"not an FBNet block list: {text!r}")
             return self.from_blocks(items)
-        return self.from_blocks(text.split("-"))
+        blocks = text.split("-")
+        if len(blocks) != NUM_LAYERS:   # likely another space's string: say what an FBNet one is
+            raise ArchitectureError(f"not an FBNet string: {NUM_LAYERS} block names joined by '-' "
+                                    f"(e.g. {'-'.join(BLOCKS[:2])}-...), got {len(blocks)} in {text[:60]!r}")
+        return self.from_blocks(blocks)
 
     # -- the interface -------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> Architecture:

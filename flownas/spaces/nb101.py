@@ -159,7 +159,8 @@ class NB101Space(SearchSpace):
         try:
             d = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ArchitectureError(f"an NB101 cell is JSON {{\"matrix\": ..., \"ops\": ...}}: {exc}") from None
+            raise ArchitectureError(f"an NB101 cell is JSON {{\"matrix\": ..., \"ops\": ...}}, got {text[:60]!r} "
+                                    f"(not JSON: {exc})") from None
         if isinstance(d, Mapping) and "format" in d:
             arch = Architecture.from_dict(d)
             return self.normalize(arch if arch.space else arch.with_space(self.name))
