@@ -273,3 +273,11 @@ def test_mlp_experts(data, tmp_path, encoders):
     for bad in (-1, 2.5, True):
         with pytest.raises(ValueError, match="expert_hidden must be an integer"):
             DELEPredictor(expert_hidden=bad)
+
+
+def test_signals_given_as_one_string_are_refused():
+    """tuple("acc_12") would have made six experts, one per letter."""
+    from flownas.errors import ConfigError
+    from flownas.registry import PREDICTORS
+    with pytest.raises(ConfigError, match=r"signals is a list of signal names, e.g. \['acc_12'\]"):
+        PREDICTORS.create("dele", signals="acc_12")

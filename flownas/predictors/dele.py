@@ -104,6 +104,8 @@ class DELEPredictor(NeuralPredictor):
         self.dropout, self.attn_dropout, self.norm, self.depth_embedding = dropout, attn_dropout, norm, depth_embedding
         # signals: one expert each; None = every signal of the pool (fit records the names here,
         # so that a saved predictor rebuilds the same experts)
+        if isinstance(signals, str):   # tuple("acc_12") would be its letters
+            raise ConfigError(f"signals is a list of signal names, e.g. [{signals!r}], got the string {signals!r}")
         self.signals = None if signals is None else tuple(signals)
         self.signal_source, self.dataset, self.pool_size = signal_source, dataset, pool_size
         self.pretrain_epochs, self.pretrain_batch_size, self.pretrain_lr = pretrain_epochs, pretrain_batch_size, pretrain_lr
