@@ -71,14 +71,13 @@ def _cmd_sample(args) -> int:
 
 
 def _cmd_lookup(args) -> int:
-    from .benchmarks.base import load_benchmark
-    from .registry import BENCHMARKS, get_space
+    from .benchmarks.base import load_benchmark, tables_of
+    from .registry import get_space
     space = get_space(args.space)
     arch = space.parse(args.arch)
     table = args.table
     if table is None:
-        tables = [n for n in BENCHMARKS.names()
-                  if space.name in getattr(BENCHMARKS.get(n), "spaces", (BENCHMARKS.get(n).space,))]
+        tables = tables_of(space.name)
         if not tables:
             raise FlownasError(f"no benchmark table for space {space.name!r}")
         table = tables[0]

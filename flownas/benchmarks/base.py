@@ -159,6 +159,12 @@ class Benchmark(abc.ABC):
             raise self._missing(arch, f"{arch!r}: {exc}") from None
 
 
+def tables_of(space: str) -> list[str]:
+    """The registered benchmark tables that hold architectures of ``space``, by name."""
+    from ..registry import BENCHMARKS
+    return [n for n in BENCHMARKS.names() if space in getattr(BENCHMARKS.get(n), "spaces", (BENCHMARKS.get(n).space,))]
+
+
 def load_benchmark(name: str) -> Benchmark:
     """The benchmark registered as ``name``, loaded once per process and data
     folder (a process that points FLOWNAS_DATA elsewhere reads that table)."""

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from ..arch import Architecture
 from ..errors import ConfigError, NotInTableError
-from ..registry import BENCHMARKS, EVALUATORS
+from ..registry import EVALUATORS
 from .base import Evaluator, Result
 
 
@@ -80,9 +80,8 @@ def table_latency(arch: Architecture, device: str, table: str | None = None) -> 
     """The recorded latency (ms) of ``arch`` on ``device`` (e.g. ``pixel3``,
     ``1080ti_32``, ``gold_6226``) from the named table, or else from the first
     table of the arch's space that records latencies."""
-    from ..benchmarks.base import load_benchmark
-    names = [table] if table else [n for n in BENCHMARKS.names()
-                                   if arch.space in getattr(BENCHMARKS.get(n), "spaces", (BENCHMARKS.get(n).space,))]
+    from ..benchmarks.base import load_benchmark, tables_of
+    names = [table] if table else tables_of(arch.space)
     for name in names:
         latencies = load_benchmark(name).query(arch).get("latency_ms")
         if latencies is None:
@@ -107,9 +106,8 @@ class TableLatencyEvaluator(Evaluator):
     def check(self, space) -> None:
         """A table of ``space`` records latencies, on ``device``: a typo in the
         device, or a space no latency table covers, stops the search before it starts."""
-        from ..benchmarks.base import load_benchmark
-        names = [self.table] if self.table else [
-            n for n in BENCHMARKS.names() if space.name in getattr(BENCHMARKS.get(n), "spaces", (BENCHMARKS.get(n).space,))]
+        from ..benchmarks.base import load_benchmark, tables_of
+        names = [self.table] if self.table else tables_of(space.name)
         for name in names:
             table = load_benchmark(name)
             latencies = table.query(table.archs()[0]).get("latency_ms")
