@@ -241,19 +241,17 @@ def same_storage(a: str | Path | None, b: str | Path | None) -> bool:
     password, an option or password file that gives it (MySQL's
     ``read_default_file``, PostgreSQL's ``passfile``), and a user name one of
     them leaves to such a file."""
-    def key(storage):
+    def key(storage):   # (which database, user name or None)
         url = storage_url(storage)
         try:
             from sqlalchemy.engine import make_url
             u = make_url(url)
             query = sorted((k, v) for k, v in u.query.items() if k not in _CREDENTIAL_OPTIONS)
-            return u.drivername, u.username, u.host, u.port, u.database, query
+            return (u.drivername, u.host, u.port, u.database, query), u.username
         except Exception:   # None, or not a URL: as written
-            return url
-    ka, kb = key(a), key(b)
-    if isinstance(ka, tuple) and isinstance(kb, tuple) and (ka[1] is None or kb[1] is None):
-        ka, kb = ka[:1] + ka[2:], kb[:1] + kb[2:]
-    return ka == kb
+            return url, None
+    (where_a, user_a), (where_b, user_b) = key(a), key(b)
+    return where_a == where_b and (user_a is None or user_b is None or user_a == user_b)
 
 
 # what to install when the driver an URL names is missing (SQLAlchemy's default drivers for these schemes)

@@ -60,10 +60,7 @@ class Constraint:
         check_bounds(self.metric, self.max, self.min)
 
     def value(self, arch: Architecture) -> float:
-        value = self.values([arch])[0]
-        if not math.isfinite(value):
-            raise ArchitectureError(f"constraint: {self.metric} of {arch!r} is {value}")
-        return value
+        return _finite(self.metric, arch, self.values([arch])[0])
 
     def values(self, archs: Sequence[Architecture]) -> list[float]:
         """The metric of each architecture, in one ``evaluate_many`` call (a
@@ -90,6 +87,13 @@ class Constraint:
 
     def __str__(self) -> str:
         return f"{bounds_text(self.metric, self.max, self.min)} ({_name(self.evaluator)})"
+
+
+def _finite(metric: str, arch: Architecture, value: float) -> float:
+    """``value``, unless it is NaN or infinite: nothing can be said of such an architecture."""
+    if not math.isfinite(value):
+        raise ArchitectureError(f"constraint: {metric} of {arch!r} is {value}")
+    return value
 
 
 def bounds_text(metric: str, max: float | None, min: float | None) -> str:
@@ -132,8 +136,7 @@ class ConstrainedSpace(Subspace):
         self._compute([arch])
         values = self._values[arch.key]
         for metric, value in values.items():
-            if not math.isfinite(value):
-                raise ArchitectureError(f"constraint: {metric} of {arch!r} is {value}")
+            _finite(metric, arch, value)
         return values
 
     def _compute(self, archs: Sequence[Architecture]) -> None:
