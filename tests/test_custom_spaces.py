@@ -17,6 +17,7 @@ from flownas.cli import main
 from flownas.errors import ArchitectureError, ConfigError, NotInSpaceError
 from flownas.registry import SPACES, get_space
 from flownas.spaces.custom import CellSpace, cell_space
+from doc_blocks import fenced_blocks
 # the shared conformance suite, run here on spaces registered only for the tests
 from test_spaces_conformance import test_the_space_follows_the_rule  # noqa: F401 - collected by pytest
 
@@ -146,6 +147,13 @@ def test_registered_declaration_is_found_by_name(fresh_registry):
     assert get_space("test-registered-cells").sample(np.random.default_rng(0)).space == "test-registered-cells"
 
 
+def _pip_install(src: Path, site: Path) -> None:
+    """pip installs the package at ``src`` into the folder ``site``, not into this
+    environment; offline: no index, no build isolation (setuptools is here)."""
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(site), str(src)], check=True, capture_output=True)
+
+
 def test_installed_plugin_appears_in_flownas_spaces(tmp_path, monkeypatch, fresh_registry, capsys):
     # a plug-in package, installed by pip (into a folder put on sys.path, not into this environment)
     pytest.importorskip("setuptools")      # pip builds the package with it (no download: no build isolation)
@@ -169,8 +177,7 @@ def test_installed_plugin_appears_in_flownas_spaces(tmp_path, monkeypatch, fresh
         demo-cells = "flownas_demo_plugin:DemoCells"
     """))
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(site), str(src)], check=True, capture_output=True)
+    _pip_install(src, site)
     monkeypatch.syspath_prepend(str(site))
 
     assert main(["spaces", "demo*"]) == 0
@@ -191,8 +198,7 @@ def test_the_examples_folder_installs_as_a_plugin(tmp_path):
     for name in ("pyproject.toml", "resnet_space.py", "resnet_nni.py"):
         shutil.copy(ROOT / "examples" / name, src / name)
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(site), str(src)], check=True, capture_output=True)
+    _pip_install(src, site)
     entry_points = next(site.glob("flownas_examples-*.dist-info")) / "entry_points.txt"
     assert "resnet = resnet_space:ResNetSpace" in entry_points.read_text()
     script = textwrap.dedent("""
@@ -245,20 +251,6 @@ def test_a_broken_plugin_is_named_and_the_other_spaces_still_work(monkeypatch, f
 # -- docs/custom_spaces.md, executed ------------------------------------------------------------
 
 
-def _blocks(markdown: str):
-    """(language, code) of the fenced blocks, in order."""
-    lang, lines = None, []
-    for line in markdown.splitlines():
-        if line.startswith("```"):
-            if lang is None:
-                lang, lines = line[3:].strip(), []
-            else:
-                yield lang, "\n".join(lines)
-                lang = None
-        elif lang is not None:
-            lines.append(line)
-
-
 def test_the_custom_spaces_guide_runs(nni_import_warnings, fresh_registry, tmp_path, monkeypatch, capsys):
     """Every block, in order, in a scratch directory that sees the examples
     (so the searches' run directories land there): the two forms of the
@@ -275,7 +267,7 @@ def test_the_custom_spaces_guide_runs(nni_import_warnings, fresh_registry, tmp_p
     ran = {"python": 0, "bash": 0}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")        # training may warn; nni's import is checked in a fresh process below
-        for lang, code in _blocks((ROOT / "docs" / "custom_spaces.md").read_text()):
+        for lang, code in fenced_blocks((ROOT / "docs" / "custom_spaces.md").read_text()):
             if lang == "python":
                 exec(compile(code, "docs/custom_spaces.md", "exec"), namespace)
             elif lang == "bash":

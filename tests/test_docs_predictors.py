@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from doc_blocks import fenced_blocks
 from flownas.registry import PREDICTORS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -13,18 +14,7 @@ DOC = ROOT / "docs" / "predictors.md"
 
 
 def _python_blocks(markdown: str) -> list[str]:
-    blocks, lang, lines = [], None, []
-    for line in markdown.splitlines():
-        if line.startswith("```"):
-            if lang is None:
-                lang, lines = line[3:].strip(), []
-            else:
-                if lang == "python":
-                    blocks.append("\n".join(lines))
-                lang = None
-        elif lang is not None:
-            lines.append(line)
-    return blocks
+    return [code for lang, code in fenced_blocks(markdown) if lang == "python"]
 
 
 @pytest.fixture

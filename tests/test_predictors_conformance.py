@@ -14,8 +14,8 @@ import pytest
 from flownas.conformance import (PREDICTOR_RULES, ConformanceError, Split, check_predictor, fit_quick,
                                  predictor_outcomes)
 from flownas.registry import PREDICTORS
-from flownas.predictors.base import Predictor, check_archs, check_targets
-from flownas.toys import ToySpace
+from flownas.predictors.base import check_archs, check_targets
+from flownas.toys import RidgePredictor, ToySpace
 
 NAMES = PREDICTORS.names()
 # one xdist worker per predictor (make test: --dist loadgroup), so the module's
@@ -63,19 +63,15 @@ def toy_split(n_train=40, n_test=39) -> Split:
                  [archs[i] for i in perm[n_train:]], y[perm[n_train:]])
 
 
-class Ridge(Predictor):
-    """The smallest predictor that follows every rule: one-hot (position x op)
-    ridge regression; an ensemble fits bootstrap resamples drawn with its seed."""
+class Ridge(RidgePredictor):
+    """The smallest predictor that follows every rule: the toy one-hot (position
+    x op) ridge regression (its encoding), with a seed, an ensemble of bootstrap
+    resamples drawn with it, its space checked and a clear error before fit."""
 
-    name = "ridge"
     permutation_invariant = True   # it reads the ops in topological order
 
     def __init__(self, alpha: float = 1.0, ensemble: int = 1, seed: int | None = None):
         self.alpha, self.ensemble, self.seed = alpha, ensemble, seed
-
-    def _x(self, archs):
-        return np.array([[1.0] + [float(a.ops[i] == o) for i in a.topological_order() for o in self.vocab_]
-                         for a in archs])
 
     def fit(self, archs, y, *, low_fidelity=None):
         archs = check_archs(archs)
