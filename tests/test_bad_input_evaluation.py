@@ -365,3 +365,40 @@ def test_the_proxies_objective_defaults_to_a_proxy_it_computes():
     assert proxies(proxies=[]).objective == "params"
     with pytest.raises(ConfigError, match="objective 'snip' is not computed .* or add it to proxies"):
         proxies(proxies=["nwot"], objective="snip")
+
+
+def test_a_dataset_typo_or_a_bad_model_option_is_refused_by_check_and_search(tmp_path, capsys, data_root):
+    """Before: the search started, and stopped at its first candidate (the dataset) or failed every
+    candidate (an unknown network option)."""
+    cases = (("dataset: cifar10-mnii", "evaluator.dataset: dataset cifar10-mnii does not exist (give a path, "
+                                       "or one of the shared names: cifar10-mini)"),
+             ("dataset: cifar10-mini, model_options: {C: 4, N: 1, widht: 2}",
+              "evaluator.model_options: cannot build a nb201 network: unknown NB201 network options: widht"))
+    for options, message in cases:
+        config = write(tmp_path / "train.yaml", f"""\
+            space: nb201
+            strategy: random
+            evaluator: {{name: training, epochs: 1, {options}}}
+            budget: 2
+            """)
+        out = tmp_path / "run"
+        for flags in (["--check"], []):
+            err = one_line_error(capsys, "search", config, "--out", out, "--quiet", *flags)
+            assert message in err
+            assert not out.exists()
+
+
+def test_the_dataset_of_a_ray_cluster_is_looked_for_on_its_workers_not_here(monkeypatch, tmp_path):
+    """A cluster's nodes have their own disks: the driver does not need the dataset."""
+    import flownas.runtime.ray as ray_executor
+    from flownas.search.api import build
+    from flownas.search.config import SearchConfig
+    monkeypatch.setattr(ray_executor, "_unreachable", lambda address: None)   # no cluster needed to build
+    evaluator = {"name": "training", "dataset": str(tmp_path / "only-on-the-workers.npz"), "epochs": 1}
+
+    def config(executor):
+        return SearchConfig.from_dict({"space": "nb201", "strategy": "random", "budget": 2,
+                                       "evaluator": evaluator, "executor": executor})
+    assert not build(config({"name": "ray", "address": "10.0.0.1:6379"})).executor.on_this_machine
+    with pytest.raises(ConfigError, match="evaluator.dataset: dataset .*only-on-the-workers.npz does not exist"):
+        build(config({"name": "ray"}))   # an instance of its own runs here

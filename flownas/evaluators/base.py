@@ -43,3 +43,9 @@ class Evaluator(abc.ABC):
         not there). The search loop calls it before it dispatches anything, so
         a search that could never succeed stops at once; a check that needs
         nothing but the evaluator's own options belongs in its constructor."""
+
+    def check_here(self) -> None:
+        """Raise ``ConfigError`` if what this evaluator reads from disk (a
+        dataset) is not on this machine. Called, like ``check``, before
+        anything is dispatched, but only when the executor runs evaluations on
+        this machine: a Ray cluster's workers find their data on their own nodes."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..arch import Architecture
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError, key_error
 from ..registry import EVALUATORS
 from .base import Evaluator, Result
 
@@ -195,6 +195,25 @@ class TrainingEvaluator(Evaluator):
                 "train_images_per_s": history["images_seen"] / max(history["step_time_s"], 1e-9),
                 "wall_s": time.perf_counter() - wall}
         return Result(metrics=metrics, cost_s=history["train_time_s"], info=info)
+
+    def check(self, space) -> None:
+        """``model_options`` build a network of ``space`` (an unknown option
+        would fail every candidate): one sampled member is built here."""
+        import numpy as np
+
+        from .engine.models import build_model
+        arch = space.sample(np.random.default_rng(0))
+        try:
+            build_model(arch, 10, self.model_options)
+        except (TypeError, ValueError) as exc:
+            raise key_error("evaluator.model_options", f"cannot build a {space.name} network: {exc}") from None
+
+    def check_here(self) -> None:
+        from ..datasets import resolve
+        try:
+            resolve(self.dataset)
+        except DataError as exc:
+            raise key_error("evaluator.dataset", exc) from None
 
     def _epochs(self, fidelity: Any) -> int:
         if fidelity is None:

@@ -38,6 +38,8 @@ class Executor(abc.ABC):
     """Runs functions asynchronously on ``workers`` slots."""
 
     workers: int = 1
+    # whether evaluations run on this machine (their data is looked for here before a search starts)
+    on_this_machine: bool = True
     # on_retry(future, error): the function of ``future`` runs again because its
     # worker died; called in the thread that calls ``wait`` (the loop records it)
     on_retry: Callable[[cf.Future, str], None] | None = None

@@ -93,6 +93,7 @@ class RayExecutor(Executor):
             raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
         self.workers = workers
         self.address = address
+        self.on_this_machine = address is None   # an instance of its own; a cluster's nodes have their own disks
         # Ray itself retries a wrong host:port for minutes: check now, before a run directory or --check says yes
         unreachable = _unreachable(address) if address is not None else None
         if unreachable:

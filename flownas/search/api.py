@@ -68,6 +68,8 @@ def build(config: SearchConfig) -> Components:
                           **config.strategy_params())
     known_metrics(space, strategy, evaluator)   # Optuna objectives the evaluator does not give
     executor = construct("executor", EXECUTORS.get(config.executor.name), **config.executor.params)
+    if executor.on_this_machine:
+        evaluator.check_here()   # a dataset typo: before --check says yes, not at the first candidate
     return Components(space, evaluator, strategy, executor)
 
 
