@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import io
 import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,6 +139,13 @@ def _hold_out(path, x, y, fraction, seed):
 
 # -- npz ---------------------------------------------------------------------
 def _read_npz(path: Path):
+    if not zipfile.is_zipfile(path):   # np.load would take it for a pickle and advise allow_pickle
+        with open(path, "rb") as f:
+            head = f.read(16)
+        if head.startswith(b"PK"):
+            raise DataError(f"{path}: a truncated or damaged .npz file (its zip archive has no end)")
+        raise DataError(f"{path}: not an .npz file (an .npz is a zip archive of arrays, as numpy.savez "
+                        f"writes; this file starts with {head!r})")
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z.files]

@@ -149,8 +149,13 @@ def test_malformed_npz_is_explained(tmp_path, change, message):
 def test_unreadable_files_are_named(tmp_path):
     junk = tmp_path / "junk.npz"
     junk.write_bytes(b"garbage")
-    with pytest.raises(DataError, match=r"junk\.npz: cannot read the \.npz file"):
-        load_image_data(junk)
+    with pytest.raises(DataError, match=r"junk\.npz: not an \.npz file \(an \.npz is a zip archive of arrays, as "
+                                        r"numpy\.savez writes; this file starts with b'garbage'\)"):
+        load_image_data(junk)   # numpy's own message advised allow_pickle
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(write_tiny_images(tmp_path / "ok.npz").read_bytes()[:200])
+    with pytest.raises(DataError, match=r"cut\.npz: a truncated or damaged \.npz file"):
+        load_image_data(cut)
     other = tmp_path / "data.csv"
     other.write_text("1,2,3")
     with pytest.raises(DataError, match=r"data\.csv: unknown dataset file type"):
