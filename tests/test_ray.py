@@ -302,9 +302,11 @@ def test_sigterm_ends_a_ray_search_with_the_flownas_line(cluster, tmp_path):
     driver = subprocess.Popen([sys.executable, "-m", "flownas", "search", "--strategy", "random", "--budget", "5000",
                                "--quiet", "--out", str(out), "--executor", "ray", "--ray-address", cluster.address],
                               env=cluster.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while driver.poll() is None and finished_trials(out / "ledger.db") < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
+    # a SIGTERM before the search runs would test Python's default handler, not the command's
+    assert driver.poll() is None and finished_trials(out / "ledger.db") >= 3, "the search did not get going"
     driver.send_signal(signal.SIGTERM)
     code, err = driver.wait(60), driver.stderr.read()
     assert code == 143 and err.strip().splitlines()[-1] == "flownas: terminated (continue it with --resume)", err
@@ -320,6 +322,22 @@ def test_check_asks_the_cluster_for_the_resources(cluster, capsys, tmp_path):
     code, out, _ = run(capsys, *check, "--num-gpus", "1")
     assert code == 0 and "ray, 1 worker(s)" in out and not (tmp_path / "run").exists()
     assert ray.is_initialized()   # this process's own connection (the fixture's) is left open
+
+
+def test_check_without_an_address_compares_with_the_instance_it_would_start(capsys, tmp_path, data_root):
+    """Before: --check said yes, and the run waited at its first dispatch for a GPU this machine lacks."""
+    from cli_run import one_line_error
+    was_running = ray.is_initialized()
+    with pytest.raises(ConfigError, match=r"^executor.num_gpus: each evaluation asks for 3 GPUs, but Ray's "
+                                          r"instance on this machine would have 2 \(local_gpus\)$"):
+        RayExecutor(num_gpus=3, local_gpus=2).check()
+    RayExecutor(num_gpus=2, local_gpus=2, num_cpus=1, local_cpus=1).check()
+    assert ray.is_initialized() == was_running   # nothing started
+    import torch
+    if not torch.cuda.is_available():
+        err = one_line_error(capsys, "search", "--strategy", "evolution", "--budget", "3", "--executor", "ray",
+                             "--num-gpus", "1", "--out", tmp_path / "run", "--check")
+        assert "but Ray's instance on this machine would have 0 (the GPUs torch sees)" in err
 
 
 def test_an_address_where_nothing_answers_is_refused_at_once(tmp_path, capsys):

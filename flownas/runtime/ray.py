@@ -26,6 +26,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
@@ -134,8 +135,10 @@ class RayExecutor(Executor):
     def check(self) -> None:
         """Connect to the cluster ``address`` names and compare each evaluation's
         ``num_cpus``/``num_gpus`` with what it has; then disconnect (a check
-        starts no local instance, and leaves a connection it found open)."""
+        leaves a connection it found open). Without an address, compare them
+        with the instance this executor would start, without starting it."""
         if self.address is None:
+            self._check_local_resources()
             return
         import ray
         connected_before = ray.is_initialized()
@@ -151,13 +154,29 @@ class RayExecutor(Executor):
                                              f"`ray start --head`; a cluster with token authentication needs its "
                                              f"token here: ~/.ray/auth_token or RAY_AUTH_TOKEN)")
 
-    def _check_resources(self, available: Mapping[str, float]) -> None:
+    def _check_resources(self, available: Mapping[str, float], has: str = "the Ray cluster has",
+                         sources: Mapping[str, str] | None = None) -> None:
         """A task asking for more than the cluster has would wait forever: say so now."""
         for key, name in (("num_gpus", "GPU"), ("num_cpus", "CPU")):
             wanted, have = getattr(self, key), available.get(name, 0)
             if wanted > have:
-                raise ConfigError(f"executor.{key}: each evaluation asks for {wanted:g} {name}s, but the Ray "
-                                  f"cluster has {have:g} (ray.cluster_resources())")
+                source = (sources or {}).get(name, "ray.cluster_resources()")
+                raise ConfigError(f"executor.{key}: each evaluation asks for {wanted:g} {name}s, but {has} "
+                                  f"{have:g} ({source})")
+
+    def _check_local_resources(self) -> None:
+        """The CPUs and GPUs ``ray.init`` would give an instance of its own:
+        ``local_cpus``/``local_gpus``, or what this process may use (as Ray counts them)."""
+        cpus, cpu_source = self.local_cpus, "local_cpus"
+        if cpus is None:
+            cpu_source = "the CPUs this process may use"
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        gpus, gpu_source = self.local_gpus, "local_gpus"
+        if gpus is None:
+            import torch
+            gpus, gpu_source = torch.cuda.device_count(), "the GPUs torch sees"   # CUDA_VISIBLE_DEVICES, as Ray
+        self._check_resources({"CPU": cpus, "GPU": gpus}, "Ray's instance on this machine would have",
+                              {"CPU": cpu_source, "GPU": gpu_source})
 
     # -- the Executor interface ---------------------------------------------
     def submit(self, fn: Callable[..., Any], /, *args: Any,
