@@ -1,8 +1,9 @@
 """Registries by name (timm style): ``@SPACES.register("nb201")``.
 
 A registry discovers its implementations lazily: the first lookup imports every
-module of its package, then every plug-in of the entry-point group
-``flownas.<kind>`` (so a pip-installed plug-in appears without editing flownas).
+module of its package, then every plug-in of its entry-point group
+(``flownas.spaces``, ``flownas.strategies``, ...; so a pip-installed plug-in
+appears without editing flownas).
 A plug-in that fails to import is reported (a warning, and its name's lookup
 says why) without taking the others down. Importing flownas itself stays cheap.
 """
@@ -20,9 +21,10 @@ from .errors import ConfigError, UnknownNameError
 
 
 class Registry:
-    def __init__(self, kind: str, package: str):
+    def __init__(self, kind: str, package: str, plural: str | None = None):
         self.kind = kind                  # "space", "predictor", ...
         self.package = package            # "flownas.spaces"
+        self.group = f"flownas.{plural or kind + 's'}"   # the entry-point group of plug-ins
         self._entries: dict[str, Any] = {}
         self._broken: dict[str, str] = {}  # plug-ins that failed to load: name -> why
         self._discovered = False
@@ -53,7 +55,7 @@ class Registry:
             hint = f"; did you mean {close[0]!r}?" if close else (
                 # one of your own is known only where it is registered: in that process, or installed
                 f"; one of your own must be registered in this process or installed as a "
-                f"flownas.{self.kind}s plug-in (docs/custom_spaces.md, 'Plug-ins')")
+                f"{self.group} plug-in (docs/custom_spaces.md, 'Plug-ins')")
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}{hint} "
                 f"(known: {', '.join(sorted(self._entries)) or 'none'})") from None
@@ -76,7 +78,7 @@ class Registry:
         for mod in pkgutil.iter_modules(pkg.__path__):
             if not mod.name.startswith("_"):
                 importlib.import_module(f"{self.package}.{mod.name}")
-        for ep in importlib.metadata.entry_points(group=f"flownas.{self.kind}s"):
+        for ep in importlib.metadata.entry_points(group=self.group):
             try:
                 obj = ep.load()
             except Exception as exc:
@@ -96,7 +98,7 @@ def _qualname(o: Any) -> str:
 
 SPACES = Registry("space", "flownas.spaces")
 PREDICTORS = Registry("predictor", "flownas.predictors")
-STRATEGIES = Registry("strategy", "flownas.search")
+STRATEGIES = Registry("strategy", "flownas.search", plural="strategies")
 EVALUATORS = Registry("evaluator", "flownas.evaluators")
 BENCHMARKS = Registry("benchmark", "flownas.benchmarks")
 EXECUTORS = Registry("executor", "flownas.runtime")

@@ -39,8 +39,19 @@ class Unseeded(RandomSearch):
         return None
 
 
+class PositionalParameters(RandomSearch):
+    """Parameters that are not keyword-only (get_params took only those: fresh() lost them)."""
+
+    def __init__(self, space, seed=0, num_init=3):
+        super().__init__(space, seed=seed)
+        self.num_init = num_init
+
+
 def test_a_strategy_that_follows_the_rules_passes():
     check_strategy(RandomSearch)
+    check_strategy(PositionalParameters)
+    copy = PositionalParameters(ToySpace(), 5, 7).fresh()
+    assert (copy.seed, copy.num_init) == (5, 7)
 
 
 @pytest.mark.parametrize("broken, rule, reason", [
@@ -142,3 +153,24 @@ def test_unknown_acquisition_is_named():
     from flownas.errors import ConfigError
     with pytest.raises(ConfigError, match="unknown acquisition 'pi'"):
         make("predictor", acquisition="pi")
+
+
+def test_plugins_are_found_in_the_plural_entry_point_groups(monkeypatch):
+    """Before: strategies were looked up in the group 'flownas.strategys', so a package that
+    declared 'flownas.strategies' was silently ignored."""
+    import importlib.metadata
+
+    from flownas.registry import BENCHMARKS, EVALUATORS, EXECUTORS, PREDICTORS, SPACES
+    assert [r.group for r in (SPACES, PREDICTORS, STRATEGIES, EVALUATORS, BENCHMARKS, EXECUTORS)] == [
+        "flownas.spaces", "flownas.predictors", "flownas.strategies", "flownas.evaluators",
+        "flownas.benchmarks", "flownas.executors"]
+    plugin = importlib.metadata.EntryPoint("random-plugin", "flownas.search.simple:RandomSearch",
+                                           "flownas.strategies")
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group: [plugin] if group == "flownas.strategies" else real(group=group))
+    monkeypatch.setattr(STRATEGIES, "_entries", dict(STRATEGIES._entries))
+    monkeypatch.setattr(STRATEGIES, "_discovered", False)
+    assert STRATEGIES.get("random-plugin") is RandomSearch
+    with pytest.raises(Exception, match="installed as a flownas.strategies plug-in"):
+        STRATEGIES.get("no-such-thing-at-all")

@@ -177,10 +177,10 @@ class Strategy(abc.ABC):
 
     # -- hyper-parameters (scikit-learn style) ---------------------------
     def get_params(self) -> dict[str, Any]:
-        """The keyword arguments of ``__init__`` (seed included), as stored on ``self``."""
+        """The arguments of ``__init__`` but the space (seed included), as stored on ``self``."""
         sig = inspect.signature(type(self).__init__)
         return {p: getattr(self, p) for p, prm in sig.parameters.items()
-                if p not in ("self", "space") and prm.kind is prm.KEYWORD_ONLY}
+                if p not in ("self", "space") and prm.kind in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY)}
 
     def fresh(self) -> "Strategy":
         """A new strategy with the same space, hyper-parameters and seed, nothing told."""
