@@ -98,14 +98,20 @@ def score(ops) -> float:
 
 
 class ToyEvaluator(Evaluator):
-    """Objective ``val``; ``fail`` (an op string) raises; ``log`` gets one line per evaluation."""
+    """Objective ``val``; ``fail`` (an op string) raises; ``crash`` (an op string)
+    kills the worker process evaluating it, as an OOM kill would (in a worker
+    process only); ``log`` gets one line per evaluation; each evaluation but a
+    crash takes ``delay_s``."""
 
     objective = "val"
     test_metric = "test"
 
-    def __init__(self, fail: str | None = None, log: str | None = None):
+    def __init__(self, fail: str | None = None, log: str | None = None, crash: str | None = None,
+                 delay_s: float = 0.0):
         self.fail = fail
         self.log = log
+        self.crash = crash
+        self.delay_s = delay_s
 
     def evaluate(self, arch, fidelity=None):
         ops = ToySpace().chain(arch)
@@ -114,6 +120,15 @@ class ToyEvaluator(Evaluator):
                 fh.write("".join(ops) + "\n")
         if "".join(ops) == self.fail:
             raise RuntimeError(f"training of {''.join(ops)} diverged")
+        if "".join(ops) == self.crash:
+            import multiprocessing
+            import os
+            if multiprocessing.parent_process() is None:
+                raise RuntimeError("ToyEvaluator(crash=...) kills only a worker process, not the driver")
+            os._exit(1)
+        if self.delay_s:
+            import time
+            time.sleep(self.delay_s)
         v = score(ops)
         return Result({"val": v, "test": v + 0.01, "size": float(ops.count("c"))}, cost_s=10.0 + v)
 

@@ -34,6 +34,10 @@ def evaluate(evaluator: Evaluator, arch: Architecture, fidelity: Any = None) -> 
     return Evaluation(result, time.perf_counter() - start)
 
 
+class WorkerLost(RuntimeError):
+    """The worker running a call died more often than ``max_retries`` allowed."""
+
+
 class Executor(abc.ABC):
     """Runs functions asynchronously on ``workers`` slots."""
 

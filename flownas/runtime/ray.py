@@ -33,16 +33,12 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import ConfigError, DataError, key_error
 from ..registry import EXECUTORS
-from .base import Executor
+from .base import Executor, WorkerLost
 
 # the worker, its node or the result's copy was lost: the task itself did not fail
 _WORKER_LOST = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError", "ObjectLostError",
                 "OutOfMemoryError")
 _WAIT_SLICE_S = 1.0   # ray.wait in slices, so Ctrl-C is seen between them
-
-
-class WorkerLost(RuntimeError):
-    """The worker running a task died more often than ``max_retries`` allowed."""
 
 
 def _call(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
