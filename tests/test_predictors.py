@@ -354,3 +354,90 @@ def test_bad_hyper_parameters_fail_at_construction(name, params, message):
     from flownas.registry import PREDICTORS
     with pytest.raises(ValueError, match=message):
         PREDICTORS.create(name, **params)
+
+
+# -- save / load: which class loads which file (walkthrough B7) ----------------------------------
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A fitted gcn, mlp, gbt and blend, each saved; name -> (predictor, path, archs)."""
+    from flownas.registry import PREDICTORS
+    space = NB201Space()
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(12)]
+    y = np.linspace(80, 90, len(archs))
+    folder = tmp_path_factory.mktemp("saved")
+    out = {}
+    for name, params in (("gcn", {"epochs": 2, "dim": 8, "layers": 1}), ("mlp", {"epochs": 2, "hidden": 8}),
+                         ("gbt", {"max_iter": 5}),
+                         ("blend", {"members": [["gcn", {"epochs": 2, "dim": 8, "layers": 1}],
+                                                ["gbt", {"max_iter": 5}]]})):
+        p = PREDICTORS.create(name, **params).fit(archs, y)
+        p.save(folder / f"{name}.pt")
+        out[name] = (p, folder / f"{name}.pt", archs)
+    return out
+
+
+@pytest.mark.parametrize("name", ["gcn", "mlp", "gbt", "blend"])
+def test_the_base_class_loads_whichever_predictor_was_saved(saved, name):
+    from flownas.predictors.base import Predictor, saved_name
+    p, path, archs = saved[name]
+    assert saved_name(path) == name
+    q = Predictor.load(path)            # it returned None
+    assert type(q) is type(p)
+    np.testing.assert_array_equal(q.predict(archs), p.predict(archs))
+
+
+def test_the_neural_base_loads_whichever_neural_predictor_was_saved(saved):
+    from flownas.predictors.neural import NeuralPredictor
+    p, path, archs = saved["mlp"]
+    assert type(NeuralPredictor.load(path)) is type(p)
+
+
+@pytest.mark.parametrize("cls_name, file_name", [("gcn", "mlp"), ("mlp", "gcn"), ("gcn", "gbt"),
+                                                  ("gbt", "gcn"), ("blend", "gcn"), ("gcn", "blend")])
+def test_a_class_refuses_another_predictors_file_naming_both(saved, cls_name, file_name):
+    from flownas.errors import DataError
+    from flownas.registry import PREDICTORS
+    path = saved[file_name][1]
+    with pytest.raises(DataError) as info:   # GCNPredictor.load(an mlp file) returned an MLP
+        PREDICTORS.get(cls_name).load(path)
+    assert str(info.value) == (f"{path} holds a {file_name!r} predictor, not a {cls_name!r}; "
+                               f"Predictor.load(path) loads whichever was saved")
+
+
+def test_the_saved_name_of_a_pickle_is_read_without_unpickling_it(tmp_path):
+    import pickle
+    from flownas.predictors.base import saved_name
+
+    class Bomb:
+        def __reduce__(self):
+            return (pytest.fail, ("unpickled",))
+    path = tmp_path / "p.pt"
+    path.write_bytes(pickle.dumps({"format": "x", "version": 1, "predictor": "gbt", "object": Bomb()}))
+    assert saved_name(path) == "gbt"
+    path.write_text("not a pickle")
+    assert saved_name(path) is None
+
+
+def test_the_base_class_refuses_a_file_without_a_predictor_name(tmp_path):
+    from flownas.errors import DataError
+    from flownas.predictors.base import Predictor
+    path = tmp_path / "p.pt"
+    path.write_text("{}")
+    with pytest.raises(DataError, match="not a saved flownas predictor"):
+        Predictor.load(path)
+    with pytest.raises(DataError, match="no such file"):
+        Predictor.load(tmp_path / "missing.pt")
+
+
+# -- fit: a validation split of another space (walkthrough B9) --------------------------------------
+def test_a_validation_split_of_another_space_names_both_spaces():
+    from flownas.errors import ArchitectureError
+    from flownas.registry import PREDICTORS, get_space
+    rng = np.random.default_rng(0)
+    archs = [NB201Space().sample(rng) for _ in range(6)]
+    other = [get_space("nb101").sample(rng) for _ in range(3)]
+    with pytest.raises(ArchitectureError) as info:
+        PREDICTORS.create("gcn", epochs=1).fit(archs, np.arange(6.0), validation=(other, [90.0] * 3))
+    assert str(info.value) == ("the training architectures are of space 'nb201'; "
+                               "the validation split has architectures of ['nb101']")

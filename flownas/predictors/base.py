@@ -2,7 +2,9 @@
 
 Hyper-parameters go in ``__init__``; ``fit`` learns and returns ``self``;
 ``predict`` never trains. Scores are "higher is better" in the units of the
-training targets. ``save``/``load`` restore predictions exactly.
+training targets. ``save``/``load`` restore predictions exactly:
+``Predictor.load(path)`` loads whichever predictor was saved, ``GCNPredictor.load(path)``
+only a saved GCN.
 """
 from __future__ import annotations
 
@@ -61,6 +63,47 @@ def saved_file(path: str | Path) -> Path:
     return p
 
 
+def saved_name(path: str | Path) -> str | None:
+    """The registered name of the predictor saved at ``path`` (the ``"predictor"``
+    every ``save`` records), or None where the file does not say. Nothing in the
+    file runs: a blend's manifest is JSON, a neural predictor's file is read with
+    ``torch.load(weights_only=True)``, and a pickle (gbt) is only scanned for the
+    name, never unpickled."""
+    import zipfile
+    file = saved_file(path)
+    try:
+        if zipfile.is_zipfile(file):
+            from .blend import MANIFEST
+            with zipfile.ZipFile(file) as zf:
+                if MANIFEST in zf.namelist():
+                    import json
+                    name = json.loads(zf.read(MANIFEST)).get("predictor")
+                    return name if isinstance(name, str) else None
+            import torch
+            state = torch.load(file, map_location="cpu", weights_only=True)
+            name = state.get("predictor") if isinstance(state, dict) else None
+            return name if isinstance(name, str) else None
+        return _pickled_name(file)
+    except Exception:   # not a saved predictor: the class's own load says what it is
+        return None
+
+
+def _pickled_name(file: Path, max_ops: int = 64) -> str | None:
+    """The string after the key "predictor" among the first opcodes of a
+    pickle (``pickletools.genops`` parses, it does not execute)."""
+    import pickletools
+    strings = []
+    with open(file, "rb") as fh:
+        for i, (op, arg, _) in enumerate(pickletools.genops(fh)):
+            if i >= max_ops:
+                break
+            if isinstance(arg, str) and "UNICODE" in op.name:
+                if strings and strings[-1] == "predictor":
+                    return arg
+                strings.append(arg)
+    return None
+
+
 def short_reason(exc: BaseException) -> str:
     """One line of ``exc`` for "not a saved flownas predictor (...)": torch's
     multi-line weights_only text is cut to its unpickler error line."""
@@ -83,6 +126,7 @@ class Predictor(abc.ABC):
         ``UnknownParameterError`` that lists the known ones (one that takes
         ``**params``, as ``NeuralPredictor``, checks its own)."""
         super().__init_subclass__(**kwargs)
+        _check_loaded_name(cls)
         init = cls.__dict__.get("__init__")
         if init is None or getattr(init, "_flownas_checked", False):
             return
@@ -118,7 +162,10 @@ class Predictor(abc.ABC):
     @classmethod
     @abc.abstractmethod
     def load(cls, path: str | Path) -> "Predictor":
-        ...
+        """Restore a saved predictor: ``Predictor.load(path)`` (this base class)
+        loads whichever one was saved, by the name its file records. A
+        subclass's ``load`` reads its own files (and refuses another's)."""
+        return _load_saved(path)
 
     def get_params(self) -> dict[str, Any]:
         """The ``__init__`` hyper-parameters, as scikit-learn does."""
@@ -131,13 +178,53 @@ class Predictor(abc.ABC):
         return f"{type(self).__name__}({params})"
 
 
+def _load_saved(path: str | Path) -> Predictor:
+    """Load the predictor saved at ``path`` with the class registered under the
+    name its file records."""
+    from ..registry import PREDICTORS
+    name = saved_name(path)
+    if name is None:
+        raise DataError(f"{path}: not a saved flownas predictor (no predictor name recorded in it)")
+    return PREDICTORS.get(name).load(path)
+
+
+def _check_loaded_name(cls) -> None:
+    """Wrap a ``load`` that ``cls`` defines: on a class with a name it refuses
+    a file that holds another predictor, naming both (it used to return the
+    other predictor without a word); on a base without one (``NeuralPredictor``)
+    it loads whichever predictor was saved."""
+    method = cls.__dict__.get("load")
+    if not isinstance(method, classmethod) or getattr(method.__func__, "_flownas_checked", False):
+        return
+    load = method.__func__
+
+    @functools.wraps(load)
+    def checked(klass, path):
+        try:
+            saved = saved_name(path)
+        except DataError:   # no such file, or not a path: the class's own load says so its own way
+            saved = None
+        if saved is not None and saved != klass.name:
+            if not klass.name:   # a base without a name of its own: whichever was saved
+                from ..registry import PREDICTORS
+                return PREDICTORS.get(saved).load(path)
+            raise DataError(f"{path} holds a {saved!r} predictor, not a {klass.name!r}; "
+                            f"Predictor.load(path) loads whichever was saved")
+        return load(klass, path)
+    checked._flownas_checked = True
+    cls.load = classmethod(checked)
+
+
 def accepts_validation(predictor: Predictor) -> bool:
     """Whether ``predictor.fit`` takes a ``validation`` split (model selection)."""
     return "validation" in inspect.signature(predictor.fit).parameters
 
 
-def check_archs(archs: Sequence[Architecture], space: str | None = None) -> list[Architecture]:
-    """Non-empty, all ``Architecture``, all of one space (``space`` if given)."""
+def check_archs(archs: Sequence[Architecture], space: str | None = None,
+                what: str = "this predictor was fitted on space {space!r}; got architectures of {other}"
+                ) -> list[Architecture]:
+    """Non-empty, all ``Architecture``, all of one space (``space`` if given;
+    ``what`` says what it is where the architectures are of another)."""
     if isinstance(archs, (str, bytes, Architecture)) or not hasattr(archs, "__iter__"):
         raise NotAnArchitectureError(f"expected a list of Architectures, got {type(archs).__name__}")
     archs = list(archs)
@@ -149,7 +236,7 @@ def check_archs(archs: Sequence[Architecture], space: str | None = None) -> list
     spaces = {a.space for a in archs}
     if space is not None and spaces != {space}:
         other = sorted(spaces - {space})
-        raise ArchitectureError(f"this predictor was fitted on space {space!r}; got architectures of {other}")
+        raise ArchitectureError(what.format(space=space, other=other))
     if len(spaces) > 1:
         raise ArchitectureError(f"architectures of several spaces in one batch: {sorted(spaces)}")
     return archs
@@ -189,6 +276,7 @@ def check_training_data(archs: Sequence[Architecture], y: Sequence[float],
         raise ArchitectureError(f"need at least 2 architectures to learn from, got {len(archs)}")
     space = archs[0].space
     if validation is not None:
-        v_archs = check_archs(validation[0], space)
+        v_archs = check_archs(validation[0], space, "the training architectures are of space {space!r}; "
+                                                    "the validation split has architectures of {other}")
         validation = (v_archs, check_targets(validation[1], len(v_archs), "validation targets"))
     return archs, y, space, validation
