@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .arch import Architecture
-from .errors import ConfigError, FlownasError
+from .errors import ArchitectureError, ConfigError, FlownasError
 
 FORMAT = "flownas.ledger"
 FORMAT_VERSION = 1
@@ -609,28 +609,60 @@ class Ledger:
 
     # -- reading ---------------------------------------------------------
     def records(self) -> list[Record]:
-        """Every candidate, in dispatch order (of a retried one, its latest attempt)."""
+        """Every candidate, in dispatch order (of a retried one, its latest attempt).
+        A trial whose attributes are damaged stops the reading, named: leaving it
+        out would show (and resume) a search with a finished evaluation missing."""
         out: dict[int, Record] = {}
-        for t in self.storage.get_all_trials(self.study_id, deepcopy=False):
+        try:
+            trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
+        except ValueError as exc:   # json.JSONDecodeError of an attribute: Optuna decodes them all at once
+            raise self._damaged(f"an attribute of a trial is not JSON: {exc}") from None
+        for t in trials:
             attrs = t.user_attrs
-            if "seq" not in attrs or "arch" not in attrs:
+            if "seq" not in attrs and "arch" not in attrs:
                 continue   # a trial someone added by hand
-            rec = Record(seq=int(attrs["seq"]), trial_id=t._trial_id, arch=Architecture.from_dict(attrs["arch"]),
-                         info=dict(attrs.get("info") or {}), restarts=int(attrs.get("restarts", 0)),
-                         failures=list(attrs.get("failures") or []), retried=list(attrs.get("retried") or []),
-                         trial_state=t.state.name)
-            result = attrs.get("result")
-            if result is not None:
-                rec.done = int(result["done"])
-                rec.metrics = dict(result.get("metrics") or {})
-                rec.cost_s = result.get("cost_s")
-                rec.wall_s = result.get("wall_s")
-                rec.error = result.get("error")
-                rec.state = "failed" if rec.error is not None else "complete"
-                rec.value = None if result.get("value") is None else float(result["value"])
-            if rec.seq not in out or rec.trial_id > out[rec.seq].trial_id:   # a retry supersedes
-                out[rec.seq] = rec
+            try:
+                rec = self._record(t, attrs)
+            except (KeyError, TypeError, ValueError, ArchitectureError) as exc:
+                what = f"'{exc.args[0]}' is missing" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+                raise self._damaged(f"trial_id {t._trial_id}: {what}") from None
+            other = out.get(rec.seq)
+            if other is not None:   # a retry supersedes the failed attempt; nothing else shares a number
+                older, newer = sorted((other, rec), key=lambda r: r.trial_id)
+                if not newer.retried or older.state == "complete":
+                    raise self._damaged(f"trial_ids {older.trial_id} and {newer.trial_id} share the dispatch "
+                                        f"number {rec.seq}, and the later one is no retry of the earlier")
+                rec = newer
+            out[rec.seq] = rec
         return sorted(out.values(), key=lambda r: r.seq)
+
+    @staticmethod
+    def _record(t, attrs: Mapping[str, Any]) -> Record:
+        seq = attrs["seq"]
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise ValueError(f"its dispatch number (seq) is {seq!r}")
+        rec = Record(seq=seq, trial_id=t._trial_id, arch=Architecture.from_dict(attrs["arch"]),
+                     info=dict(attrs.get("info") or {}), restarts=int(attrs.get("restarts", 0)),
+                     failures=list(attrs.get("failures") or []), retried=list(attrs.get("retried") or []),
+                     trial_state=t.state.name)
+        result = attrs.get("result")
+        if result is None:
+            if t.state.name in ("COMPLETE", "FAIL"):   # the result is written before the state, never after
+                raise KeyError("result")
+            return rec
+        rec.done = int(result["done"])
+        rec.metrics = dict(result.get("metrics") or {})
+        rec.cost_s = result.get("cost_s")
+        rec.wall_s = result.get("wall_s")
+        rec.error = result.get("error")
+        rec.state = "failed" if rec.error is not None else "complete"
+        rec.value = None if result.get("value") is None else float(result["value"])
+        return rec
+
+    def _damaged(self, problem: str) -> FlownasError:
+        where = sqlite_file(self.url) or without_password(self.url or "the in-memory ledger")
+        return FlownasError(f"the ledger {where} is damaged (search {self.study_name!r}, {problem}): "
+                            f"restore it from a copy")
 
     def release_driver(self) -> None:
         """Let another process drive this search (``close`` does it too)."""

@@ -125,6 +125,30 @@ def test_a_damaged_ledger_is_one_line_and_never_written(finished, capsys, offset
     assert digest(ledger) == before
 
 
+@pytest.mark.parametrize("damage, problem", [
+    ("DELETE FROM trial_user_attributes WHERE trial_id = 4 AND key = 'seq'", "trial_id 4: 'seq' is missing"),
+    ("UPDATE trial_user_attributes SET value_json = '\"abc\"' WHERE trial_id = 4 AND key = 'seq'",
+     "trial_id 4: ValueError: its dispatch number (seq) is 'abc'"),
+    ("UPDATE trial_user_attributes SET value_json = '1' WHERE trial_id = 4 AND key = 'seq'",
+     "trial_ids 2 and 4 share the dispatch number 1, and the later one is no retry of the earlier"),
+    ("DELETE FROM trial_user_attributes WHERE trial_id = 4 AND key = 'result'", "trial_id 4: 'result' is missing"),
+    ("UPDATE trial_user_attributes SET value_json = '{\"done' WHERE trial_id = 4 AND key = 'result'",
+     "an attribute of a trial is not JSON"),
+])
+def test_a_damaged_trial_is_named_not_left_out(finished, capsys, damage, problem):
+    """Before: a trial without its seq (or sharing one) vanished from the report and the resume
+    without a word; other damage gave tracebacks (JSONDecodeError, UpdateFinishedTrialError)."""
+    ledger = finished / "ledger.db"
+    with sqlite3.connect(ledger) as db:
+        assert db.execute("SELECT value_json FROM trial_user_attributes WHERE trial_id = 2 AND key = 'seq'"
+                          ).fetchone() == ("1",)
+        assert db.execute(damage).rowcount == 1
+    db.close()
+    err = one_line_error(capsys, "report", finished)
+    assert f"the ledger {ledger} is damaged (search " in err and problem in err and "restore it from a copy" in err
+    assert one_line_error(capsys, "search", "--resume", "--out", finished, "--quiet") == err
+
+
 def test_a_file_that_is_not_a_database_is_damaged(finished, capsys):
     (finished / "ledger.db").write_bytes(b"garbage" * 1000)
     assert "is damaged (file is not a database)" in one_line_error(capsys, "report", finished)
