@@ -23,7 +23,6 @@ import resource
 import time
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,6 +57,27 @@ TARGETS: dict[str, Targets] = {
                         "TransNAS micro cells of one task; the table has only validation metrics: "
                         "protocol B tests against them too"),
 }
+
+#: the search-space names ``flownas sample``/``lookup`` take -> the table ``--space`` names
+SPACE_ALIASES = {"darts": "nb301", "transnas_micro": "transnas"}
+
+
+def space_arg(text: str) -> str:
+    """``--space``: a table name (nb101, nb201, nb301, transnas) or the name of
+    its search space (darts, transnas_micro), as the table name."""
+    name = SPACE_ALIASES.get(text, text)
+    if name not in TARGETS:
+        import difflib
+        close = difflib.get_close_matches(text, [*TARGETS, *SPACE_ALIASES], n=1)
+        raise argparse.ArgumentTypeError(f"unknown {text!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+                                         + f" (known: {', '.join(sorted(TARGETS))}; or the space names "
+                                           f"{_aliases_text()})")
+    return name
+
+
+def _aliases_text() -> str:
+    return ", ".join(f"{space} = {table}" for space, table in sorted(SPACE_ALIASES.items()))
+
 
 def check_size(n_table: int, n_train: int, protocol: str) -> None:
     if protocol not in VAL_SIZE:
@@ -172,9 +192,11 @@ def run(space: str, predictor: str, n_train: int, protocol: str, seeds: list[int
             f"P@1% {m['precision_at_1pct']:.3f} P@5% {m['precision_at_5pct']:.3f} "
             f"train {train_s:.1f}s (cpu {train_cpu:.1f}s) predict {len(te) / predict_s:,.0f} archs/s")
     taus = np.array([r["kendall_tau"] for r in per_seed])
+    cpu, capability = cpu_model(), torch.backends.cpu.get_cpu_capability()
     doc = {
         "kendall_tau": float(taus.mean()),
-        "kendall_tau_std": float(taus.std(ddof=1)) if len(taus) > 1 else 0.0,
+        # one seed has no spread: null, not 0.0
+        "kendall_tau_std": float(taus.std(ddof=1)) if len(taus) > 1 else None,
         "spearman": _mean(per_seed, "spearman"),
         "precision_at_1pct": _mean(per_seed, "precision_at_1pct"),
         "precision_at_5pct": _mean(per_seed, "precision_at_5pct"),
@@ -184,15 +206,34 @@ def run(space: str, predictor: str, n_train: int, protocol: str, seeds: list[int
         "per_seed": per_seed,
         # what was run, as fields (the protocol line says it in words)
         "run": {"space": space, "task": task if space == "transnas" else None, "protocol": protocol,
-                "train_size": n_train, "predictor": predictor, "params": params, "seeds": list(seeds)},
+                "train_size": n_train, "predictor": predictor, "params": params, "seeds": list(seeds),
+                # per-seed figures are bit-exact only on the same CPU (BENCHMARKS.md, "Predictors")
+                "cpu": cpu, "cpu_capability": capability, "threads": torch.get_num_threads()},
         "protocol": (f"{protocol_text}; predictor {predictor} {json.dumps(params, sort_keys=True)}; "
                      f"seeds {seeds}; torch threads {torch.get_num_threads()}; "
-                     f"flownas {_version()}, torch {torch.__version__}, {platform.machine()}; {date.today()}"),
+                     f"flownas {_version()}, torch {torch.__version__}, {platform.machine()} "
+                     f"({cpu or 'CPU model unknown'}; {capability}); {date.today()}"),
     }
-    log(f"kendall tau {doc['kendall_tau']:.4f} ± {doc['kendall_tau_std']:.4f} over {len(seeds)} seeds; "
+    spread = (f"± {doc['kendall_tau_std']:.4f} over {len(seeds)} seeds" if doc["kendall_tau_std"] is not None
+              else "(1 seed)")
+    log(f"kendall tau {doc['kendall_tau']:.4f} {spread}; "
         f"train {doc['train_seconds']:.1f}s; predict {doc['predict_archs_per_second']:,.0f} archs/s; "
         f"peak RSS {doc['peak_rss_mb']:.0f} MB")
     return doc
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name (/proc/cpuinfo, else ``platform.processor()``),
+    or None where neither says."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or None
 
 
 def _mean(rows, key) -> float:
@@ -204,10 +245,22 @@ def _version() -> str:
     return __version__
 
 
+#: the --seeds syntax, for both bench commands' --help
+SEEDS_HELP = "a count (5 = seeds 0..4) or a comma list (0,7,9; 3, = seed 3 alone)"
+
+
 def parse_seeds(text: str) -> list[int]:
-    """"5" -> [0, 1, 2, 3, 4]; "0,7,9" -> [0, 7, 9]; "3," -> [3] (one seed). A count
-    is >= 1; a list has no empty item (but may end with a comma) and no seed twice
-    (the same seed twice is one run counted twice)."""
+    """"5" -> [0, 1, 2, 3, 4]; "0,7,9" -> [0, 7, 9]; "3," -> [3] (one seed)."""
+    spec = parse_seed_spec(text)
+    return list(range(spec)) if isinstance(spec, int) else spec
+
+
+def parse_seed_spec(text: str) -> int | list[int]:
+    """``--seeds`` of ``bench predictors`` and ``bench search``: a count (an
+    int; ``bench search`` starts it at ``--first-seed``) or a list of seeds
+    ("0,7,9"; "3," is the one seed 3). A count is >= 1; a list has no empty
+    item (but may end with a comma) and no seed twice (the same seed twice is
+    one run counted twice)."""
     if "," in text:
         items = [s.strip() for s in text.split(",")]
         if items[-1] == "" and len(items) > 1:
@@ -227,9 +280,10 @@ def parse_seeds(text: str) -> list[int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"seeds must be a count (5) or a list (0,1,2), got {text!r}") from None
     if count < 1:
-        raise argparse.ArgumentTypeError(f"a count must be >= 1, got {count} (a count N runs seeds 0..N-1; "
-                                         f"a list is comma-separated seeds >= 0)")
-    return list(range(count))
+        alone = f"; '{count},' is seed {count} alone" if count == 0 else ""
+        raise argparse.ArgumentTypeError(f"a count must be >= 1, got {count} (a count N runs N seeds; "
+                                         f"a list is comma-separated seeds >= 0{alone})")
+    return count
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -264,16 +318,20 @@ def register_bench(bench_subparsers) -> None:
     p = bench_subparsers.add_parser(
         "predictors", help="train and test a predictor on a benchmark table (protocol A or B)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--space", required=True, choices=sorted(TARGETS))
+    p.add_argument("--space", required=True, type=space_arg, metavar="TABLE",
+                   help=f"the benchmark table: {', '.join(sorted(TARGETS))}; the search spaces' names "
+                        f"(as flownas sample and lookup take them) name their tables too: {_aliases_text()}")
     p.add_argument("--predictor", required=True, help="a registered predictor (flowerformer, mlp, gcn, gbt, ...)")
     p.add_argument("--train-size", type=int, required=True, metavar="N")
     p.add_argument("--protocol", choices=sorted(VAL_SIZE), default="A")
     p.add_argument("--seeds", type=parse_seeds, default=parse_seeds("5"), metavar="S",
-                   help="a count (5 = seeds 0..4) or a comma list (default 5)")
+                   help=SEEDS_HELP + " (default 5)")
     p.add_argument("--param", type=parse_param, action="append", metavar="KEY=VALUE",
                    help="a predictor hyper-parameter (JSON value), repeatable")
     p.add_argument("--task", help="TransNAS task (default class_scene); --space transnas only")
-    p.add_argument("--threads", type=positive_int, default=2, help="torch threads (default 2)")
+    p.add_argument("--threads", type=positive_int, default=1,
+                   help="torch threads (default 1, as every figure of BENCHMARKS.md was made; another count "
+                        "changes the figures slightly: the sums run in another order)")
     p.add_argument("--json", metavar="OUT", help="write the figures here (checked before the run starts)")
     p.set_defaults(func=_cmd)
 
