@@ -241,14 +241,49 @@ def test_flags_override_the_config(tmp_path):
 
 def test_bench_search_reports_checkpoints_and_the_optimum(tmp_path, capsys, data_root):
     out = tmp_path / "bench.json"
-    code, stdout, _ = run(capsys, "bench", "search", "--strategy", "random", "--budget", "30", "--seeds", "3",
-                          "--json", out)
+    code, stdout, stderr = run(capsys, "bench", "search", "--strategy", "random", "--budget", "30", "--seeds", "3",
+                               "--json", out)
     assert code == 0 and "after  25 evaluations" in stdout
+    assert "after  30 evaluations: c10_test_acc_200" in stdout      # the budget is a checkpoint too
+    assert "seed   0: c10_test_acc_200 of the incumbent after 30 evaluations" in stderr
     data = json.loads(out.read_text())
     assert data["seeds"] == [0, 1, 2] and data["optimum"]["test"] == pytest.approx(94.3733)
-    assert set(data["checkpoints"]) == {"25"} and data["checkpoints"]["25"]["seeds"] == 3
+    assert list(data["checkpoints"]) == ["25", "30"] and data["checkpoints"]["30"]["seeds"] == 3
+    assert data["checkpoints"]["30"]["mean"] == pytest.approx(sum(r["test"][29] for r in data["runs"]) / 3)
     assert len(data["runs"]) == 3 and all(len(r["test"]) == 30 for r in data["runs"])
     assert data["command"].startswith("flownas bench search --strategy random --budget 30 --seeds 3")
+
+
+def test_bench_search_takes_a_seed_list_and_refuses_seed(tmp_path, capsys, data_root):
+    out = tmp_path / "bench.json"
+    code, stdout, stderr = run(capsys, "bench", "search", "--strategy", "random", "--budget", "5", "--seeds", "4,",
+                               "--json", out)
+    assert code == 0 and "1 seed, budget 5" in stdout and "seed   4:" in stderr
+    data = json.loads(out.read_text())
+    assert data["seeds"] == [4] and list(data["checkpoints"]) == ["5"]
+    assert data["command"].endswith("--budget 5 --seeds 4,")
+    code, _, stderr = run(capsys, "bench", "search", "--strategy", "random", "--budget", "5", "--seeds", "2",
+                          "--first-seed", "7")
+    assert code == 0 and "seed   7:" in stderr and "seed   8:" in stderr
+    # --seed was read and ignored (seeds 0 and 1 ran)
+    err = one_line_error(capsys, "bench", "search", "--strategy", "random", "--seeds", "2", "--seed", "7")
+    assert "name them with --seeds" in err and "'7,' is seed 7 alone" in err
+    err = one_line_error(capsys, "bench", "search", "--seeds", "1,2", "--first-seed", "3")
+    assert "--first-seed starts a count of --seeds; --seeds 1,2 already names the seeds" in err
+
+
+def test_bench_search_help_names_both_seed_forms(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "search", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "3, = seed 3 alone" in text and "a count starts at --first-seed" in text and "--seed " not in text
+
+
+def test_bench_search_labels_the_reported_metric_by_name():
+    from flownas.search.commands import _reported_metric
+    nb101 = SearchConfig.from_dict({"space": "nb101", "strategy": "random"})
+    assert _reported_metric(nb101) == "val_acc_108"           # no test column: it was labelled "test"
+    assert _reported_metric(SearchConfig.from_dict({"strategy": "random"})) == "c10_test_acc_200"
 
 
 def test_bench_search_keeps_the_runs_of_an_interrupted_benchmark(data_root):

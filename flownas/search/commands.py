@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from ..cli import positive_int, resource, seed
+from ..errors import ConfigError
+from ..predictors_cli import SEEDS_HELP, parse_seed_spec
 from ..store import shown_url
 
 SEARCH_FLAGS = ("space", "dataset", "strategy", "predictor", "budget", "seed", "storage", "out", "name", "executor",
                 "workers", "ray_address", "num_gpus", "num_cpus", "threads", "constraints")
 
 
-def _add_search_flags(p: argparse.ArgumentParser, *, run_flags: bool = True) -> None:
+def _add_search_flags(p: argparse.ArgumentParser, *, run_flags: bool = True, seed_flag: bool = True) -> None:
     p.add_argument("config", nargs="?", help="a YAML configuration (see experiments/); flags override it")
     p.add_argument("--space", help="search space (default nb201)")
     p.add_argument("--dataset", help="dataset of the evaluator (default cifar10)")
@@ -23,7 +25,10 @@ def _add_search_flags(p: argparse.ArgumentParser, *, run_flags: bool = True) -> 
                                       "(default predictor)")
     p.add_argument("--predictor", help="predictor of a predictor-guided strategy (default: the best registered)")
     p.add_argument("--budget", type=positive_int, help="number of evaluations (default 100)")
-    p.add_argument("--seed", type=seed)
+    if seed_flag:
+        p.add_argument("--seed", type=seed)
+    else:   # bench search: --seeds names them; --seed is refused, not read as --seeds (an abbreviation) or ignored
+        p.add_argument("--seed", help=argparse.SUPPRESS)
     p.add_argument("--constraint", dest="constraints", action="append", metavar="BOUNDS EVALUATOR [KEY=VALUE ...]",
                    help="search only the members within a bound, as the summary prints it; repeat for more "
                         "(they replace the file's): 'latency_ms <= 5 latency_table device=pixel3', "
@@ -70,11 +75,13 @@ def register(subparsers) -> None:
 def register_bench(subparsers) -> None:
     p = subparsers.add_parser("search", help="search efficiency of a strategy over many seeds (tabular)",
                               description="Runs one search per seed and reports the incumbent's test "
-                                          "accuracy after 25/50/100/150 evaluations, how often and how soon "
-                                          "the global optimum is found, and the wall time.")
-    _add_search_flags(p, run_flags=False)
-    p.add_argument("--seeds", type=positive_int, default=30, help="number of seeds (default 30)")
-    p.add_argument("--first-seed", type=seed, default=0, help="seeds are FIRST..FIRST+SEEDS-1 (default 0)")
+                                          "accuracy (or, on a table without a test column, the objective) "
+                                          "after 25/50/100/150 evaluations and at the budget, how often and "
+                                          "how soon the global optimum is found, and the wall time.")
+    _add_search_flags(p, run_flags=False, seed_flag=False)
+    p.add_argument("--seeds", type=parse_seed_spec, default=30, metavar="S",
+                   help=f"{SEEDS_HELP}; a count starts at --first-seed (default 30)")
+    p.add_argument("--first-seed", type=seed, help="a count of --seeds runs FIRST..FIRST+SEEDS-1 (default 0)")
     p.add_argument("--jobs", type=positive_int, default=1, help="seeds run in parallel processes (default 1)")
     p.add_argument("--json", help="write every figure and per-seed curve to this file "
                                   "(checked before the seeds run)")
@@ -264,29 +271,32 @@ def _cmd_bench(args) -> int:
     from ..cache import off_unless_set
     from ..data import check_output
     from .bench import bench_config, bench_search, write_json
+    seeds = _bench_seeds(args)
     out = check_output(args.json, "--json") if args.json else None   # before the seeds run, not after
     off_unless_set()   # each seed's wall time includes DELE's pre-training
     if args.budget is None:
         args.budget = args.budget_default
     _, config = _config(args)
     config = bench_config(config, args.budget)
-    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    label = _reported_metric(config)
     start = time.perf_counter()
 
     def progress(run):
-        print(f"seed {run['seed']:>3}: test of the incumbent after {len(run['test'])} evaluations "
-              f"{run['test'][-1]:.3f} ({run['wall_s']:.1f} s)", file=sys.stderr)
+        value = run["test"][-1]
+        print(f"seed {run['seed']:>3}: {label} of the incumbent after {len(run['test'])} evaluations "
+              f"{'-' if value is None else f'{value:.3f}'} ({run['wall_s']:.1f} s)", file=sys.stderr)
 
     data = bench_search(config, seeds, jobs=args.jobs, progress=progress)
+    _add_budget_checkpoint(data, args.budget)
     data["command"] = _bench_command(args)
-    print(f"{config.space.name} {config.dataset or ''} {config.strategy.name}: {len(seeds)} seeds, "
+    print(f"{config.space.name} {config.dataset or ''} {config.strategy.name}: {len(seeds)} seed{'s' if len(seeds) != 1 else ''}, "
           f"budget {args.budget}, {time.perf_counter() - start:.0f} s")
     print(f"optimum{' within the constraints' if config.constraints else ''}: "
           f"{data['objective']} {data['optimum']['objective']:.4f}"
           + (f", {data['test_metric']} {data['optimum']['test']:.4f}" if data["test_metric"] else ""))
     for n, c in data["checkpoints"].items():
         print(f"  after {n:>3} evaluations: {data['test_metric'] or data['objective']} "
-              f"{c['mean']:.3f} ± {c['sd']:.3f}")
+              + (f"{c['mean']:.3f} ± {c['sd']:.3f}" if c["mean"] is not None else "- (no seed has a value)"))
     median = data["median_evals_to_optimum"]
     print(f"  optimum found by {data['found_share']:.0%} of seeds; median evaluations to find it: "
           f"{median if median is not None else f'> {args.budget}'}")
@@ -296,11 +306,57 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _bench_seeds(args) -> list[int]:
+    """The seeds ``--seeds`` and ``--first-seed`` name; ``--seed`` is refused
+    (it used to be read and ignored)."""
+    if args.seed is not None:
+        raise ConfigError(f"bench search runs one search per seed: name them with --seeds (a count from "
+                          f"--first-seed, or a list: '{args.seed},' is seed {args.seed} alone), not --seed")
+    if isinstance(args.seeds, int):
+        first = args.first_seed or 0
+        return list(range(first, first + args.seeds))
+    if args.first_seed is not None:
+        raise ConfigError(f"--first-seed starts a count of --seeds; --seeds {_seeds_text(args.seeds)} "
+                          f"already names the seeds")
+    return list(args.seeds)
+
+
+def _seeds_text(seeds: list[int]) -> str:
+    """A list of seeds as --seeds takes it ("3," for the one seed 3)."""
+    return ",".join(map(str, seeds)) + ("," if len(seeds) == 1 else "")
+
+
+def _reported_metric(config) -> str:
+    """The column the per-seed lines report: the evaluator's test metric, or
+    its objective where the table has no test column (NB101: val_acc_108)."""
+    from ..errors import construct
+    from ..registry import EVALUATORS
+    evaluator = construct("evaluator", EVALUATORS.get(config.evaluator.name), **config.evaluator_params())
+    return getattr(evaluator, "test_metric", None) or evaluator.objective
+
+
+def _add_budget_checkpoint(data: dict[str, Any], budget: int) -> None:
+    """The summary's checkpoints are 25/50/100/150 evaluations; a budget that
+    is none of them is one more, so the final incumbent is averaged too."""
+    import statistics
+    if str(budget) in data["checkpoints"]:
+        return
+    values = [r["test"][budget - 1] for r in data["runs"]
+              if len(r["test"]) >= budget and r["test"][budget - 1] is not None]
+    data["checkpoints"][str(budget)] = {"mean": statistics.fmean(values) if values else None,
+                                        "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+                                        "seeds": len(values)}
+
+
 def _bench_command(args) -> str:
     """The command line that reproduces this benchmark."""
     parts = ["flownas", "bench", "search"] + ([args.config] if args.config else [])
-    for flag in ("space", "dataset", "strategy", "predictor", "seed"):
+    for flag in ("space", "dataset", "strategy", "predictor"):
         if getattr(args, flag) is not None:
             parts += [f"--{flag}", str(getattr(args, flag))]
-    parts += ["--budget", str(args.budget), "--seeds", str(args.seeds), "--first-seed", str(args.first_seed)]
+    parts += ["--budget", str(args.budget)]
+    if isinstance(args.seeds, int):
+        parts += ["--seeds", str(args.seeds), "--first-seed", str(args.first_seed or 0)]
+    else:
+        parts += ["--seeds", _seeds_text(args.seeds)]
     return " ".join(shlex.quote(p) for p in parts)
