@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import statistics
-import sys
 import time
 
 import numpy as np
@@ -164,6 +163,18 @@ def section_nb201() -> None:
 
 SECTIONS = {"nb201": section_nb201, "enum": section_enum, "tables": section_tables, "params": section_params, "forward": section_forward}
 
+def parse_args(argv=None):
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("sections", nargs="*", metavar="SECTION",
+                    help=f"which figures ({', '.join(SECTIONS)}; default all, in this order)")
+    args = ap.parse_args(argv)
+    unknown = [s for s in args.sections if s not in SECTIONS]
+    if unknown:
+        ap.error(f"unknown section {', '.join(unknown)} (known: {', '.join(SECTIONS)})")
+    return args
+
+
 if __name__ == "__main__":
-    for name in sys.argv[1:] or list(SECTIONS):
+    for name in parse_args().sections or list(SECTIONS):
         SECTIONS[name]()

@@ -190,6 +190,8 @@ def nb101_recall(n_train: int = 4236) -> None:
 
 
 if __name__ == "__main__":
+    import argparse
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()
     nb101()
     nb101_recall()

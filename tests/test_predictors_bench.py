@@ -178,3 +178,26 @@ def test_the_grid_renders_a_one_seed_file_with_a_null_spread(tmp_path, capsys):
     (tmp_path / "nb201-A-78-gbt-s0.json").write_text(json.dumps(doc))
     script.render(type("Args", (), {"out": str(tmp_path)}))
     assert "| nb201 | A | 78 | gbt | 0.500 ± 0.000 |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("script", ["bench_cell_spaces.py", "noise_ceiling.py", "bench_predictors.py"])
+def test_benchmark_scripts_have_help(script):
+    """bench_cell_spaces.py --help was a KeyError traceback; noise_ceiling.py --help ran the whole benchmark."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / script), "--help"], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "FLOWNAS_DATA": "/nonexistent"})
+    assert proc.returncode == 0 and proc.stdout.startswith("usage:") and proc.stderr == ""
+
+
+def test_bench_cell_spaces_refuses_an_unknown_section():
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_cell_spaces.py"), "nb2o1"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "unknown section nb2o1 (known: nb201, enum" in proc.stderr
