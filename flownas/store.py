@@ -20,6 +20,7 @@ machine (``flownas.search.api``).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import socket
@@ -115,6 +116,18 @@ def sqlite_file(storage: str | Path | None) -> Path | None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
     return Path(database)
+
+
+def in_memory_sqlite(storage: str | None) -> bool:
+    """A SQLite URL of a database in memory (``sqlite://``, ``:memory:``), gone with the process."""
+    if storage is None or not str(storage).startswith("sqlite") or "://" not in str(storage):
+        return False
+    try:
+        from sqlalchemy.engine import make_url
+        database = make_url(str(storage)).database
+    except Exception:
+        return False
+    return not database or database == ":memory:" or "mode=memory" in str(storage)
 
 
 def _read_only(path: Path):
@@ -446,6 +459,36 @@ def _driver_lock(storage, url: str | None, study_name: str) -> DriverLock | None
     return DriverLock.acquire(storage, url, study_name)
 
 
+def _writes(method):
+    """A ledger write that fails (a full disk, a lost server) stops the search
+    in one line that says what was kept and how to go on."""
+    @functools.wraps(method)
+    def write(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except FlownasError:
+            raise
+        except Exception as exc:
+            raise _not_written(self.url, exc) or exc
+    return write
+
+
+def _not_written(url: str | None, exc: BaseException) -> FlownasError | None:
+    """The one-line error of a failed ledger write, or None if ``exc`` is not the storage's."""
+    import optuna
+    import sqlalchemy
+    if not isinstance(exc, (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)):
+        return None
+    cause: BaseException = exc
+    while cause.__cause__ is not None or getattr(cause, "orig", None) is not None:
+        cause = getattr(cause, "orig", None) or cause.__cause__
+    where = sqlite_file(url) or shown_url(url or "in memory")
+    error = FlownasError(f"the ledger {where} could not be written ({str(cause).splitlines()[0]}): what it "
+                         f"recorded is kept; once that is fixed, continue with --resume")
+    error.__cause__ = exc
+    return error
+
+
 class Ledger:
     """Records of one search (one study) in an Optuna storage."""
 
@@ -484,10 +527,10 @@ class Ledger:
             study_id = backend.create_new_study([optuna.study.StudyDirection.MAXIMIZE], study_name)
             backend.set_study_user_attr(study_id, META_KEY, {"format": FORMAT, "version": FORMAT_VERSION,
                                                               **dict(meta)})
-        except BaseException:
+        except BaseException as exc:
             if lock is not None:
                 lock.release()
-            raise
+            raise (None if isinstance(exc, FlownasError) else _not_written(url, exc)) or exc
         return cls(backend, study_id, study_name, url, lock)
 
     @staticmethod
@@ -539,10 +582,12 @@ class Ledger:
     def meta(self) -> dict[str, Any]:
         return dict(self.storage.get_study_user_attrs(self.study_id)[META_KEY])
 
+    @_writes
     def update_meta(self, **values: Any) -> None:
         self.storage.set_study_user_attr(self.study_id, META_KEY, {**self.meta, **values})
 
     # -- writing ---------------------------------------------------------
+    @_writes
     def start(self, seq: int, arch: Architecture, info: Mapping[str, Any] | None = None) -> int:
         """Record a dispatched candidate (RUNNING), in one transaction; its trial id."""
         return self._new_trial(seq, arch, info or {})
@@ -562,11 +607,13 @@ class Ledger:
             user_attrs={"seq": seq, "arch": arch.to_dict(), "arch_key": arch.key, "info": _jsonable(info), **attrs})
         return self.storage.create_new_trial(self.study_id, template_trial=template)
 
+    @_writes
     def restart(self, record: Record) -> None:
         """Note that a candidate left running by a killed search runs again."""
         record.restarts += 1
         self.storage.set_trial_user_attr(record.trial_id, "restarts", record.restarts)
 
+    @_writes
     def retry(self, record: Record) -> Record:
         """Run a failed candidate again: a new RUNNING trial with the same
         dispatch number, which supersedes the failed one (that trial stays in
@@ -578,12 +625,14 @@ class Ledger:
         return Record(record.seq, trial_id, record.arch, dict(record.info), restarts=record.restarts,
                       retried=retried)
 
+    @_writes
     def note_failure(self, record: Record, error: str) -> None:
         """Note that the worker running a candidate died (the candidate runs again):
         the trial's ``failures`` attribute lists every such death."""
         record.failures.append(error)
         self.storage.set_trial_user_attr(record.trial_id, "failures", list(record.failures))
 
+    @_writes
     def finish(self, record: Record) -> None:
         """Write ``record``'s outcome: the ``result`` attribute, then the trial state."""
         self._still_driving()
@@ -600,6 +649,7 @@ class Ledger:
         else:
             self.storage.set_trial_state_values(record.trial_id, TrialState.FAIL)
 
+    @_writes
     def repair(self, records: list[Record]) -> None:
         """Close trials whose result was written just before a kill left them RUNNING."""
         for r in records:

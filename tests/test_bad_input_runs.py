@@ -317,3 +317,42 @@ def test_sigterm_ends_a_search_with_one_line_and_the_ledger_intact(tmp_path, cap
     done = _finished_trials(out / "ledger.db")
     code, stdout, err = run(capsys, "search", "--resume", "--out", out, "--budget", str(done + 3), "--quiet")
     assert code == 0 and f"{done + 3} finished" in stdout, err
+
+
+def test_a_full_disk_stops_the_search_in_one_line_and_it_resumes(tmp_path, capsys, data_root, monkeypatch):
+    """Before: Optuna's StorageInternalError traceback ('... e.g. exceeding max length')."""
+    import sqlite3 as sqlite
+
+    import optuna
+    import sqlalchemy
+    real = optuna.storages.RDBStorage.set_trial_user_attr
+    writes = []
+
+    def fills_up(self, trial_id, key, value):
+        if key == "result":
+            writes.append(trial_id)
+            if len(writes) > 3:
+                try:
+                    raise sqlalchemy.exc.OperationalError("UPDATE", {}, sqlite.OperationalError("database or disk is full"))
+                except sqlalchemy.exc.OperationalError as exc:
+                    raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from exc
+        return real(self, trial_id, key, value)
+    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_user_attr", fills_up)
+    out = tmp_path / "full"
+    err = one_line_error(capsys, "search", "--strategy", "evolution", "--budget", "8", "--out", out, "--quiet")
+    assert err == (f"flownas: error: the ledger {out / 'ledger.db'} could not be written (database or disk is full): "
+                   f"what it recorded is kept; once that is fixed, continue with --resume\n")
+    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_user_attr", real)
+    code, summary, _ = run(capsys, "search", "--resume", "--out", out)
+    assert code == 0 and "8 finished (0 failed; 3 replayed from the ledger" in summary
+
+
+def test_an_in_memory_sqlite_ledger_or_a_nan_cost_budget_is_refused(tmp_path, capsys, data_root):
+    """Before: an in-memory ledger passed --check and failed with a traceback; a NaN cost budget ran nothing."""
+    for storage in ("sqlite://", "sqlite:///", "sqlite:///:memory:"):
+        err = one_line_error(capsys, "search", "--budget", "3", "--storage", storage, "--out", tmp_path / "r", "--check")
+        assert f"storage: {storage!r} is an in-memory SQLite ledger, gone with the process" in err
+    config = tmp_path / "nan.yaml"
+    config.write_text("strategy: random\nbudget: {evaluations: 10, cost_s: .nan}\n")
+    err = one_line_error(capsys, "search", config, "--check")
+    assert "budget.cost_s must be a positive, finite number of seconds, got nan" in err

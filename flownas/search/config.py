@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import ConfigError, UnknownNameError
-from ..store import without_password
+from ..store import in_memory_sqlite, without_password
 from .loop import Budget
 
 KEYS = ("name", "space", "dataset", "evaluator", "strategy", "predictor", "budget", "seed", "executor",
@@ -311,8 +311,12 @@ class SearchConfig:
                              "predictor")
         if self.budget.evaluations is not None and self.budget.evaluations < 1:
             raise ConfigError(f"budget.evaluations must be at least 1, got {self.budget.evaluations}")
-        if self.budget.cost_s is not None and self.budget.cost_s <= 0:
-            raise ConfigError(f"budget.cost_s must be positive, got {self.budget.cost_s}")
+        if self.budget.cost_s is not None and not (0 < self.budget.cost_s < math.inf):
+            raise ConfigError(f"budget.cost_s must be a positive, finite number of seconds, got {self.budget.cost_s}")
+        if in_memory_sqlite(self.storage):
+            raise ConfigError(f"storage: {self.storage!r} is an in-memory SQLite ledger, gone with the process: "
+                              f"the search could be neither resumed nor reported (give a file: "
+                              f"sqlite:///path/ledger.db, or leave storage out for the run directory's)")
         if self.seed < 0:
             raise ConfigError(f"seed must be an integer >= 0 (numpy's and Optuna's seeds), got {self.seed}")
         if self.threads is not None and self.threads < 1:
