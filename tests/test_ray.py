@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -349,6 +350,10 @@ def test_an_address_where_nothing_answers_is_refused_at_once(tmp_path, capsys):
                      address, "--out", str(tmp_path / "run"), "--quiet"])
         assert code == 1 and not (tmp_path / "run").exists()
         assert capsys.readouterr().err.startswith(f"flownas: error: executor.address: no Ray cluster at {address!r}")
+    for address in ("garbage:::", "localhost", "http://h:6379", "ray://h"):   # was a ValueError traceback
+        with pytest.raises(ConfigError, match=rf"^executor.address: {re.escape(repr(address))} is not auto, "
+                                              r"HOST:PORT or ray://HOST:PORT$"):
+            RayExecutor(address=address)
 
 
 def test_executor_flags_and_configuration():

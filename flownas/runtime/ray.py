@@ -91,6 +91,8 @@ class RayExecutor(Executor):
         self.workers = workers
         self.address = address
         self.on_this_machine = address is None   # an instance of its own; a cluster's nodes have their own disks
+        if address is not None and not _address_form(address):
+            raise key_error("executor.address", f"{address!r} is not auto, HOST:PORT or ray://HOST:PORT")
         # Ray itself retries a wrong host:port for minutes: check now, before a run directory or --check says yes
         unreachable = _unreachable(address) if address is not None else None
         if unreachable:
@@ -271,6 +273,18 @@ def _token_auth_if_available() -> None:
     except ImportError:   # a Ray without token authentication
         return
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def _address_form(address: Any) -> bool:
+    """``auto``, ``HOST:PORT`` or ``ray://HOST:PORT`` (an IPv6 host in brackets)."""
+    if address == "auto":
+        return True
+    if not isinstance(address, str):
+        return False
+    scheme, _, rest = address.rpartition("://")
+    host, _, port = rest.rpartition(":")
+    plain_host = bool(host) and (":" not in host or host.startswith("[") and host.endswith("]"))
+    return scheme in ("", "ray") and plain_host and port.isdigit()
 
 
 def _unreachable(address: str, timeout_s: float = 10.0) -> str | None:
