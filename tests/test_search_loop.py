@@ -164,6 +164,16 @@ def test_resume_with_a_larger_budget_continues():
     assert outcome(longer) == outcome(loop(budget=Budget(30)).run())
 
 
+def test_resume_with_a_smaller_budget_shows_everything_recorded_and_runs_nothing():
+    """Before: the summary showed the first 10 of 20 recorded outcomes, and a worse best than report."""
+    ledger = Ledger.create(None, "t", {})
+    full = loop(ledger, budget=Budget(20)).run()
+    for budget in (Budget(10), Budget(evaluations=None, cost_s=50.0)):
+        shorter = loop(ledger, budget=budget).run()
+        assert shorter.replayed == 20 and outcome(shorter) == outcome(full) and shorter.best.value == full.best.value
+    assert len(ledger.records()) == 20
+
+
 def test_a_strategy_that_does_not_replay_falls_back_to_a_warm_start(tmp_path):
     log = tmp_path / "log"
     ledger = Ledger.create(None, "t", {})

@@ -201,6 +201,9 @@ class SearchLoop:
 
     def _budget_left(self) -> bool:
         b = self.budget
+        recorded = self._recorded.get(self._next_seq)
+        if recorded is not None and recorded.finished:   # spent already: replayed even past a smaller budget,
+            return True                                   # so the summary shows what the ledger holds
         return ((b.evaluations is None or self._next_seq < b.evaluations)
                 and (b.cost_s is None or self.cost_s < b.cost_s))
 
