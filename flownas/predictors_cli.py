@@ -330,7 +330,7 @@ def register_bench(bench_subparsers) -> None:
                    help="a predictor hyper-parameter (JSON value), repeatable")
     p.add_argument("--task", help="TransNAS task (default class_scene); --space transnas only")
     p.add_argument("--threads", type=positive_int, default=1,
-                   help="torch threads (default 1, as every figure of BENCHMARKS.md was made; another count "
+                   help="torch threads (default 1, as BENCHMARKS.md's predictor figures were made; another count "
                         "changes the figures slightly: the sums run in another order)")
     p.add_argument("--json", metavar="OUT", help="write the figures here (checked before the run starts)")
     p.set_defaults(func=_cmd)
