@@ -151,6 +151,8 @@ def check_sqlite_ledger(path: Path, must_exist: bool) -> None:
     if not path.exists():
         if must_exist:
             raise FlownasError(f"the ledger {path} is missing: restore it from a copy")
+        if not path.parent.is_dir():   # SQLite says only "unable to open database file"
+            raise ConfigError(f"the ledger {path} cannot be created: its folder {path.parent} does not exist")
         return
     if not path.is_file():
         raise FlownasError(f"the ledger {path} is not a file")
@@ -174,6 +176,8 @@ def check_sqlite_ledger(path: Path, must_exist: bool) -> None:
         problem = str(exc)
     finally:
         connection.close()
+    if problem is not None and not must_exist and "not a database" in problem:   # a new search's --storage
+        raise FlownasError(f"{path} is not a ledger (not a SQLite file): choose another file, or leave it out")
     if problem is not None:
         raise FlownasError(f"the ledger {path} is damaged ({problem}): restore it from a copy")
     if "studies" not in tables and (must_exist or tables):   # a new search may start in a file without tables
@@ -535,10 +539,27 @@ class Ledger:
 
     @staticmethod
     def check_new(storage: str | Path | None, study_name: str) -> None:
-        """What ``create`` would refuse on a server ledger (unreachable, or a
-        search of that name there), found without writing: ``--check``."""
+        """What ``create`` would refuse (a server unreachable, a SQLite file that
+        is no ledger or whose folder is missing, a search of that name there),
+        found without writing: ``--check``."""
+        import sqlite3
+
         import sqlalchemy
         url = storage_url(storage)
+        path = sqlite_file(url)
+        if path is not None:
+            check_sqlite_ledger(path, must_exist=False)   # a folder, a file that is no ledger, a missing folder
+            if path.is_file() and path.stat().st_size:
+                connection = _read_only(path)
+                try:
+                    there = connection.execute("SELECT 1 FROM studies WHERE study_name = ?", (study_name,)).fetchone()
+                except sqlite3.Error:   # no tables yet: a file a new search may start in
+                    there = None
+                finally:
+                    connection.close()
+                if there:
+                    raise _already_there(url, study_name)
+            return
         if url is None or url.startswith("sqlite"):
             return
         engine = None

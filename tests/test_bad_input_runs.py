@@ -356,3 +356,24 @@ def test_an_in_memory_sqlite_ledger_or_a_nan_cost_budget_is_refused(tmp_path, ca
     config.write_text("strategy: random\nbudget: {evaluations: 10, cost_s: .nan}\n")
     err = one_line_error(capsys, "search", config, "--check")
     assert "budget.cost_s must be a positive, finite number of seconds, got nan" in err
+
+
+def test_check_finds_what_a_new_searchs_sqlite_storage_would_refuse(tmp_path, capsys, data_root):
+    """Before: --check said yes to a folder, a missing folder, a file that is no ledger and a name
+    taken in the file; the run then refused (or said only 'unable to open database file')."""
+    taken = tmp_path / "shared.db"
+    assert run(capsys, "search", "--strategy", "random", "--budget", "2", "--storage", taken, "--out",
+               tmp_path / "first", "--quiet")[0] == 0
+    text = tmp_path / "notes.txt"
+    text.write_text("my notes\n" * 100)
+    cases = ((tmp_path, f"the ledger {tmp_path} is not a file"),
+             (tmp_path / "no" / "l.db", f"the ledger {tmp_path / 'no' / 'l.db'} cannot be created: its folder "
+                                        f"{tmp_path / 'no'} does not exist"),
+             (text, f"{text} is not a ledger (not a SQLite file): choose another file, or leave it out"),
+             (taken, "already holds a search named 'nb201-cifar10-random-seed0'"))
+    for storage, message in cases:
+        for flags in (["--check"], ["--quiet"]):
+            err = one_line_error(capsys, "search", "--strategy", "random", "--budget", "2", "--storage", storage,
+                                 "--out", tmp_path / "second", *flags)
+            assert message in err
+    assert text.read_text() == "my notes\n" * 100

@@ -95,7 +95,8 @@ def test_in_memory_ledger():
 
 
 @pytest.mark.parametrize("url, message", [
-    ("sqlite:////nonexistent-dir/deeper/ledger.db", "cannot be opened: "),
+    ("sqlite:////nonexistent-dir/deeper/ledger.db", "cannot be created: its folder /nonexistent-dir/deeper does "
+                                                    "not exist"),
     ("nosuchdb://host/db", "cannot be opened: "),
     ("mysql://flownas:secret@127.0.0.1:1/ledger", "No module named 'MySQLdb' (MySQL's default driver is "
                                                   "mysqlclient, which needs a compiler and libmysqlclient: "
