@@ -377,3 +377,15 @@ def test_check_finds_what_a_new_searchs_sqlite_storage_would_refuse(tmp_path, ca
                                  "--out", tmp_path / "second", *flags)
             assert message in err
     assert text.read_text() == "my notes\n" * 100
+
+
+def test_check_refuses_retry_failed_without_resume_and_resume_refuses_another_name(finished, capsys):
+    """Before: --check said yes to --retry-failed without --resume (the run refused it), and
+    --resume --name OTHER resumed the recorded search under its own name without a word."""
+    err = one_line_error(capsys, "search", "--retry-failed", "--check", "--out", finished.parent / "new")
+    assert "--retry-failed goes with --resume" in err
+    for flags in (["--check"], ["--quiet"]):
+        err = one_line_error(capsys, "search", "--resume", "--out", finished, "--name", "another", *flags)
+        assert "--name: 'another' differs from the search recorded in " in err and "'nb201-cifar10-evolution-seed0'" in err
+    assert run(capsys, "search", "--resume", "--out", finished, "--name", "nb201-cifar10-evolution-seed0",
+               "--quiet")[0] == 0

@@ -286,6 +286,8 @@ def resume_run(run_dir: Path, given: SearchConfig | None, flags: dict[str, Any],
     (recorded in the ledger unless ``record`` is False). The ledger holds its
     driver lock until it is closed: a search another process runs is refused."""
     run = Run.load(run_dir, flags.get("storage") or (given.storage if given is not None else None))
+    if flags.get("name") is not None and flags["name"] != run.study:
+        raise ConfigError(_changed("--name", flags["name"], run.study, run.dir))
     ledger = run.open_ledger(drive=True)
     try:   # a refused resume closes the ledger at once: its driver lock is not left to the garbage collector
         config = _resumed_config(run.dir, ledger.meta["config"], given, flags)
@@ -391,14 +393,18 @@ def describe_space(space: SearchSpace) -> str:
     return f"{space.name}: {size:,} of {total:,} members" + (f", those {' and '.join(reversed(why))}" if why else "")
 
 
+def check_retry_failed(retry_failed: bool, resume: bool) -> None:
+    if retry_failed and not resume:
+        raise ConfigError("--retry-failed goes with --resume: it runs a recorded search's failed candidates again")
+
+
 def run_search(config: SearchConfig | None, *, resume: bool = False, run_dir: str | Path | None = None,
                flags: dict[str, Any] | None = None, callbacks: Sequence[Callback] = (),
                report: bool = True, retry_failed: bool = False) -> tuple[SearchResult, Run, dict[str, Path]]:
     """Run a new search (``config``), or resume the one in ``run_dir`` (then
     ``config`` and ``flags`` may only change its budget and executor;
     ``retry_failed`` runs its failed candidates again)."""
-    if retry_failed and not resume:
-        raise ConfigError("--retry-failed goes with --resume: it runs a recorded search's failed candidates again")
+    check_retry_failed(retry_failed, resume)
     with contextlib.ExitStack() as held:
         if resume:
             run_dir = _resume_dir(run_dir)

@@ -107,7 +107,8 @@ def _config(args):
 
 
 def _cmd_search(args) -> int:
-    from .api import run_search
+    from .api import check_retry_failed, run_search
+    check_retry_failed(args.retry_failed, args.resume)   # --check too
     given, config = _config(args)
     if args.check:
         return _check(args, given, config)
