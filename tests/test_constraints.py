@@ -254,6 +254,9 @@ def test_constraint_flags_read_as_the_summary_prints_them(text, config):
     ("latency_ms <= 5 latency_table pixel3", "'pixel3': the evaluator's parameters are key=value"),
     ("latency_ms <= 5 latency_table device=[pixel3", "the value is not YAML"),
     ("latency_ms >= 5 and latency_ms <= 1 tabular", "min 5 is above max 1"),
+    ("latency_ms <= 5 latency_table device=pixel3 device=pixel2", "'device' is given twice"),   # the last won
+    ("latency_ms <= 5 (latency_table device=pixel3", "unbalanced parentheses"),                 # was read
+    ("latency_ms <= 5 latency_table) device=pixel3 (", "unbalanced parentheses"),
 ])
 def test_bad_constraint_flags_say_what_is_wrong(text, message):
     from flownas.search.config import parse_constraint_flag

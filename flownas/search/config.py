@@ -413,6 +413,8 @@ def parse_constraint_flag(text: str) -> ConstraintSpec:
         except ValueError:
             return None
 
+    if text.count("(") != text.count(")") or text.count("(") > 1 or text.find(")") < text.find("("):
+        fail("unbalanced parentheses: at most one pair, around the evaluator and its parameters")
     tokens = re.sub(r"(<=|>=|[()])", r" \1 ", text).replace("(", " ").replace(")", " ").split()
     metric, bounds, i = None, {}, 0
 
@@ -451,6 +453,8 @@ def parse_constraint_flag(text: str) -> ConstraintSpec:
         key, eq, value = item.partition("=")
         if not eq or not key:
             fail(f"{item!r}: the evaluator's parameters are key=value")
+        if key in params:
+            fail(f"{key!r} is given twice")
         try:
             params[key] = load_yaml(value)
         except (yaml.YAMLError, DuplicateKeyError):
