@@ -142,6 +142,8 @@ def test_optuna_several_objectives_use_nsga2():
 @pytest.mark.parametrize("params, message", [
     ({"sampler": "nope"}, "unknown Optuna sampler"),
     ({"objectives": ["val:up"]}, "must be min or max"),
+    ({"sampler": "cmaes"}, "CMA-ES samples continuous parameters, and a space's are categorical"),   # was random
+    ({"sampler": "CmaEsSampler"}, "it would sample at random"),
 ])
 def test_optuna_bad_parameters(params, message):
     from flownas.errors import ConfigError

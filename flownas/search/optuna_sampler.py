@@ -23,15 +23,18 @@ from .base import Strategy, Told
 REPEATS = 20
 
 SAMPLER_ALIASES = {"tpe": "TPESampler", "nsga2": "NSGAIISampler", "nsga3": "NSGAIIISampler",
-                   "random": "RandomSampler", "cmaes": "CmaEsSampler", "gp": "GPSampler",
-                   "qmc": "QMCSampler", "bruteforce": "BruteForceSampler"}
+                   "random": "RandomSampler", "gp": "GPSampler", "qmc": "QMCSampler",
+                   "bruteforce": "BruteForceSampler"}
+# samplers of continuous parameters: on a space's categorical ones they sample at random (and warn per trial)
+CONTINUOUS_ONLY = ("CmaEsSampler",)
 
 
 @STRATEGIES.register("optuna")
 class OptunaSearch(Strategy):
     """``sampler``: ``auto`` (TPE, or NSGA-II for several objectives), an alias
-    (``tpe nsga2 nsga3 random cmaes gp qmc bruteforce``) or any class name in
-    ``optuna.samplers``; ``sampler_params`` go to its constructor (with ``seed``)."""
+    (``tpe nsga2 nsga3 random gp qmc bruteforce``) or any class name in
+    ``optuna.samplers`` but CMA-ES (a space's parameters are categorical);
+    ``sampler_params`` go to its constructor (with ``seed``)."""
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, sampler: str = "auto",
                  sampler_params: dict | None = None, objectives: list | None = None):
@@ -43,6 +46,10 @@ class OptunaSearch(Strategy):
         self._metrics, directions = _parse_objectives(objectives)
         name = ("TPESampler" if len(directions) == 1 else "NSGAIISampler") if sampler == "auto" \
             else SAMPLER_ALIASES.get(sampler, sampler)
+        if name in CONTINUOUS_ONLY or sampler == "cmaes":
+            raise ConfigError(f"sampler {sampler!r}: CMA-ES samples continuous parameters, and a space's are "
+                              f"categorical: it would sample at random, with a warning per trial (use tpe, gp, "
+                              f"nsga2 or random)")
         cls = getattr(optuna.samplers, name, None)
         if not isinstance(cls, type) or not issubclass(cls, optuna.samplers.BaseSampler):
             raise ConfigError(f"unknown Optuna sampler {sampler!r} (aliases: {', '.join(SAMPLER_ALIASES)}, "
