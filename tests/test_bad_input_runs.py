@@ -343,6 +343,9 @@ def test_a_full_disk_stops_the_search_in_one_line_and_it_resumes(tmp_path, capsy
     assert err == (f"flownas: error: the ledger {out / 'ledger.db'} could not be written (database or disk is full): "
                    f"what it recorded is kept; once that is fixed, continue with --resume\n")
     monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_user_attr", real)
+    code, report, _ = run(capsys, "report", out)
+    assert code == 0 and ("3 finished (0 failed) of a budget of 8 evaluations; 1 in flight when it stopped: "
+                          "continue it with --resume") in " ".join(report.replace("│", " ").split())
     code, summary, _ = run(capsys, "search", "--resume", "--out", out)
     assert code == 0 and "8 finished (0 failed; 3 replayed from the ledger" in summary
 

@@ -62,7 +62,8 @@ def test_report_redraws_from_the_ledger(finished_run, capsys):
     for name in ("best_so_far.png", "history.csv", "best.json"):
         (finished_run / name).unlink()
     code, out, _ = run(capsys, "report", finished_run)
-    assert code == 0 and "c10_valid_val_acc_200" in out
+    assert code == 0 and "c10_valid_val_acc_200" in out and out.startswith("flownas report")
+    assert "30 finished (0 failed) of a budget of 30 evaluations" in " ".join(out.replace("│", " ").split())
     assert (finished_run / "best_so_far.png").stat().st_size > 1000
     assert (finished_run / "history.csv").exists() and (finished_run / "best.json").exists()
     assert f"no run directory {finished_run.parent / 'nothing'}" in one_line_error(

@@ -203,7 +203,8 @@ def _print_summary(run, records, files, result=None) -> None:
         ledger.close()
     config = meta["config"]
     best = best_record(records)
-    table = Table(title="flownas search", show_header=False, title_justify="left")
+    table = Table(title="flownas search" if result is not None else "flownas report", show_header=False,
+                  title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     name = lambda v: v if isinstance(v, str) else (v or {}).get("name")   # noqa: E731
@@ -221,6 +222,13 @@ def _print_summary(run, records, files, result=None) -> None:
     if retried:
         details.append(f"{retried} ran again after failing (--retry-failed)")
     line = f"{len(finished)} finished ({'; '.join(details)})"
+    if result is None:   # a report: of which budget, and whether the search stopped part-way
+        from .api import budget_text
+        from .config import _budget
+        line += f" of a budget of {budget_text(_budget(config['budget']))}"
+        in_flight = len(records) - len(finished)
+        if in_flight:
+            line += f"; {in_flight} in flight when it stopped: continue it with --resume"
     table.add_row("evaluations", line)
     if config.get("constraints"):
         from .config import parse_constraints
