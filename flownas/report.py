@@ -9,6 +9,9 @@
   before it was evaluated, against the true objective (predictor strategies)
 * ``constraints.png``       constrained searches: the objective of each
   candidate against each constrained metric, with the bounds
+* ``objectives.png``        multi-objective searches (Optuna ``objectives``):
+  the search objective of each candidate against each other objective,
+  with the front of the candidates no other beats on both
 """
 from __future__ import annotations
 
@@ -21,14 +24,17 @@ from typing import Any, Sequence
 from .store import Record
 
 # every file ``write_report`` may write into a run directory
-REPORT_FILES = ("best.json", "history.csv", "best_so_far.png", "predicted_vs_true.png", "constraints.png")
+REPORT_FILES = ("best.json", "history.csv", "best_so_far.png", "predicted_vs_true.png", "constraints.png",
+                "objectives.png")
 HISTORY_FIELDS = ("evaluation", "seq", "state", "arch", "objective", "test", "best_so_far", "test_of_best",
                   "cost_s", "cumulative_cost_s", "wall_s", "origin", "predicted", "predicted_std", "fit",
                   "restarts", "retried", "error")
 
 
-def history_rows(records: Sequence[Record], to_string, test_metric: str | None) -> list[dict[str, Any]]:
-    """Finished records (any order) as rows in completion order, with the incumbent so far."""
+def history_rows(records: Sequence[Record], to_string, test_metric: str | None,
+                 metrics: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Finished records (any order) as rows in completion order, with the incumbent
+    so far; ``metrics`` (a multi-objective search's other objectives) get a column each."""
     rows, best, total = [], None, 0.0
     for r in sorted((r for r in records if r.finished), key=lambda r: r.done):
         total += r.cost_s or 0.0
@@ -43,7 +49,7 @@ def history_rows(records: Sequence[Record], to_string, test_metric: str | None) 
             "origin": r.info.get("origin"), "predicted": r.info.get("predicted"),
             "predicted_std": r.info.get("predicted_std"), "fit": r.info.get("fit"),
             "restarts": r.restarts, "retried": len(r.retried), "error": r.error,
-            **r.info.get("constraints", {})})
+            **{m: r.metrics.get(m) for m in metrics}, **r.info.get("constraints", {})})
     return rows
 
 
@@ -54,7 +60,7 @@ def best_record(records: Sequence[Record]) -> Record | None:
 
 
 def write_history(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """The fixed columns, then one column per constrained metric (constrained searches)."""
+    """The fixed columns, then one column per constrained metric or other objective."""
     fields = list(HISTORY_FIELDS)
     fields += sorted({k for row in rows for k in row} - set(fields))
     with open(path, "w", newline="") as fh:
@@ -154,7 +160,7 @@ def plot_constraints(path: Path, rows: Sequence[dict[str, Any]], objective: str,
         ax.scatter([r[m] for r in pts], [r["objective"] for r in pts], s=10, alpha=0.6, label="each candidate")
         ax.scatter([best[m]], [best["objective"]], s=140, marker="*", color="tab:red", zorder=3,
                    label=f"best: {best['objective']:.4g} at {m} {best[m]:.4g}")
-        if c.get("max") is not None:   # an upper bound: lower is better, so the front is the upper-left edge
+        if c.get("max") is not None or c.get("lower_is_better"):   # the front is the upper-left edge
             front = pareto_front([(r[m], r["objective"]) for r in pts])
             ax.step([x for x, _ in front], [y for _, y in front], where="post", color="tab:orange",
                     linewidth=1.2, label="front: none lower and better")
@@ -187,11 +193,13 @@ def _pyplot():
 
 
 def write_report(run_dir: Path, records: Sequence[Record], *, to_string, objective: str,
-                 test_metric: str | None, title: str,
-                 constraints: Sequence[dict[str, Any]] = ()) -> dict[str, Path]:
-    """Every file above that the records allow; returns them by kind."""
+                 test_metric: str | None, title: str, constraints: Sequence[dict[str, Any]] = (),
+                 objectives: Sequence[str] = ()) -> dict[str, Path]:
+    """Every file above that the records allow; returns them by kind. ``objectives``:
+    a multi-objective search's ``METRIC[:min|:max]``, the search objective first."""
     run_dir = Path(run_dir)
-    rows = history_rows(records, to_string, test_metric)
+    others = [(name, direction == "min") for name, _, direction in (str(o).partition(":") for o in objectives[1:])]
+    rows = history_rows(records, to_string, test_metric, [name for name, _ in others])
     files = {"history": run_dir / "history.csv"}
     write_history(files["history"], rows)
     best = best_record(records)
@@ -206,4 +214,8 @@ def write_report(run_dir: Path, records: Sequence[Record], *, to_string, objecti
     path = run_dir / "constraints.png"
     if constraints and plot_constraints(path, rows, objective, constraints, title):
         files["constraints"] = path
+    path = run_dir / "objectives.png"
+    panels = [{"metric": name, "lower_is_better": lower} for name, lower in others]
+    if panels and plot_constraints(path, rows, objective, panels, title):
+        files["objectives"] = path
     return files

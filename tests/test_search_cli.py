@@ -327,3 +327,16 @@ def test_name_flag_names_another_search_of_one_file(tmp_path, capsys, monkeypatc
     assert Run.load(tmp_path / "runs" / "evo-s2").study == "evo-s2"
     code, out, _ = run(capsys, "search", "--resume", "--name", "evo-s2", "--check")
     assert code == 0 and "resumes: 3 finished" in out
+
+
+def test_a_multi_objective_search_records_and_draws_each_objective(tmp_path, capsys, data_root):
+    """Before: without a constraint the second objective had no history column and no plot."""
+    import csv
+    config = tmp_path / "mo.yaml"
+    config.write_text('strategy: {name: optuna, objectives: [c10_valid_val_acc_200, "params_m_c10:min"]}\n'
+                      "budget: 12\n")
+    out = tmp_path / "run"
+    assert run(capsys, "search", config, "--out", out, "--quiet")[0] == 0
+    rows = list(csv.DictReader(open(out / "history.csv")))
+    assert len(rows) == 12 and all(float(r["params_m_c10"]) > 0 for r in rows)
+    assert (out / "objectives.png").stat().st_size > 1000

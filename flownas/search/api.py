@@ -481,4 +481,5 @@ def write_run_report(run: Run, ledger: Ledger) -> dict[str, Path]:
     title = " ".join(str(p) for p in (space.name, config.dataset, config.strategy.name, f"seed {config.seed}") if p)
     return write_report(run.dir, ledger.records(), to_string=space.to_string, objective=meta["objective"],
                         test_metric=meta.get("test_metric"), title=title,
-                        constraints=[c.to_config() for c in config.constraints])
+                        constraints=[c.to_config() for c in config.constraints],
+                        objectives=config.strategy.params.get("objectives") or ())
