@@ -43,7 +43,7 @@ class Architecture:
         try:
             adj = np.asarray(adjacency)
         except Exception as exc:  # ragged lists
-            raise ArchitectureError(f"adjacency is not a matrix: {exc}") from None
+            raise ArchitectureError(f"adjacency is not a matrix: {_ragged(adjacency) or exc}") from None
         if adj.shape != (n, n):
             raise ArchitectureError(
                 f"adjacency must be {n}x{n} for {n} ops, got shape {adj.shape}")
@@ -265,7 +265,7 @@ class Architecture:
             return True
         if (self.space, self.num_nodes, self.num_edges) != (other.space, other.num_nodes, other.num_edges):
             return False
-        if self.ops == other.ops and self.edges == other.edges and self.attrs == other.attrs:
+        if self.ops == other.ops and self.edges == other.edges and _same_attrs(self.attrs, other.attrs):
             return True
         return self.key == other.key
 
@@ -274,8 +274,8 @@ class Architecture:
 
     def same_numbering(self, other: "Architecture") -> bool:
         """Identical node for node (stricter than ``==``, which is isomorphism)."""
-        return (self.space, self.ops, self.edges, self.attrs) == (
-            other.space, other.ops, other.edges, other.attrs)
+        return (self.space, self.ops, self.edges) == (other.space, other.ops, other.edges) \
+            and _same_attrs(self.attrs, other.attrs)
 
     def with_ops(self, ops: Sequence[str], attrs: Sequence[Mapping[str, Any]] | None = None
                  ) -> "Architecture":
@@ -325,7 +325,12 @@ class Architecture:
         if not isinstance(d, Mapping):
             raise ArchitectureError(f"an architecture record must be a JSON object, got {type(d).__name__}")
         if d.get("format") != FORMAT:
-            raise ArchitectureError(f"not a flownas architecture record (format={d.get('format')!r})")
+            if "format" not in d:
+                keys = ", ".join(repr(k) for k in list(d)[:6]) + (", ..." if len(d) > 6 else "")
+                raise ArchitectureError(f"not a flownas architecture record: it has no \"format\": \"{FORMAT}\" "
+                                        f"(its keys: {keys or 'none'})")
+            raise ArchitectureError(f"not a flownas architecture record (format={d.get('format')!r}, "
+                                    f"expected {FORMAT!r})")
         version = d.get("version")
         if version != FORMAT_VERSION:
             raise ArchitectureError(
@@ -340,10 +345,13 @@ class Architecture:
         if not isinstance(text, (str, bytes, bytearray)):
             raise ArchitectureError(f"architecture JSON must be text, got {_what(text)}")
         try:
-            d = json.loads(text)
+            d = loads_json(text, "the architecture JSON")
         except json.JSONDecodeError as exc:
             raise ArchitectureError(f"architecture JSON does not parse: {exc}") from None
-        return cls.from_dict(d)
+        try:
+            return cls.from_dict(d)
+        except RecursionError:   # attributes nested just below the decoder's limit
+            raise ArchitectureError("the architecture JSON is nested too deeply") from None
 
     def to_networkx(self):
         import networkx as nx
@@ -393,6 +401,27 @@ class Architecture:
 
 
 # -- helpers --------------------------------------------------------------
+def loads_json(text, what: str = "the architecture JSON"):
+    """``json.loads``, with JSON nested deeper than the decoder's recursion can
+    go refused as an ``ArchitectureError`` naming ``what`` (the decoder raises
+    RecursionError); ``json.JSONDecodeError`` is left to the caller."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ArchitectureError(f"{what} is nested too deeply") from None
+
+
+def _ragged(adjacency) -> str | None:
+    """What is wrong with a list of rows numpy cannot make a matrix of, when it is rows of unequal lengths."""
+    if isinstance(adjacency, (str, bytes, Mapping)) or not isinstance(adjacency, Sequence):
+        return None
+    lengths = [len(r) if isinstance(r, Sequence) and not isinstance(r, (str, bytes)) else None for r in adjacency]
+    if None in lengths or len(set(lengths)) < 2:
+        return None
+    shown = ", ".join(map(str, lengths[:10])) + (", ..." if len(lengths) > 10 else "")
+    return f"the adjacency matrix rows have unequal lengths ({shown})"
+
+
 def _what(x) -> str:
     return "None" if x is None else f"{type(x).__name__} {x!r}"
 
@@ -460,6 +489,16 @@ def _thaw(a):
 
 def _attrs_key(a) -> str:
     return json.dumps(_thaw(a), sort_keys=True, separators=(",", ":")) if a else ""
+
+
+def _same_attrs(a, b) -> bool:
+    """Equal attributes as ``key`` sees them: by value and JSON type (Python has
+    204 == 204.0 and 1 == True, but their JSON, hence their keys, differ)."""
+    if a is b:
+        return True
+    if a != b:
+        return False
+    return [_attrs_key(x) for x in a] == [_attrs_key(y) for y in b]
 
 
 def _inverse(order: Sequence[int]) -> list[int]:

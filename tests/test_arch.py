@@ -140,3 +140,39 @@ def test_immutable():
         a.ops = ("b",)
     with pytest.raises(ValueError):
         a.adjacency[0, 0] = 1
+
+
+# -- walkthrough X6, X11, X14: deep JSON, equality and key, ragged rows, foreign records --
+DEEP_OBJECT = '{"a":' * 20000 + "1" + "}" * 20000
+DEEP_LIST = "[" * 20000 + "]" * 20000
+
+
+@pytest.mark.parametrize("text", [DEEP_OBJECT, DEEP_LIST])
+def test_json_nested_too_deeply_is_an_architecture_error(text):
+    with pytest.raises(ArchitectureError, match="the architecture JSON is nested too deeply"):
+        Architecture.from_json(text)
+
+
+@pytest.mark.parametrize("a_value, b_value", [(204, 204.0), (1, True), (0.0, -0.0), ([1, 2], [1.0, 2])])
+def test_equality_agrees_with_key_for_attributes_python_calls_equal(a_value, b_value):
+    # Python has 204 == 204.0, but their JSON (the key) differs: == must follow the key, as the hash does
+    a = Architecture.from_edges(["input", "output"], [(0, 1)], "t", [{"r": a_value}, {}])
+    b = Architecture.from_edges(["input", "output"], [(0, 1)], "t", [{"r": b_value}, {}])
+    assert (a == b) == (a.key == b.key) == (hash(a) == hash(b))
+    assert len({a, b}) == (1 if a == b else 2)
+    assert not a.same_numbering(b) or a.key == b.key
+    same = Architecture.from_edges(["input", "output"], [(0, 1)], "t", [{"r": a_value}, {}])
+    assert a == same and a.same_numbering(same)
+
+
+def test_a_ragged_adjacency_names_the_rows():
+    with pytest.raises(ArchitectureError, match=r"the adjacency matrix rows have unequal lengths \(3, 4, 3\)") as exc:
+        Architecture(["input", "conv", "output"], [[0, 1, 1], [0, 0, 0, 1], [0, 0, 0]])
+    assert "inhomogeneous" not in str(exc.value)
+
+
+def test_a_json_object_without_format_says_what_a_record_is():
+    with pytest.raises(ArchitectureError, match=r'it has no "format": "flownas.architecture" \(its keys: \'normal\'\)'):
+        Architecture.from_json('{"normal": 5}')
+    with pytest.raises(ArchitectureError, match=r"format='x', expected 'flownas.architecture'"):
+        Architecture.from_json('{"format": "x"}')
