@@ -4,8 +4,10 @@ A registry discovers its implementations lazily: the first lookup imports every
 module of its package, then every plug-in of its entry-point group
 (``flownas.spaces``, ``flownas.strategies``, ...; so a pip-installed plug-in
 appears without editing flownas).
-A plug-in that fails to import is reported (a warning, and its name's lookup
-says why) without taking the others down. Importing flownas itself stays cheap.
+A plug-in that fails to import, or names something other than what its
+registry expects (``expects``: spaces must be ``SearchSpace`` subclasses), is
+reported (a warning, and its name's lookup says why) without taking the others
+down. Importing flownas itself stays cheap.
 """
 from __future__ import annotations
 
@@ -21,10 +23,12 @@ from .errors import ConfigError, UnknownNameError
 
 
 class Registry:
-    def __init__(self, kind: str, package: str, plural: str | None = None):
+    def __init__(self, kind: str, package: str, plural: str | None = None, expects: str | None = None):
         self.kind = kind                  # "space", "predictor", ...
         self.package = package            # "flownas.spaces"
         self.group = f"flownas.{plural or kind + 's'}"   # the entry-point group of plug-ins
+        # "module:Class": a plug-in must name a subclass of it (resolved at discovery: no import cycle)
+        self.expects = expects
         self._entries: dict[str, Any] = {}
         self._broken: dict[str, str] = {}  # plug-ins that failed to load: name -> why
         self._discovered = False
@@ -81,6 +85,7 @@ class Registry:
         for ep in importlib.metadata.entry_points(group=self.group):
             try:
                 obj = ep.load()
+                self._check_plugin(obj)
             except Exception as exc:
                 self._broken[ep.name] = f"{ep.value}: {type(exc).__name__}: {exc}"
                 warnings.warn(f"flownas {self.kind} plug-in {ep.name!r} failed to load ({self._broken[ep.name]})",
@@ -91,12 +96,22 @@ class Registry:
         # set last: a failed import fails again, loudly, on the next lookup
         self._discovered = True
 
+    def _check_plugin(self, obj: Any) -> None:
+        """Raise TypeError when ``obj`` is not what this registry expects (``expects``)."""
+        if self.expects is None:
+            return
+        module, _, name = self.expects.partition(":")
+        base = getattr(importlib.import_module(module), name)
+        if not (isinstance(obj, type) and issubclass(obj, base)):
+            got = f"the class {_qualname(obj)}" if isinstance(obj, type) else f"{type(obj).__name__} {obj!r}"[:80]
+            raise TypeError(f"a {self.kind} plug-in must name a {base.__name__} subclass, it names {got}")
+
 
 def _qualname(o: Any) -> str:
     return f"{getattr(o, '__module__', '?')}.{getattr(o, '__qualname__', repr(o))}"
 
 
-SPACES = Registry("space", "flownas.spaces")
+SPACES = Registry("space", "flownas.spaces", expects="flownas.spaces.base:SearchSpace")
 PREDICTORS = Registry("predictor", "flownas.predictors")
 STRATEGIES = Registry("strategy", "flownas.search", plural="strategies")
 EVALUATORS = Registry("evaluator", "flownas.evaluators")

@@ -2,6 +2,7 @@
 hand-written example (examples/resnet_space.py), and plug-ins found through the
 entry-point group ``flownas.spaces``."""
 import os
+import re
 import pickle
 import subprocess
 import sys
@@ -295,3 +296,150 @@ def test_the_custom_spaces_guide_runs(nni_import_warnings, fresh_registry, tmp_p
         assert all(0 <= r.metrics["val_acc"] <= 100 and r.metrics["epochs"] == 1 for r in records)
         # the first two are random, the others chosen by the fitted predictor
         assert ["predicted" in r.info for r in records] == [False, False, True, True]
+
+
+# -- walkthrough X7: plug-ins that are not space classes, or cannot be built -------------------
+NOT_A_CLASS = 42
+
+
+class NeedsArgs(TinyCells):
+    def __init__(self, x):
+        self.x = x
+
+
+class NotASpace:
+    """a class, but no SearchSpace"""
+
+
+def _plugins(monkeypatch, registry, **targets):
+    import importlib.metadata
+    eps = [importlib.metadata.EntryPoint(name, f"test_custom_spaces:{target}", "flownas.spaces")
+           for name, target in targets.items()]
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group: eps if group == "flownas.spaces" else real(group=group))
+    monkeypatch.setattr(registry, "_broken", {})
+
+
+def test_a_plugin_that_is_no_space_class_is_refused_when_loaded(monkeypatch, fresh_registry, capsys):
+    _plugins(monkeypatch, fresh_registry, **{"int-space": "NOT_A_CLASS", "plain-class": "NotASpace",
+                                              "args-cells": "NeedsArgs"})
+    with pytest.warns(RuntimeWarning) as caught:
+        names = fresh_registry.names()
+    warned = sorted(str(w.message) for w in caught)
+    assert len(warned) == 2
+    assert "plug-in 'int-space' failed to load" in warned[0] and "must name a SearchSpace subclass, it names int 42" \
+        in warned[0]
+    assert "plug-in 'plain-class' failed to load" in warned[1] and "it names the class test_custom_spaces.NotASpace" \
+        in warned[1]
+    assert "int-space" not in names and "plain-class" not in names and "args-cells" in names
+    assert main(["sample", "plain-class"]) == 1
+    assert "space 'plain-class' is an installed plug-in that failed to load" in capsys.readouterr().err
+    # the listing names the space it cannot build, and goes on to the others
+    assert main(["spaces"]) == 0
+    out = capsys.readouterr().out
+    assert "args-cells     (cannot be built: TypeError: NeedsArgs.__init__() missing 1 required positional" in out
+    assert out.splitlines()[-1].startswith("transnas_micro")
+    assert main(["spaces", "--check", "args-cells"]) == 1
+    out, err = capsys.readouterr()
+    assert "args-cells: cannot be built without arguments" in out
+    assert err.strip() == "flownas: error: space 'args-cells' cannot be built (above)"
+
+
+# -- walkthrough X8, X9: a space of your own whose sample / mutate / from_params misbehave -------
+class BrokenCells(TinyCells):
+    """TinyCells with one method broken (``how``), as written outside flownas."""
+    how = None
+    name = "test-broken-cells"
+
+    def sample(self, rng):
+        arch = super().sample(rng)
+        if self.how == "none":
+            return None
+        if self.how == "str":
+            return "abcd"
+        if self.how == "raises":
+            return 1 / 0
+        if self.how == "flownas-error":
+            raise NotInSpaceError(self.name, "my own refusal")
+        if self.how == "bad-op":
+            return arch.with_ops(arch.ops[:1] + ("zzz",) + arch.ops[2:])
+        return arch
+
+    def mutate(self, arch, rng):
+        if self.how == "mutate-raises":
+            raise KeyError("boom")
+        return super().mutate(arch, rng)
+
+    def from_params(self, params):
+        if self.how == "params-bad-op":
+            arch = super().from_params(params)
+            return arch.with_ops(arch.ops[:1] + ("zzz",) + arch.ops[2:])
+        return super().from_params(params)
+
+
+def broken(how):
+    return type(f"Broken_{how}", (BrokenCells,), {"how": how})()
+
+
+@pytest.mark.parametrize("how, method, message", [
+    ("none", "sample", "sample() returned NoneType, not an Architecture"),
+    ("str", "sample", "sample() returned str, not an Architecture"),
+    ("raises", "sample", "sample() raised ZeroDivisionError: division by zero"),
+    ("bad-op", "sample", "sample() returned a non-member: unknown op 'zzz' at node 1"),
+    ("mutate-raises", "mutate", "mutate() raised KeyError: 'boom'"),
+])
+def test_a_broken_method_is_an_error_naming_the_space_and_method(how, method, message):
+    from flownas.spaces.base import SpaceMethodError
+    space = broken(how)
+    rng = np.random.default_rng(0)
+    with pytest.raises(SpaceMethodError) as exc:
+        space.mutate(TinyCells().sample(rng).with_space(space.name), rng) if method == "mutate" else space.sample(rng)
+    assert str(exc.value).startswith(f"space 'test-broken-cells': {message}")
+    assert str(exc.value).endswith("(flownas spaces --check test-broken-cells checks the space)")
+    if "raise" in message:
+        assert isinstance(exc.value.__cause__, (ZeroDivisionError, KeyError))
+
+
+def test_flownas_errors_of_a_space_pass_unchanged_and_from_params_refuses_a_non_member():
+    rng = np.random.default_rng(0)
+    with pytest.raises(NotInSpaceError, match="^not in space 'test-broken-cells': my own refusal$"):
+        broken("flownas-error").sample(rng)
+    space = broken("params-bad-op")
+    params = space.to_params(space.sample(rng))
+    # from_params refuses an assignment with ArchitectureError (Optuna's strategy skips it): a non-member is one
+    with pytest.raises(ArchitectureError, match="space 'test-broken-cells': from_params\\(\\) returned a non-member"):
+        space.from_params(params)
+
+
+def test_the_search_stops_at_the_first_broken_proposal_without_evaluating_it():
+    from flownas.registry import STRATEGIES
+    from flownas.search.loop import Budget, SearchLoop
+    from flownas.spaces.base import SpaceMethodError
+    from flownas.store import Ledger
+    from flownas.toys import ToyEvaluator
+
+    class Counting(ToyEvaluator):
+        calls = 0
+
+        def evaluate(self, arch, fidelity=None):
+            Counting.calls += 1
+            return super().evaluate(arch, fidelity)
+
+    for how, message in [("bad-op", "sample() returned a non-member: unknown op 'zzz'"),
+                         ("none", "sample() returned NoneType")]:
+        space = broken(how)
+        loop = SearchLoop(space, STRATEGIES.get("random")(space, seed=0), Counting(),
+                          Ledger.create(None, "t", {}), budget=Budget(20))
+        with pytest.raises(SpaceMethodError, match=re.escape(message)):
+            loop.run()
+    assert Counting.calls == 0
+
+
+def test_spaces_built_into_flownas_are_not_rechecked():
+    from flownas.spaces.nb201 import NB201Space
+    assert not getattr(NB201Space.sample, "_flownas_checked", False)     # their members are valid by construction
+    assert not getattr(TinyCells.sample, "_flownas_checked", False)      # declared by flownas.spaces.custom
+    assert BrokenCells.sample._flownas_checked and BrokenCells.mutate._flownas_checked
+    assert BrokenCells.from_params._flownas_checked
+    assert not getattr(BrokenCells.validate, "_flownas_checked", False)

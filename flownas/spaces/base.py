@@ -5,13 +5,22 @@ registered space."""
 from __future__ import annotations
 
 import abc
+import difflib
 import functools
+import json
 from typing import Any, ClassVar, Iterator, Mapping
 
 import numpy as np
 
-from ..arch import Architecture
-from ..errors import ArchitectureError, ConfigError, NotInSpaceError, check_whole
+from ..arch import FORMAT, Architecture, loads_json
+from ..errors import ArchitectureError, ConfigError, FlownasError, NotInSpaceError, check_whole
+
+
+class SpaceMethodError(FlownasError):
+    """A method of a space of your own broke its contract: ``sample``, ``mutate``
+    or ``from_params`` raised something other than a flownas error, or returned
+    something other than a member. The message names the space and the method;
+    the original exception, if any, is the ``__cause__``."""
 
 
 class SearchSpace(abc.ABC):
@@ -50,13 +59,25 @@ class SearchSpace(abc.ABC):
 
     def __init_subclass__(cls, **kwargs):
         """Wrap the entry points a subclass defines in argument checks (``_GUARDS``),
-        so that a wrong type gets a flownas error naming it, in every space."""
+        so that a wrong type gets a flownas error naming it, in every space.
+
+        In a space of your own (methods defined outside flownas), what ``sample``,
+        ``mutate`` and ``from_params`` return is checked too (``_checked``): an
+        exception they raise, or a result that is not a member, is an error
+        naming the space and the method, not a traceback (or wasted evaluations)
+        further on. flownas's own spaces build members by construction, and skip
+        that check (it would cost a ``validate`` per call)."""
         super().__init_subclass__(**kwargs)
-        for name, guard in _GUARDS.items():
+        for name in _WRAPPED:
             fn = cls.__dict__.get(name)
-            if callable(fn) and not getattr(fn, "_flownas_guarded", False) \
-                    and not getattr(fn, "__isabstractmethod__", False):
-                setattr(cls, name, guard(fn))
+            if not callable(fn) or getattr(fn, "_flownas_guarded", False) \
+                    or getattr(fn, "__isabstractmethod__", False):
+                continue
+            if name in _RESULT_CHECKED and not _is_flownas(fn):
+                fn = _checked(name, fn)
+            if name in _GUARDS:
+                fn = _GUARDS[name](fn)
+            setattr(cls, name, fn)
 
     # -- required --------------------------------------------------------
     @abc.abstractmethod
@@ -160,10 +181,25 @@ class SearchSpace(abc.ABC):
         """An architecture from flownas JSON or the space's native text form."""
         _check_text(text)
         text = text.strip()
-        arch = Architecture.from_json(text) if text.startswith("{") else self.from_string(text)
+        arch = self._from_flownas_json(text) if text.startswith("{") else self.from_string(text)
         arch = self.normalize(arch if arch.space else arch.with_space(self.name))
         self.validate(arch)
         return arch
+
+    def _from_flownas_json(self, text: str) -> Architecture:
+        """flownas JSON; a JSON object without ``format`` (another space's form, a
+        typo) is refused saying which forms the space reads."""
+        try:
+            record = loads_json(text)
+        except json.JSONDecodeError:
+            record = None   # from_json says what does not parse
+        if isinstance(record, Mapping) and "format" not in record:
+            keys = ", ".join(repr(k) for k in list(record)[:6]) + (", ..." if len(record) > 6 else "")
+            raise ArchitectureError(
+                f"space {self.name!r} reads flownas JSON (an object with \"format\": \"{FORMAT}\", as "
+                f"`flownas sample {self.name}` prints it) or its own text form (the \"string\" it prints); "
+                f"this JSON object has no \"format\" (its keys: {keys or 'none'})")
+        return Architecture.from_json(text)
 
     def __repr__(self) -> str:
         return f"<space {self.name}>"
@@ -171,6 +207,19 @@ class SearchSpace(abc.ABC):
     # -- shared checks for subclasses --------------------------------------
     def _error(self, rule: str) -> NotInSpaceError:
         return NotInSpaceError(self.name, rule)
+
+    def check_param_names(self, params: Mapping[str, Any], names) -> None:
+        """Refuse a parameter that is not one of ``names`` (the space's parameters,
+        in ``param_space`` order): an ``ArchitectureError`` naming it."""
+        unknown = [k for k in params if k not in names]
+        if not unknown:
+            return
+        names = list(names)
+        close = difflib.get_close_matches(str(unknown[0]), [str(n) for n in names], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        shown = ", ".join(map(str, names[:8])) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+        raise ArchitectureError(f"space {self.name!r} has no parameter {unknown[0]!r}{hint} "
+                                f"(its parameters: {shown})")
 
     def check_common(self, arch: Architecture) -> None:
         """Space name, op vocabulary, and one input / one output node."""
@@ -198,6 +247,12 @@ class SearchSpace(abc.ABC):
             if snk != (arch.ops.index(self.output_op),):
                 bad = [i for i in snk if arch.ops[i] != self.output_op]
                 raise self._error(f"node {bad[0]} ({arch.ops[bad[0]]}) feeds nothing: only the output node may")
+
+
+def shown(text, limit: int = 200) -> str:
+    """``repr(text)`` for a one-line message, cut short (an error may quote what it was given)."""
+    text = text if isinstance(text, str) else repr(text)
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text):,} characters)"
 
 
 # -- argument checks of every space's entry points ----------------------------
@@ -248,3 +303,54 @@ def _guard(check_first=None, check_options=None):
 # the entry points every space gets checked (SearchSpace.__init_subclass__ wraps them)
 _GUARDS = {"sample": _guard(_check_rng), "from_string": _guard(_check_text), "parse": _guard(_check_text),
            "from_params": _guard(_check_params), "to_model": _guard(check_options=_check_options)}
+# the methods whose results are checked in a space of your own
+_RESULT_CHECKED = ("sample", "mutate", "from_params")
+_WRAPPED = tuple(_GUARDS) + tuple(n for n in _RESULT_CHECKED if n not in _GUARDS)
+
+
+def _is_flownas(fn) -> bool:
+    """Defined in flownas itself (a built-in space, the toys, the search's subspaces)."""
+    module = getattr(fn, "__module__", None) or ""
+    return module == "flownas" or module.startswith("flownas.")
+
+
+def _checked(method: str, fn):
+    """``fn`` (a method of a space of your own that returns a member) with its
+    outcome checked: an exception that is not a flownas error, a result that is
+    not an ``Architecture``, or one that ``validate`` refuses, becomes an error
+    naming the space and the method. flownas errors pass unchanged (so
+    ``from_params`` still refuses an assignment with ``ArchitectureError``, and
+    an error from a nested checked call is not wrapped twice)."""
+    @functools.wraps(fn)
+    def checked(self, *args, **kwargs):
+        name = getattr(self, "name", type(self).__name__)
+        fix = check_hint(name)
+        try:
+            arch = fn(self, *args, **kwargs)
+        except FlownasError:
+            raise
+        except Exception as exc:
+            raise SpaceMethodError(f"space {name!r}: {method}() raised {type(exc).__name__}: {exc} {fix}") from exc
+        if not isinstance(arch, Architecture):
+            raise SpaceMethodError(f"space {name!r}: {method}() returned {type(arch).__name__}, "
+                                   f"not an Architecture {fix}")
+        try:
+            self.validate(arch)
+        except ArchitectureError as exc:
+            why = exc.rule if isinstance(exc, NotInSpaceError) else str(exc)
+            message = f"space {name!r}: {method}() returned a non-member: {why} {fix}"
+            # from_params refuses a non-member assignment with ArchitectureError (its contract): say so in that form
+            raise (ArchitectureError if method == "from_params" else SpaceMethodError)(message) from exc
+        except FlownasError:
+            raise
+        except Exception as exc:
+            raise SpaceMethodError(f"space {name!r}: validate() raised {type(exc).__name__}: {exc} "
+                                   f"on what {method}() returned {fix}") from exc
+        return arch
+    checked._flownas_guarded = checked._flownas_checked = True
+    return checked
+
+
+def check_hint(name: str) -> str:
+    """The end of a ``SpaceMethodError``'s message: where to look further."""
+    return f"(flownas spaces --check {name} checks the space)"
