@@ -318,3 +318,73 @@ def test_every_error_class_the_docs_name_is_in_flownas_errors():
     assert errors.UnknownParameterError is UnknownParameterError and errors.NotFittedError is NotFittedError
     assert issubclass(errors.UnknownParameterError, (errors.ConfigError, TypeError))
     assert issubclass(errors.NotFittedError, errors.FlownasError) and issubclass(errors.NotAnArchitectureError, TypeError)
+
+
+# -- walkthrough X6: architecture JSON nested too deeply, in every space's parser ----------
+DEEP_TEXTS = ['{"a":' * 20000 + "1" + "}" * 20000, "[" * 20000 + "]" * 20000,
+              "Genotype(normal=" + "-" * 20000 + "1)", "Genotype(normal=" + "+".join(["1"] * 100000) + ")"]
+
+
+@pytest.mark.parametrize("space", ["nb201", "nb101", "darts", "fbnet", "mobilenet", "transnas_micro",
+                                   "transnas_macro"])
+@pytest.mark.parametrize("text", DEEP_TEXTS, ids=["object", "list", "unary", "sum"])
+def test_deeply_nested_text_is_an_architecture_error(space, text):
+    with pytest.raises(ArchitectureError) as exc:
+        get_space(space).parse(text)
+    assert len(str(exc.value)) < 400   # the text is quoted cut short
+
+
+@pytest.mark.parametrize("space, text", [("nb101", "[" * 20000 + "]" * 20000),
+                                         ("fbnet", "[" * 20000 + "]" * 20000),
+                                         ("mobilenet", '{"a":' * 20000 + "1" + "}" * 20000),
+                                         ("nb101", '{"a":' * 20000 + "1" + "}" * 20000),
+                                         ("nb201", '{"a":' * 20000 + "1" + "}" * 20000),
+                                         ("darts", "Genotype(normal=" + "-" * 20000 + "1)")])
+def test_the_spaces_own_json_forms_say_nested_too_deeply(space, text):
+    with pytest.raises(ArchitectureError, match="nested too deeply"):
+        get_space(space).parse(text)
+
+
+# -- walkthrough X14: what the space and architecture errors say -----------------------
+def test_darts_names_the_part_of_a_genotype_that_is_not_a_literal():
+    with pytest.raises(ArchitectureError, match=r"\"__import__\('os'\).system\('id'\)\" is not a literal") as exc:
+        get_space("darts").parse("Genotype(normal=__import__('os').system('id'))")
+    assert "<ast." not in str(exc.value)
+    with pytest.raises(ArchitectureError, match=r"'f\(1\)' is not a literal"):
+        get_space("darts").parse("Genotype(normal=[('sep_conv_3x3', f(1))])")
+    for concat in ("range('a')", "range(10**12)", "range(0, 10000)"):   # no traceback, no huge list
+        with pytest.raises(ArchitectureError, match="not a DARTS genotype"):
+            get_space("darts").parse(f"Genotype(normal=[], normal_concat={concat})")
+
+
+@pytest.mark.parametrize("space, text", [("darts", '{"normal": 5}'),
+                                         ("nb201", '{"matrix": [[0, 1], [0, 0]], "ops": ["input", "output"]}')])
+def test_a_json_object_that_is_no_form_of_the_space_says_what_was_expected(space, text):
+    with pytest.raises(ArchitectureError, match=rf"space '{space}' reads flownas JSON \(an object with "
+                                                r'"format": "flownas.architecture".* or its own text form') as exc:
+        get_space(space).parse(text)
+    assert "format=None" not in str(exc.value)
+
+
+@pytest.mark.parametrize("space", ["nb201", "nb101", "darts", "fbnet", "mobilenet", "transnas_micro",
+                                   "transnas_macro"])
+def test_methods_taking_an_architecture_refuse_none_alike(space):
+    s = get_space(space)
+    for method in (s.to_params, s.to_string, s.validate):
+        with pytest.raises(ArchitectureError, match="expected an Architecture, got NoneType"):
+            method(None)
+
+
+@pytest.mark.parametrize("space", ["nb201", "nb101", "darts", "fbnet", "mobilenet", "transnas_micro",
+                                   "transnas_macro"])
+def test_from_params_refuses_an_unknown_parameter_naming_it(space):
+    s = get_space(space)
+    params = s.to_params(s.sample(np.random.default_rng(0)))
+    assert s.from_params(params) == s.sample(np.random.default_rng(0))
+    first = next(iter(s.param_space()))
+    with pytest.raises(ArchitectureError, match=rf"space '{space}' has no parameter 'extra' \(its parameters: "
+                                                rf"{re.escape(first)}, "):
+        s.from_params({**params, "extra": 1})
+    typo = first + "x"
+    with pytest.raises(ArchitectureError, match=rf"did you mean {re.escape(repr(first))}"):
+        s.from_params({**params, typo: params[first]})

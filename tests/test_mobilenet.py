@@ -225,3 +225,35 @@ def test_config_is_the_choices():
     config = MobileNetConfig(tuple(((3, 4), (5, 6)) for _ in range(NUM_STAGES)), 192)
     assert s.config(s.from_config(config)) == config
     assert s.to_string(s.from_config(config)) == "r192:" + "|".join(["k3e4,k5e6"] * 5)
+
+
+# -- walkthrough X11: a resolution (or any choice) written as a float ------------------------
+def test_whole_floats_are_stored_as_ints_and_other_floats_refused():
+    s = MobileNetSpace()
+    a = s.from_record({**MAX, "r": 204})
+    b = s.from_record({**MAX, "r": 204.0, "ks": [7.0] * 20, "d": [4.0] * 5})
+    assert a == b and a.key == b.key and hash(a) == hash(b) and len({a, b}) == 1
+    assert a.same_numbering(b) and s.to_string(b) == s.to_string(a) == s.to_string(s.parse(s.to_string(b)))
+    assert type(s.to_record(b)["r"]) is int
+    assert s.parse(json.dumps({**MAX, "r": 204.0})) == a
+    for bad, message in [({"r": 204.5}, "resolution must be a whole number, got 204.5"),
+                         ({"r": "204"}, "resolution must be a whole number"),
+                         ({"r": True}, "resolution must be a whole number, got True"),
+                         ({"d": [2.5] * 5}, r"d\[0\] must be a whole number, got 2.5"),
+                         ({"ks": [7.5] * 20}, "kernel must be a whole number, got 7.5")]:
+        with pytest.raises(ArchitectureError, match=message):
+            s.from_record({**MAX, **bad})
+
+
+def test_a_flownas_record_with_a_float_attribute_is_not_a_member():
+    # Python calls it equal to the member, but its key differs: validate must refuse it, naming the layer
+    s = MobileNetSpace()
+    record = s.from_record({**MAX, "r": 204}).to_dict()
+    record["attrs"][0]["resolution"] = 204.0
+    with pytest.raises(NotInSpaceError, match=r"layer 0 \(input\) has resolution=204.0 \(expected 204\)"):
+        s.parse(json.dumps(record))
+
+
+def test_an_ofa_record_given_as_text_has_only_its_keys():
+    with pytest.raises(ArchitectureError, match="an OFA record has the keys ks, e, d and r .*not 'extra'"):
+        MobileNetSpace().parse(json.dumps({**MAX, "extra": 1}))

@@ -248,3 +248,10 @@ def test_table_zero_cost_section_and_missing_cells(nb101_table, data_root):
         nb101_table.query(missing[0])
     with pytest.raises(NotInTableError, match="nb101"):
         nb101_table.query(Architecture(["input", "output"], [[0, 1], [0, 0]], space="nb201"))
+
+
+def test_a_ragged_matrix_says_its_rows_have_unequal_lengths():
+    text = json.dumps({"matrix": [[0, 1, 1], [0, 0, 0, 1], [0, 0, 0]], "ops": ["input", C3, "output"]})
+    with pytest.raises(ArchitectureError, match="the adjacency matrix rows have unequal lengths") as exc:
+        NB101Space().parse(text)
+    assert "inhomogeneous" not in str(exc.value)

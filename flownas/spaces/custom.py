@@ -52,7 +52,7 @@ import numpy as np
 from ..arch import Architecture
 from ..errors import ArchitectureError, ConfigError
 from ..registry import SPACES
-from .base import SearchSpace
+from .base import SearchSpace, shown
 
 Rule = Callable[[Architecture], "str | None"]
 _ENUMERATION_LIMIT = 200_000    # raw cells walked by enumerate(); above it size() is unknown
@@ -216,12 +216,12 @@ class CellSpace(SearchSpace):
             if any(len(e) != 2 for e in edges):
                 raise ValueError("edges are written i-j")
         except ValueError as exc:
-            raise ArchitectureError(f"not a {self.name} cell string ({exc}): {text!r}") from None
+            raise ArchitectureError(f"not a {self.name} cell string ({exc}): {shown(text)}") from None
         if len(ops) != self.num_nodes:
             raise ArchitectureError(f"a {self.name} cell string lists {self.num_nodes} ops, got {len(ops)}")
         unknown = [o for o in ops if o not in self.cell_ops]
         if unknown:
-            raise ArchitectureError(f"unknown op {unknown[0]!r} in {text!r} (known: {', '.join(self.cell_ops)})")
+            raise ArchitectureError(f"unknown op {unknown[0]!r} in {shown(text)} (known: {', '.join(self.cell_ops)})")
         return self._member(self._raw(ops, edges))
 
     def enumerate(self) -> Iterator[Architecture]:

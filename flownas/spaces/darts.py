@@ -36,7 +36,7 @@ import numpy as np
 from ..arch import Architecture
 from ..errors import ArchitectureError, ConfigError
 from ..registry import SPACES
-from .base import SearchSpace
+from .base import SearchSpace, shown
 
 Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
 
@@ -193,6 +193,7 @@ class DartsSpace(SearchSpace):
 
     def canonical_genotype(self, arch: Architecture) -> Genotype:
         """The same genotype for every numbering of ``arch``."""
+        self.check_common(arch)   # not an Architecture, or another space's: say so before canonicalizing
         return self.to_genotype(arch.canonical())
 
     def to_string(self, arch: Architecture) -> str:
@@ -201,14 +202,17 @@ class DartsSpace(SearchSpace):
     def from_string(self, text: str) -> Architecture:
         """``Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=[2, 3, 4, 5], ...)``
         (``range(2, 6)`` for the concat is accepted, as DARTS prints it)."""
+        source = text.strip()
         try:
-            call = ast.parse(text.strip(), mode="eval").body
+            call = ast.parse(source, mode="eval").body
             if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "Genotype"
                     and not call.args):
                 raise ValueError("expected Genotype(normal=..., reduce=...)")
-            fields = {kw.arg: _literal(kw.value) for kw in call.keywords}
+            fields = {kw.arg: _literal(kw.value, source) for kw in call.keywords}
         except (SyntaxError, ValueError) as exc:
-            raise ArchitectureError(f"not a DARTS genotype ({exc}): {text!r}") from None
+            raise ArchitectureError(f"not a DARTS genotype ({exc}): {shown(text)}") from None
+        except (RecursionError, MemoryError):   # Python's parser on thousands of nested operators
+            raise ArchitectureError(f"not a DARTS genotype: the text is nested too deeply: {shown(text)}") from None
         unknown = set(fields) - set(Genotype._fields)
         if unknown:
             raise ArchitectureError(f"not a DARTS genotype: unknown fields {sorted(unknown)}")
@@ -281,6 +285,8 @@ class DartsSpace(SearchSpace):
         missing = [n for n in PARAM_NAMES if n not in params]
         if missing:
             raise ArchitectureError(f"DARTS parameters lack {', '.join(missing)}")
+        if len(params) != len(PARAM_NAMES):   # none missing, as many: none unknown
+            self.check_param_names(params, PARAM_NAMES)
         genotype = {}
         for cell in CELLS:
             pairs = []
@@ -289,7 +295,7 @@ class DartsSpace(SearchSpace):
                 try:
                     i, j = (int(x) for x in str(text).split(","))
                 except ValueError:
-                    raise ArchitectureError(f"{cell}_node{k}_inputs must be 'i,j', got {text!r}") from None
+                    raise ArchitectureError(f"{cell}_node{k}_inputs must be 'i,j', got {shown(text)}") from None
                 pairs += [(params[f"{cell}_node{k}_op_a"], i), (params[f"{cell}_node{k}_op_b"], j)]
             genotype[cell] = pairs
         return self.from_genotype(genotype)
@@ -326,9 +332,37 @@ def _topological(arch: Architecture, nodes: set[int]) -> list[int]:
     return order
 
 
-def _literal(node: ast.AST) -> Any:
-    """A Python literal, or ``range(a, b)`` (DARTS prints concat that way)."""
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range"
-            and not node.keywords):
-        return list(range(*(ast.literal_eval(a) for a in node.args)))
-    return ast.literal_eval(node)
+def _literal(node: ast.AST, source: str) -> Any:
+    """A Python literal, or ``range(a, b)`` (DARTS prints concat that way); a
+    ValueError naming the first part of ``source`` that is not a literal."""
+    is_range = (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range"
+                and not node.keywords)
+    try:
+        if is_range:
+            try:
+                numbers = range(*(ast.literal_eval(a) for a in node.args))
+            except TypeError as exc:   # range('a'), range(1.5), range()
+                raise ValueError(f"{shown(ast.get_source_segment(source, node) or 'range')}: {exc}") from None
+            if len(numbers) > 100:   # a concat lists a few nodes; never build range(10**12)
+                raise ValueError(f"{shown(ast.get_source_segment(source, node) or 'range')} is too long "
+                                 "for a cell's concat")
+            return list(numbers)
+        return ast.literal_eval(node)
+    except ValueError as exc:
+        if "malformed node" not in str(exc):
+            raise
+        parts = [n for root in (node.args if is_range else [node]) for n in ast.walk(root)]
+        bad = next((n for n in parts if isinstance(n, ast.expr) and not _is_literal(n)), node)
+        part = ast.get_source_segment(source, bad) or ast.unparse(bad)
+        raise ValueError(f"{shown(part)} is not a literal") from None
+
+
+def _is_literal(node: ast.expr) -> bool:
+    """A node that ast.literal_eval reads (its children aside)."""
+    if isinstance(node, ast.BinOp):
+        return isinstance(node.op, (ast.Add, ast.Sub))
+    if isinstance(node, ast.UnaryOp):
+        return isinstance(node.op, (ast.UAdd, ast.USub))
+    return isinstance(node, (ast.Constant, ast.Tuple, ast.List, ast.Set, ast.Dict))
+
+

@@ -24,9 +24,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..arch import Architecture
+from ..arch import Architecture, loads_json
 from ..errors import ArchitectureError
 from ..registry import SPACES
+from .base import shown
 from .chain import ChainSpace, Node, chain_arch
 
 BLOCKS = ("k3_e1", "k3_e1_g2", "k3_e3", "k3_e6", "k5_e1", "k5_e1_g2", "k5_e3", "k5_e6", "skip")
@@ -130,16 +131,16 @@ class FBNetSpace(ChainSpace):
         text = text.strip()
         if text.startswith("["):
             try:
-                items = json.loads(text)
+                items = loads_json(text, "the FBNet block list")
             except json.JSONDecodeError as exc:
-                raise ArchitectureError(f"not an FBNet block list ({exc}): {text!r}") from None
+                raise ArchitectureError(f"not an FBNet block list ({exc}): {shown(text)}") from None
             if not isinstance(items, list):
-                raise ArchitectureError(f"not an FBNet block list: {text!r}")
+                raise ArchitectureError(f"not an FBNet block list: {shown(text)}")
             return self.from_blocks(items)
         blocks = text.split("-")
         if len(blocks) != NUM_LAYERS:   # likely another space's string: say what an FBNet one is
             raise ArchitectureError(f"not an FBNet string: {NUM_LAYERS} block names joined by '-' "
-                                    f"(e.g. {'-'.join(BLOCKS[:2])}-...), got {len(blocks)} in {text[:60]!r}")
+                                    f"(e.g. {'-'.join(BLOCKS[:2])}-...), got {len(blocks)} in {shown(text, 60)}")
         return self.from_blocks(blocks)
 
     # -- the interface -------------------------------------------------------
@@ -169,6 +170,8 @@ class FBNetSpace(ChainSpace):
         missing = [n for n in LAYER_NAMES if n not in params]
         if missing:
             raise ArchitectureError(f"FBNet parameters lack {', '.join(missing)}")
+        if len(params) != len(LAYER_NAMES):   # none missing, as many: none unknown
+            self.check_param_names(params, LAYER_NAMES)
         return self.from_blocks(params[n] for n in LAYER_NAMES)
 
     def to_model(self, arch: Architecture, num_classes: int = 100, **options):

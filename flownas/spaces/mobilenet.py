@@ -27,9 +27,10 @@ from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from ..arch import Architecture
+from ..arch import Architecture, loads_json
 from ..errors import ArchitectureError, ConfigError
 from ..registry import SPACES
+from .base import shown
 from .chain import ChainSpace, Node, chain_arch
 
 KERNELS = (3, 5, 7)
@@ -117,21 +118,29 @@ class MobileNetSpace(ChainSpace):
         return config
 
     def _check_config(self, config: MobileNetConfig):
+        """The stages and resolution of ``config``, checked, as ints (204.0 is 204:
+        an architecture's attributes, hence its key and text form, hold ints)."""
         stages, resolution = config
         if len(stages) != NUM_STAGES:
             raise self._error(f"needs {NUM_STAGES} stages, got {len(stages)}")
+        checked = []
         for s, blocks in enumerate(stages):
             if len(blocks) not in DEPTHS:
                 raise self._error(f"stage {s} has {len(blocks)} blocks; depth must be one of {DEPTHS}")
+            checked.append([])
             for b, (k, e) in enumerate(blocks):
+                k = _whole(k, f"stage {s} block {b}: kernel")
+                e = _whole(e, f"stage {s} block {b}: expand ratio")
                 if k not in KERNELS:
                     raise self._error(f"stage {s} block {b}: kernel {k!r} is not one of {KERNELS}")
                 if e not in EXPANDS:
                     raise self._error(f"stage {s} block {b}: expand ratio {e!r} is not one of {EXPANDS}")
+                checked[-1].append((k, e))
+        resolution = _whole(resolution, "resolution")
         if resolution not in self.resolutions:
             raise self._error(f"resolution {resolution!r} is not one of "
                               f"{self.resolutions[0]}..{self.resolutions[-1]} ({len(self.resolutions)} sizes)")
-        return stages, resolution
+        return tuple(tuple(blocks) for blocks in checked), resolution
 
     # -- the OFA record form --------------------------------------------------
     def from_record(self, record: Mapping[str, Any]) -> Architecture:
@@ -151,13 +160,12 @@ class MobileNetSpace(ChainSpace):
             raise ArchitectureError(f"an OFA record has {slots} ks, {slots} e and {NUM_STAGES} d values, "
                                     f"got {len(ks)}, {len(es)} and {len(ds)}")
         for s, d in enumerate(ds):
+            ds[s] = d = _whole(d, f"d[{s}]")
             if d not in DEPTHS:
                 raise ArchitectureError(f"d[{s}] = {d!r}: depth must be one of {DEPTHS}")
         stages = tuple(tuple((ks[s * MAX_DEPTH + b], es[s * MAX_DEPTH + b]) for b in range(d))
                        for s, d in enumerate(ds))
-        config = MobileNetConfig(stages, record.get("r", 224))
-        self._check_config(config)
-        return config
+        return MobileNetConfig(*self._check_config(MobileNetConfig(stages, record.get("r", 224))))
 
     def to_record(self, arch: Architecture) -> dict[str, Any]:
         """OFA's record form; inactive slots are written as kernel 3, expand 3."""
@@ -177,9 +185,14 @@ class MobileNetSpace(ChainSpace):
         text = text.strip()
         if text.startswith("{"):   # an OFA record (flownas JSON goes through parse)
             try:
-                return self.from_record(json.loads(text))
+                record = loads_json(text, "the OFA record JSON")
             except json.JSONDecodeError as exc:
                 raise ArchitectureError(f"OFA record JSON does not parse: {exc}") from None
+            # (the table's rows carry more: latencies; a record typed in carries only these)
+            unknown = [k for k in record if k not in ("ks", "e", "d", "r")]
+            if unknown:
+                raise ArchitectureError(f"an OFA record has the keys ks, e, d and r (optional), not {unknown[0]!r}")
+            return self.from_record(record)
         try:
             head, _, body = text.partition(":")
             if not head.startswith("r") or not body:
@@ -195,7 +208,7 @@ class MobileNetSpace(ChainSpace):
                 stages.append(tuple(blocks))
             config = MobileNetConfig(tuple(stages), int(head[1:]))
         except ValueError as exc:
-            raise ArchitectureError(f"not a mobilenet string ({exc}): {text!r}") from None
+            raise ArchitectureError(f"not a mobilenet string ({exc}): {shown(text)}") from None
         return self.from_config(config)
 
     def parse(self, text: str) -> Architecture:
@@ -265,10 +278,12 @@ class MobileNetSpace(ChainSpace):
         return params
 
     def from_params(self, params: Mapping[str, Any]) -> Architecture:
-        missing = [n for n in self.param_space() if n not in params]
+        names = self.param_space()
+        missing = [n for n in names if n not in params]
         if missing:
             raise ArchitectureError(f"mobilenet parameters lack {', '.join(missing[:4])}"
                                     + (f" and {len(missing) - 4} more" if len(missing) > 4 else ""))
+        self.check_param_names(params, names)
         slots = [(s, b) for s in range(NUM_STAGES) for b in range(MAX_DEPTH)]
         return self.from_record({"ks": [params[f"s{s}_b{b}_kernel"] for s, b in slots],
                                  "e": [params[f"s{s}_b{b}_expand"] for s, b in slots],
@@ -287,6 +302,18 @@ class MobileNetSpace(ChainSpace):
 def config_string(config: MobileNetConfig) -> str:
     stages, resolution = config
     return f"r{resolution}:" + "|".join(",".join(f"k{k}e{e}" for k, e in blocks) for blocks in stages)
+
+
+def _whole(value, name: str) -> int:
+    """``value`` as an int: an int, or a float that is a whole number (204.0);
+    else an ArchitectureError naming ``name`` (204.5, "204", True)."""
+    if type(value) is int:   # the common case, first
+        return value
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    raise ArchitectureError(f"{name} must be a whole number, got {value!r}")
 
 
 def _other(rng: np.random.Generator, choices: Sequence, current):

@@ -25,10 +25,10 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..arch import Architecture
+from ..arch import Architecture, loads_json
 from ..errors import ArchitectureError, ConfigError, NotInSpaceError
 from ..registry import SPACES
-from .base import SearchSpace
+from .base import SearchSpace, shown
 
 INPUT, OUTPUT = "input", "output"
 # in NB101's config order: the fingerprint labels vertices by this index
@@ -157,15 +157,15 @@ class NB101Space(SearchSpace):
     def from_string(self, text: str) -> Architecture:
         """NB101's spec as JSON (``{"matrix": ..., "ops": ...}``) or a flownas record."""
         try:
-            d = json.loads(text)
+            d = loads_json(text, "the NB101 cell JSON")
         except json.JSONDecodeError as exc:
-            raise ArchitectureError(f"an NB101 cell is JSON {{\"matrix\": ..., \"ops\": ...}}, got {text[:60]!r} "
+            raise ArchitectureError(f"an NB101 cell is JSON {{\"matrix\": ..., \"ops\": ...}}, got {shown(text, 60)} "
                                     f"(not JSON: {exc})") from None
         if isinstance(d, Mapping) and "format" in d:
             arch = Architecture.from_dict(d)
             return self.normalize(arch if arch.space else arch.with_space(self.name))
         if not isinstance(d, Mapping) or not {"matrix", "ops"} <= set(d):
-            raise ArchitectureError(f"an NB101 cell is JSON {{\"matrix\": ..., \"ops\": ...}}, got {text!r}")
+            raise ArchitectureError(f"an NB101 cell is JSON {{\"matrix\": ..., \"ops\": ...}}, got {shown(text)}")
         return self.from_spec(d["matrix"], d["ops"])
 
     def parse(self, text: str) -> Architecture:
@@ -293,6 +293,8 @@ class NB101Space(SearchSpace):
         missing = [n for n in EDGE_NAMES + OP_NAMES if n not in params]
         if missing:
             raise ArchitectureError(f"NB101 parameters lack {', '.join(missing)}")
+        if len(params) != len(EDGE_NAMES) + len(OP_NAMES):   # none missing, as many: none unknown
+            self.check_param_names(params, EDGE_NAMES + OP_NAMES)
         m = np.zeros((MAX_VERTICES, MAX_VERTICES), dtype=np.int8)
         for name, (i, j) in zip(EDGE_NAMES, SLOT_EDGES):
             if params[name] not in (0, 1):

@@ -23,7 +23,7 @@ import numpy as np
 from ..arch import Architecture
 from ..errors import ArchitectureError, check_whole
 from ..registry import SPACES
-from .base import SearchSpace
+from .base import SearchSpace, shown
 
 EDGE_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 # (to, from) of the six edges, in NB201 string order
@@ -132,6 +132,8 @@ class EdgeCellSpace(SearchSpace):
         missing = [n for n in EDGE_NAMES if n not in params]
         if missing:
             raise ArchitectureError(f"{self.cell_name} parameters lack {', '.join(missing)}")
+        if len(params) != len(EDGE_NAMES):   # as many as there are names, none missing: none unknown
+            self.check_param_names(params, EDGE_NAMES)
         return self.from_edge_ops(params[n] for n in EDGE_NAMES)
 
 
@@ -168,7 +170,7 @@ class NB201Space(EdgeCellSpace):
                         raise ValueError(f"node {t} input {f} is written {part!r}")
                     ops.append(op)
         except ValueError as exc:
-            raise ArchitectureError(f"not an NB201 string ({exc}): {text!r}") from None
+            raise ArchitectureError(f"not an NB201 string ({exc}): {shown(text)}") from None
         return self.from_edge_ops(ops)
 
     def to_model(self, arch: Architecture, num_classes: int = 10, C: int = 16, N: int = 5, **options):

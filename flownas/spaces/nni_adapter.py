@@ -47,7 +47,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from .. import graph
-from ..arch import FORMAT, Architecture
+from ..arch import FORMAT, Architecture, loads_json
 from ..errors import ArchitectureError, ConfigError
 from ..registry import SPACES
 from .base import SearchSpace
@@ -253,7 +253,7 @@ class NNISpace(SearchSpace):
             raise self._error(f"the graph carries no NNI sample (attribute {SAMPLE_ATTR!r} of its input "
                               "node): only architectures built by the space do")
         try:
-            sample = json.loads(text)
+            sample = loads_json(text, "the carried NNI sample")
         except json.JSONDecodeError:
             raise self._error(f"the carried sample is not JSON: {text[:80]!r}") from None
         why = self._mismatch(sample) or self._violation(sample)
@@ -354,7 +354,7 @@ class NNISpace(SearchSpace):
 
     def from_string(self, text: str) -> Architecture:
         try:
-            params = json.loads(text)
+            params = loads_json(text, "the NNI sample JSON")
         except json.JSONDecodeError as exc:
             raise ArchitectureError(f"an NNI sample is a JSON object: {exc}") from None
         return self.from_params(params)
@@ -362,7 +362,7 @@ class NNISpace(SearchSpace):
     def parse(self, text: str) -> Architecture:
         text = text.strip()
         try:
-            record = json.loads(text)
+            record = loads_json(text, "the architecture JSON")
         except json.JSONDecodeError as exc:
             raise ArchitectureError(f"NNI space {self.name!r} reads JSON (a sample or an "
                                     f"architecture): {exc}") from None
@@ -451,7 +451,7 @@ def _decode(mutable, value):
     if isinstance(mutable, nni.mutable.CategoricalMultiple):
         if isinstance(value, str):
             try:
-                value = json.loads(value)
+                value = loads_json(value, f"the value of {mutable.label}")
             except json.JSONDecodeError:
                 raise ArchitectureError(f"{mutable.label}: {value!r} is not a JSON list") from None
         if isinstance(value, (list, tuple)):     # NNI lists choices in the order of its values

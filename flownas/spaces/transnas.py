@@ -32,6 +32,7 @@ import numpy as np
 from ..arch import Architecture
 from ..errors import ArchitectureError, ConfigError
 from ..registry import SPACES
+from .base import shown
 from .chain import ChainSpace, Node, chain_arch
 from .nb201 import EdgeCellSpace
 
@@ -81,15 +82,15 @@ class TransNASMicroSpace(EdgeCellSpace):
         text = text.strip()
         m = _MICRO_RE.fullmatch(text)
         if not m:
-            raise ArchitectureError(f"not a TransNAS micro string '64-41414-a_bc_def': {text!r}")
+            raise ArchitectureError(f"not a TransNAS micro string '64-41414-a_bc_def': {shown(text)}")
         base, skeleton, *cell = m.groups()
         if (int(base), skeleton) != (BASE_CHANNELS, MICRO_SKELETON):
             raise ArchitectureError(f"the TransNAS micro space has the skeleton "
-                                    f"{BASE_CHANNELS}-{MICRO_SKELETON}, got {base}-{skeleton}: {text!r}")
+                                    f"{BASE_CHANNELS}-{MICRO_SKELETON}, got {base}-{skeleton}: {shown(text)}")
         codes = [int(c) for c in "".join(cell)]
         bad = [c for c in codes if c >= len(MICRO_OPS)]
         if bad:
-            raise ArchitectureError(f"TransNAS micro op codes are 0..{len(MICRO_OPS) - 1}, got {bad[0]}: {text!r}")
+            raise ArchitectureError(f"TransNAS micro op codes are 0..{len(MICRO_OPS) - 1}, got {bad[0]}: {shown(text)}")
         return self.from_edge_ops(MICRO_OPS[c] for c in codes)
 
     def to_model(self, arch: Architecture, task: str = "class_scene", num_classes: int | None = None,
@@ -172,10 +173,10 @@ class TransNASMacroSpace(ChainSpace):
         text = text.strip()
         m = _MACRO_RE.fullmatch(text)
         if not m:
-            raise ArchitectureError(f"not a TransNAS macro string '64-XXXX-basic': {text!r}")
+            raise ArchitectureError(f"not a TransNAS macro string '64-XXXX-basic': {shown(text)}")
         if int(m.group(1)) != BASE_CHANNELS:
             raise ArchitectureError(f"the TransNAS macro space has {BASE_CHANNELS} base channels, "
-                                    f"got {m.group(1)}: {text!r}")
+                                    f"got {m.group(1)}: {shown(text)}")
         return self.from_codes(int(c) for c in m.group(2))
 
     # -- the interface ---------------------------------------------------------
@@ -220,9 +221,11 @@ class TransNASMacroSpace(ChainSpace):
                                         for i in range(max(MACRO_DEPTHS))}}
 
     def from_params(self, params: Mapping[str, Any]) -> Architecture:
-        missing = [n for n in self.param_space() if n not in params]
+        names = self.param_space()
+        missing = [n for n in names if n not in params]
         if missing:
             raise ArchitectureError(f"transnas_macro parameters lack {', '.join(missing)}")
+        self.check_param_names(params, names)
         depth = params["depth"]
         if depth not in MACRO_DEPTHS:
             raise self._error(f"depth {depth!r} is not one of {MACRO_DEPTHS}")
