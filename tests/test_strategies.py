@@ -176,3 +176,13 @@ def test_plugins_are_found_in_the_plural_entry_point_groups(monkeypatch):
     assert STRATEGIES.get("random-plugin") is RandomSearch
     with pytest.raises(Exception, match="installed as a flownas.strategies plug-in"):
         STRATEGIES.get("no-such-thing-at-all")
+
+
+def test_predictor_auto_takes_the_settings_benchmarked_for_search():
+    """Before: the flags-only default search refit FlowerFormer with its own defaults (dim 64, 4 layers,
+    300 epochs), about ten times the cost of the benchmarked search settings."""
+    from flownas.search.guided import AUTO_SETTINGS, Surrogate
+    assert Surrogate("auto", 1, 0)._params == AUTO_SETTINGS["flowerformer"] == {
+        "epochs": 50, "dim": 32, "layers": 2, "batch_size": 32, "lr": 8e-4}
+    assert Surrogate({"name": "auto", "dim": 16}, 1, 0)._params["dim"] == 16   # what is given wins
+    assert Surrogate("flowerformer", 1, 0)._params == {}                       # named: its own defaults

@@ -23,6 +23,9 @@ from .simple import RegularizedEvolution
 ACQUISITIONS = ("mean", "ucb", "ts")
 # "auto" picks the first of these that is registered
 PREFERRED_PREDICTORS = ("flowerformer", "gcn", "mlp")
+# ... with these settings: the experiments' (BENCHMARKS.md, "Search"), a fraction of the predictor's own
+# defaults' cost, which are sized for a predictor trained once on many architectures
+AUTO_SETTINGS = {"flowerformer": {"epochs": 50, "dim": 32, "layers": 2, "batch_size": 32, "lr": 8e-4}}
 
 
 def resolve_predictor_name(name: str) -> str:
@@ -50,7 +53,11 @@ class Surrogate:
             self._cls, self._params = type(spec), spec.get_params()
         else:
             spec = {"name": spec} if isinstance(spec, str) else dict(spec)
-            self._cls, self._params = PREDICTORS.get(resolve_predictor_name(spec.pop("name", "auto"))), spec
+            given = spec.pop("name", "auto")
+            name = resolve_predictor_name(given)
+            if given == "auto":
+                spec = {**AUTO_SETTINGS.get(name, {}), **spec}
+            self._cls, self._params = PREDICTORS.get(name), spec
         hyper = construct("predictor", self._cls, **self._params).get_params()
         if "ensemble" in hyper and "ensemble" in self._params and not isinstance(spec, Predictor):
             raise ConfigError("predictor.ensemble: set the ensemble size with the strategy's ensemble")
