@@ -48,16 +48,31 @@ def test_nb201_cost_is_the_logged_time_where_the_table_has_it(nb201_table):
 def test_unknown_dataset_or_benchmark_is_named():
     with pytest.raises(ConfigError, match="no dataset 'svhn'.*cifar10, cifar100, ImageNet16-120"):
         TabularEvaluator(dataset="svhn")
-    with pytest.raises(ConfigError, match="has no table 'nb999' \\(it has nb101, nb201\\)"):
+    with pytest.raises(ConfigError, match="has no table 'nb999' \\(it has nb101, nb201, nb301\\)"):
         TabularEvaluator(benchmark="nb999")
 
 
 def test_a_space_without_a_table_is_told_to_give_an_evaluator(capsys, data_root):
-    """The default evaluator of a space is its table: darts (or a space of your own) has none."""
+    """The default evaluator of a space is its table: fbnet (or a space of your own) has none."""
     from cli_run import one_line_error
-    err = one_line_error(capsys, "search", "--space", "darts", "--check")
-    assert "evaluator: the tabular evaluator has no table 'darts'" in err
+    err = one_line_error(capsys, "search", "--space", "fbnet", "--check")
+    assert "evaluator: the tabular evaluator has no table 'fbnet'" in err
     assert "evaluator: {name: training, dataset: cifar10-mini}" in err
+
+
+def test_darts_searches_the_nb301_table_by_default(capsys, tmp_path, data_root):
+    """Before: 'the tabular evaluator has no table 'darts'' (and 'nb301' when named)."""
+    import csv
+
+    from cli_run import run
+    code, out, _ = run(capsys, "search", "--space", "darts", "--check")
+    assert code == 0 and "darts: 1,218 members, those in the table" in out and "val_acc_surrogate" in out
+    assert run(capsys, "search", "--space", "darts", "--strategy", "evolution", "--budget", "12",
+               "--out", tmp_path / "d", "--quiet")[0] == 0
+    rows = list(csv.DictReader(open(tmp_path / "d" / "history.csv")))
+    assert len(rows) == 12 and all(80 < float(r["objective"]) < 100 for r in rows)
+    result = TabularEvaluator(benchmark="nb301").evaluate(get_space("darts").from_string(rows[0]["arch"]))
+    assert result.cost_s == 0.0 and result.info["cost_source"] == "none" and "params_m" in result.metrics
 
 
 def test_an_architecture_outside_the_table_fails_the_evaluation(nb201_table):

@@ -390,6 +390,8 @@ def describe_space(space: SearchSpace) -> str:
         return f"{space.name}: too many members to count" + (f" ({', '.join(reversed(why))})" if why else "")
     if size == total:
         return f"{space.name}: {size:,} members"
+    if total is None:   # DARTS: about 10^18 genotypes
+        return f"{space.name}: {size:,} members" + (f", those {' and '.join(reversed(why))}" if why else "")
     return f"{space.name}: {size:,} of {total:,} members" + (f", those {' and '.join(reversed(why))}" if why else "")
 
 

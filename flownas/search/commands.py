@@ -245,8 +245,12 @@ def _print_summary(run, records, files, result=None) -> None:
             table.add_row(metric, f"{value:g} (constrained)")
     cost = sum(r.cost_s or 0.0 for r in finished)
     amount = f"{cost / 3600:.1f} h" if cost >= 360 else f"{cost:.1f} s"
-    what = "training (simulated: the table's times)" if name(config["evaluator"]) == "tabular" else "evaluation"
-    table.add_row("cost", f"{amount} of {what}")
+    tabular = name(config["evaluator"]) == "tabular"
+    what = "training (simulated: the table's times)" if tabular else "evaluation"
+    if tabular and finished and cost == 0:   # NB301: surrogate accuracies, no training times
+        table.add_row("cost", "none recorded (the table logs no training times)")
+    else:
+        table.add_row("cost", f"{amount} of {what}")
     if result is not None:
         table.add_row("wall time", f"{result.wall_s:.1f} s")
         executor = name(config["executor"])

@@ -349,7 +349,10 @@ def _predictor_name(name: str) -> str:
 
 def _default_evaluator(space: Component) -> Component:
     """The benchmark table of the space (building it says so if there is none)."""
-    return Component("tabular", {"benchmark": space.name})
+    from ..benchmarks.base import tables_of
+    from ..evaluators.tabular import DATASETS
+    searchable = [name for name in tables_of(space.name) if name in DATASETS]
+    return Component("tabular", {"benchmark": searchable[0] if searchable else space.name})
 
 
 def _component(value: Any, key: str) -> Component:
