@@ -91,8 +91,12 @@ class Registry:
                 warnings.warn(f"flownas {self.kind} plug-in {ep.name!r} failed to load ({self._broken[ep.name]})",
                               RuntimeWarning, stacklevel=3)
                 continue
-            if ep.name not in self._entries:   # a plug-in may register itself
+            current = self._entries.get(ep.name)
+            if current is None:
                 self.register(ep.name, obj)
+            elif current is not obj:   # a plug-in may register itself; one named like another is left out
+                warnings.warn(f"flownas {self.kind} plug-in {ep.name!r} ({ep.value}) is ignored: {ep.name!r} is "
+                              f"{_qualname(current)} (give the plug-in another name)", RuntimeWarning, stacklevel=3)
         # set last: a failed import fails again, loudly, on the next lookup
         self._discovered = True
 

@@ -232,6 +232,20 @@ def test_the_nni_example_imports_nni_without_warnings():
     assert "nni" not in done.stdout, done.stdout
 
 
+def test_a_plugin_named_like_a_built_in_space_is_ignored_with_a_warning(monkeypatch, fresh_registry):
+    """Before: silently shadowed by the built-in."""
+    import importlib.metadata
+
+    from flownas.spaces.nb201 import NB201Space
+    clash = importlib.metadata.EntryPoint("nb201", "flownas.toys:ToySpace", "flownas.spaces")
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group: [clash] if group == "flownas.spaces" else real(group=group))
+    with pytest.warns(RuntimeWarning, match=r"plug-in 'nb201' \(flownas.toys:ToySpace\) is ignored: 'nb201' is "
+                                            r"flownas.spaces.nb201.NB201Space \(give the plug-in another name\)"):
+        assert fresh_registry.get("nb201") is NB201Space
+
+
 def test_a_broken_plugin_is_named_and_the_other_spaces_still_work(monkeypatch, fresh_registry, capsys):
     import importlib.metadata
     broken = importlib.metadata.EntryPoint("broken-cells", "flownas_no_such_plugin:Cells", "flownas.spaces")
