@@ -340,3 +340,12 @@ def test_a_multi_objective_search_records_and_draws_each_objective(tmp_path, cap
     rows = list(csv.DictReader(open(out / "history.csv")))
     assert len(rows) == 12 and all(float(r["params_m_c10"]) > 0 for r in rows)
     assert (out / "objectives.png").stat().st_size > 1000
+
+
+def test_the_summary_says_which_budget_ran_out(tmp_path, capsys, data_root):
+    """Before: 'stopped: budget' whichever it was."""
+    config = tmp_path / "cost.yaml"
+    config.write_text("strategy: evolution\nbudget: {evaluations: 500, cost_s: 3.6e4}\n")
+    for flags, said in (([], "stopped: budget of 36000 s of cost"), (["--budget", "4"], "stopped: budget of 4 evaluations")):
+        code, out, _ = run(capsys, "search", config, "--out", tmp_path / str(len(flags)), *flags)
+        assert code == 0 and said in " ".join(out.replace("│", " ").split())

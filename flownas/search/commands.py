@@ -217,7 +217,7 @@ def _print_summary(run, records, files, result=None) -> None:
     failed = sum(r.state == "failed" for r in finished)
     details = [f"{failed} failed"]   # of the finished: "2 finished, 1 failed" read as three
     if result is not None:
-        details += [f"{result.replayed} replayed from the ledger", f"stopped: {result.stopped}"]
+        details += [f"{result.replayed} replayed from the ledger", f"stopped: {_stopped(result, config, finished)}"]
     retried = sum(bool(r.retried) for r in finished)
     if retried:
         details.append(f"{retried} ran again after failing (--retry-failed)")
@@ -266,6 +266,19 @@ def _print_summary(run, records, files, result=None) -> None:
 
 
 # -- report -------------------------------------------------------------------
+def _stopped(result, config: dict, finished: list) -> str:
+    """Why the search stopped; for a budget, which one ran out."""
+    if result.stopped != "budget":
+        return result.stopped
+    from .config import _budget
+    budget = _budget(config["budget"])
+    if budget.evaluations is not None and len(finished) >= budget.evaluations:
+        return f"budget of {budget.evaluations} evaluations"
+    if budget.cost_s is not None:
+        return f"budget of {budget.cost_s:g} s of cost"
+    return "budget"
+
+
 def _cmd_report(args) -> int:
     from .api import Run, write_run_report
     run = Run.load(args.run_dir, args.storage)
