@@ -60,6 +60,25 @@ class Executor(abc.ABC):
         done, pending = cf.wait(list(futures), timeout=timeout, return_when=cf.FIRST_COMPLETED)
         return set(done), set(pending)
 
+    def _wait_collecting(self, futures: Iterable[cf.Future], timeout: float | None,
+                         collect: Callable[[set[cf.Future], float | None], bool]
+                         ) -> tuple[set[cf.Future], set[cf.Future]]:
+        """``wait`` for an executor that resolves its futures itself:
+        ``collect(futures, seconds)`` waits that long at most (None: as long as
+        it takes) for its own work and resolves what finished; it returns
+        False when none of ``futures`` is its own (they are waited for plainly)."""
+        futures = set(futures)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            done = {f for f in futures if f.done()}
+            if done:
+                return done, futures - done
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return set(), futures
+            if not collect(futures, left):   # futures from elsewhere
+                return Executor.wait(self, futures, left)
+
     def shutdown(self, cancel: bool = False) -> None:
         """Release the workers; ``cancel`` drops what has not started."""
 

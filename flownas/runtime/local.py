@@ -6,7 +6,6 @@ import concurrent.futures as cf
 import contextlib
 import multiprocessing
 import signal
-import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
@@ -102,24 +101,19 @@ class ProcessExecutor(Executor):
 
     def wait(self, futures: Iterable[cf.Future], timeout: float | None = None
              ) -> tuple[set[cf.Future], set[cf.Future]]:
-        futures = set(futures)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            done = {f for f in futures if f.done()}
-            if done:
-                return done, futures - done
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not self._running:   # futures from elsewhere
-                return super().wait(futures, left)
-            finished, _ = cf.wait(list(self._running), timeout=left, return_when=cf.FIRST_COMPLETED)
-            if not finished:
-                return set(), futures
-            if any(isinstance(inner.exception(), BrokenProcessPool) for inner in finished):
-                self._broken()
-            else:
-                for inner in finished:
-                    self._resolve(inner)
-            self._dispatch()
+        return self._wait_collecting(futures, timeout, self._collect)
+
+    def _collect(self, futures: set[cf.Future], seconds: float | None) -> bool:
+        if not self._running:
+            return False
+        finished, _ = cf.wait(list(self._running), timeout=seconds, return_when=cf.FIRST_COMPLETED)
+        if any(isinstance(inner.exception(), BrokenProcessPool) for inner in finished):
+            self._broken()
+        else:
+            for inner in finished:
+                self._resolve(inner)
+        self._dispatch()
+        return True
 
     def _resolve(self, inner: cf.Future) -> None:
         task = self._running.pop(inner)

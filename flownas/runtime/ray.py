@@ -27,7 +27,6 @@ import concurrent.futures as cf
 import contextlib
 import logging
 import os
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
@@ -196,25 +195,22 @@ class RayExecutor(Executor):
 
     def wait(self, futures: Iterable[cf.Future], timeout: float | None = None
              ) -> tuple[set[cf.Future], set[cf.Future]]:
-        futures = set(futures)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            done = {f for f in futures if f.done()}
-            if done:
-                return done, futures - done
-            refs = [ref for ref, task in self._tasks.items() if task.future in futures]
-            if not refs:   # futures from elsewhere
-                return super().wait(futures, None if deadline is None else max(0.0, deadline - time.monotonic()))
-            left = _WAIT_SLICE_S if deadline is None else min(_WAIT_SLICE_S, deadline - time.monotonic())
-            if left <= 0:
-                return set(), futures
-            import ray
-            ready, rest = ray.wait(refs, num_returns=1, timeout=left)
-            if ready and rest:   # collect everything done by now in one pass
-                more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
-                ready += more
-            for ref in ready:
-                self._collect(ref)
+        return self._wait_collecting(futures, timeout, self._collect_ready)
+
+    def _collect_ready(self, futures: set[cf.Future], seconds: float | None) -> bool:
+        """Resolve the tasks of ``futures`` that finish within ``seconds`` (one
+        slice at most, so Ctrl-C is seen between slices)."""
+        refs = [ref for ref, task in self._tasks.items() if task.future in futures]
+        if not refs:
+            return False
+        import ray
+        ready, rest = ray.wait(refs, num_returns=1, timeout=min(_WAIT_SLICE_S, seconds or _WAIT_SLICE_S))
+        if ready and rest:   # collect everything done by now in one pass
+            more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+            ready += more
+        for ref in ready:
+            self._collect(ref)
+        return True
 
     def _collect(self, ref) -> None:
         """Resolve the future of a finished task, or run the task again if its worker died."""
