@@ -100,18 +100,19 @@ def score(ops) -> float:
 class ToyEvaluator(Evaluator):
     """Objective ``val``; ``fail`` (an op string) raises; ``crash`` (an op string)
     kills the worker process evaluating it, as an OOM kill would (in a worker
-    process only); ``log`` gets one line per evaluation; each evaluation but a
+    process only; by ``crash_signal`` if given); ``log`` gets one line per evaluation; each evaluation but a
     crash takes ``delay_s``."""
 
     objective = "val"
     test_metric = "test"
 
     def __init__(self, fail: str | None = None, log: str | None = None, crash: str | None = None,
-                 delay_s: float = 0.0):
+                 delay_s: float = 0.0, crash_signal: int | None = None):
         self.fail = fail
         self.log = log
         self.crash = crash
         self.delay_s = delay_s
+        self.crash_signal = crash_signal   # the crash is this signal (e.g. SIGTERM), not an exit
 
     def evaluate(self, arch, fidelity=None):
         ops = ToySpace().chain(arch)
@@ -125,6 +126,8 @@ class ToyEvaluator(Evaluator):
             import os
             if multiprocessing.parent_process() is None:
                 raise RuntimeError("ToyEvaluator(crash=...) kills only a worker process, not the driver")
+            if self.crash_signal is not None:
+                os.kill(os.getpid(), self.crash_signal)
             os._exit(1)
         if self.delay_s:
             import time

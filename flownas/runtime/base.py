@@ -73,11 +73,12 @@ class Executor(abc.ABC):
             done = {f for f in futures if f.done()}
             if done:
                 return done, futures - done
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return set(), futures
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not collect(futures, left):   # futures from elsewhere
                 return Executor.wait(self, futures, left)
+            if left == 0:   # time is up: what one look collected
+                done = {f for f in futures if f.done()}
+                return done, futures - done
 
     def shutdown(self, cancel: bool = False) -> None:
         """Release the workers; ``cancel`` drops what has not started."""

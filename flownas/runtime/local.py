@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import itertools
 import multiprocessing
+import os
+import shutil
 import signal
+import tempfile
+import threading
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
@@ -34,8 +39,9 @@ class InlineExecutor(Executor):
 
 @dataclass(eq=False)
 class _Task:
-    """One submitted call: the future handed out, and how often a worker died running it alone."""
+    """One submitted call: the future handed out, and how often it killed its worker."""
 
+    id: int
     fn: Callable[..., Any]
     args: tuple
     kwargs: dict
@@ -48,11 +54,16 @@ class ProcessExecutor(Executor):
     """A pool of ``workers`` processes (spawned: no state leaks from the driver).
 
     When a worker dies (a crash, an OOM kill) the pool breaks and every call
-    in flight fails with it, though only one killed it. So each of them runs
-    again, alone: a death counts against a call only when it ran alone, and
-    one that killed its worker alone more than ``max_retries`` times fails
-    with ``WorkerLost`` (Ray's rule). The others are not failed for it. Every
-    run again is reported through ``on_retry``; new calls wait meanwhile.
+    in flight fails with it, though one killed it. Each call notes its worker's
+    pid when it starts, so the one whose worker died is known: that death
+    counts against it, and the others run again as they were, in a fresh pool.
+    A call that killed its worker more than ``max_retries`` times fails with
+    ``WorkerLost`` (Ray's rule). Where the dead worker's call is not known (it
+    died before noting its pid, or was ended by a signal like the pool's own
+    SIGTERM), each call in flight runs again alone, nothing beside it, and a
+    death counts against one that ran alone. Every rerun is reported through
+    ``on_retry``. Outcomes resolve the futures as they come; a broken pool is
+    dealt with inside ``wait`` (as in ``SearchLoop``, which waits on them).
 
     Workers ignore SIGINT: Ctrl-C in a terminal signals the whole process
     group, and the driver alone handles it (``flownas: interrupted``); its
@@ -68,10 +79,13 @@ class ProcessExecutor(Executor):
         self.workers = workers
         self.max_retries = max_retries
         self._pool: cf.ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()                 # _running: the pool's threads resolve outcomes too
         self._running: dict[cf.Future, _Task] = {}   # the pool's future -> its task
-        self._suspects: list[_Task] = []   # in flight when the pool broke: each runs again alone
+        self._suspects: list[_Task] = []   # in flight when the pool broke, no culprit known: each runs alone
         self._alone: _Task | None = None   # the suspect running now, alone
         self._waiting: list[_Task] = []    # submitted while suspects run
+        self._ids = itertools.count()
+        self._pids: str | None = None      # a folder where each call notes its worker's pid
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
@@ -79,95 +93,148 @@ class ProcessExecutor(Executor):
 
     def submit(self, fn: Callable[..., Any], /, *args: Any,
                resources: Mapping[str, float] | None = None, **kwargs: Any) -> cf.Future:
-        task = _Task(fn, args, kwargs)
+        task = _Task(next(self._ids), fn, args, kwargs)
         task.future.set_running_or_notify_cancel()
-        if self._suspects or self._alone is not None:
-            self._waiting.append(task)
-        else:
-            self._start(task)
+        self._waiting.append(task)
+        self._dispatch()
         return task.future
 
-    def _start(self, task: _Task) -> None:
+    def _start(self, task: _Task) -> bool:
+        """Submit ``task`` to the pool; False if the pool broke with calls in it (``wait`` sees to them)."""
         with _sigint_blocked():   # the pool spawns its workers here: they start with SIGINT held off
-            if self._pool is None:
-                self._pool = self._new_pool()
-            try:
-                inner = self._pool.submit(task.fn, *task.args, **task.kwargs)
-            except BrokenProcessPool:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = self._new_pool()
-                inner = self._pool.submit(task.fn, *task.args, **task.kwargs)
-        self._running[inner] = task
+            for _ in range(2):
+                if self._pool is None:
+                    self._pool = self._new_pool()
+                    self._pids = self._pids or tempfile.mkdtemp(prefix="flownas-pids-")
+                try:
+                    inner = self._pool.submit(_noting_pid, self._pids, task.id, task.fn, task.args, task.kwargs)
+                    break
+                except BrokenProcessPool:   # a worker died since the last wait
+                    with self._lock:
+                        if self._running:
+                            return False
+                    self._pool.shutdown(wait=False, cancel_futures=True)   # it held no call: just replace it
+                    self._pool = None
+        with self._lock:
+            self._running[inner] = task
+        inner.add_done_callback(self._outcome)
+        return True
+
+    def _outcome(self, inner: cf.Future) -> None:
+        """Resolve a call's future as soon as it has an outcome (in the pool's thread); a
+        broken pool is left to ``wait``, which knows what runs again."""
+        if isinstance(inner.exception(), BrokenProcessPool):
+            return
+        with self._lock:
+            task = self._running.pop(inner, None)
+        if task is None:   # cancelled by shutdown
+            return
+        if inner.exception() is not None:
+            task.future.set_exception(inner.exception())
+        else:
+            task.future.set_result(inner.result())
 
     def wait(self, futures: Iterable[cf.Future], timeout: float | None = None
              ) -> tuple[set[cf.Future], set[cf.Future]]:
         return self._wait_collecting(futures, timeout, self._collect)
 
     def _collect(self, futures: set[cf.Future], seconds: float | None) -> bool:
-        if not self._running:
+        with self._lock:
+            running = list(self._running)
+            own = {t.future for t in self._running.values()}
+        own.update(t.future for t in [*self._waiting, *self._suspects])
+        if not own & futures:
             return False
-        finished, _ = cf.wait(list(self._running), timeout=seconds, return_when=cf.FIRST_COMPLETED)
-        if any(isinstance(inner.exception(), BrokenProcessPool) for inner in finished):
+        cf.wait(running, timeout=seconds, return_when=cf.FIRST_COMPLETED)
+        if any(f.done() and isinstance(f.exception(), BrokenProcessPool) for f in running):
             self._broken()
-        else:
-            for inner in finished:
-                self._resolve(inner)
         self._dispatch()
         return True
 
-    def _resolve(self, inner: cf.Future) -> None:
-        task = self._running.pop(inner)
-        if task is self._alone:
-            self._alone = None
-        if inner.exception() is not None:
-            task.future.set_exception(inner.exception())
-        else:
-            task.future.set_result(inner.result())
-
     def _broken(self) -> None:
-        """A worker died, and the pool with it: what finished before is kept; every
-        other call in flight is a suspect, and a death counts against one that ran alone."""
-        for inner in list(self._running):
-            if inner.done() and not isinstance(inner.exception(), BrokenProcessPool):
-                self._resolve(inner)
-        suspects = list(self._running.values())
-        self._running.clear()
+        """A worker died, and the pool with it. The call whose worker died (by the
+        pids the calls noted, and the exit codes) is charged with the death; the
+        others in flight run again as they were. No culprit known: each runs alone."""
+        pool, self._pool = self._pool, None
+        with self._lock:
+            running = list(self._running)
+        cf.wait(running, timeout=30)   # the pool fails every call in it at once; let it finish doing so
+        processes = dict(getattr(pool, "_processes", None) or {})
+        for process in processes.values():   # the pool ends the live ones (SIGTERM): their exit codes come soon
+            with contextlib.suppress(Exception):
+                process.join(2)
+        crashed = {pid for pid, process in processes.items() if process.exitcode not in (None, 0, -signal.SIGTERM)}
+        with self._lock:   # calls that finished before the break keep their outcomes (their callbacks)
+            broken = [f for f in self._running if f.done() and isinstance(f.exception(), BrokenProcessPool)]
+            in_flight = [self._running.pop(f) for f in broken]
+        pool.shutdown(wait=False, cancel_futures=True)
+        culprits = [t for t in in_flight if _noted_pid(self._pids, t.id) in crashed]
+        alone = self._alone in in_flight and len(in_flight) == 1
         self._alone = None
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._pool = None
-        for task in suspects:
-            if len(suspects) == 1:
+        if alone:
+            culprits = in_flight
+        again: list[_Task] = []
+        for task in in_flight:
+            if task in culprits:
                 task.deaths += 1
-            if task.deaths > self.max_retries:
-                task.future.set_exception(WorkerLost(
-                    f"its worker process died each time it ran alone ({task.deaths} times)"))
-                continue
+                if task.deaths > self.max_retries:
+                    task.future.set_exception(WorkerLost(f"its worker process died each time it ran "
+                                                         f"({task.deaths} times)"))
+                    continue
+                reason = "WorkerLost: its worker process died"
+            elif culprits:
+                reason = "WorkerLost: another worker process died and the pool with it (runs again)"
+            else:
+                reason = "WorkerLost: a worker process died while it ran beside others (runs again alone)"
             if self.on_retry is not None:
-                self.on_retry(task.future, "WorkerLost: its worker process died" if len(suspects) == 1 else
-                              "WorkerLost: a worker process died while it ran beside others (runs again alone)")
-            self._suspects.append(task)
+                self.on_retry(task.future, reason)
+            (again if culprits else self._suspects).append(task)
+        self._waiting[:0] = again   # before anything submitted since
 
     def _dispatch(self) -> None:
-        """Suspects run one at a time, with nothing beside them; then the calls that waited."""
-        if self._running:
+        """Suspects run one at a time, with nothing beside them; else what waits, up to ``workers``."""
+        with self._lock:
+            busy = len(self._running)
+        if self._alone is not None and self._alone.future.done():
+            self._alone = None
+        if self._alone is not None:
             return
         if self._suspects:
+            if busy:
+                return
             self._alone = self._suspects.pop(0)
-            self._start(self._alone)
+            if not self._start(self._alone):
+                self._suspects.insert(0, self._alone)
+                self._alone = None
             return
-        while self._waiting:
-            self._start(self._waiting.pop(0))
+        while self._waiting and busy < self.workers:
+            if not self._start(self._waiting[0]):
+                return   # the pool broke: the next wait deals with it
+            self._waiting.pop(0)
+            busy += 1
 
     def shutdown(self, cancel: bool = False) -> None:
         if cancel:
             self._alone = None
-            for task in [*self._running.values(), *self._suspects, *self._waiting]:
-                task.future.set_exception(cf.CancelledError("cancelled by shutdown"))
+            with self._lock:
+                running = list(self._running.values())
+                self._running.clear()
+            for task in [*running, *self._suspects, *self._waiting]:
+                if not task.future.done():
+                    task.future.set_exception(cf.CancelledError("cancelled by shutdown"))
             self._suspects.clear()
             self._waiting.clear()
         else:
-            while self._running or self._suspects or self._waiting:
-                self.wait([t.future for t in [*self._running.values(), *self._suspects, *self._waiting]])
+            while True:
+                with self._lock:
+                    pending = [t.future for t in self._running.values()]
+                pending += [t.future for t in [*self._suspects, *self._waiting]]
+                if not pending:
+                    break
+                self.wait(pending)
+        if self._pids is not None:
+            shutil.rmtree(self._pids, ignore_errors=True)
+            self._pids = None
         if self._pool is None:
             return
         pool, self._pool = self._pool, None
@@ -184,7 +251,22 @@ class ProcessExecutor(Executor):
         for process in processes:
             with contextlib.suppress(Exception):
                 process.join(5)
-        self._running.clear()
+
+
+def _noting_pid(folder: str, task_id: int, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    """What a worker runs: the call, after noting which process runs it (written before
+    the call starts, so a worker that dies in it is known by its pid)."""
+    with open(os.path.join(folder, str(task_id)), "w") as fh:
+        fh.write(str(os.getpid()))
+    return fn(*args, **kwargs)
+
+
+def _noted_pid(folder: str | None, task_id: int) -> int | None:
+    try:
+        with open(os.path.join(folder or "", str(task_id))) as fh:
+            return int(fh.read())
+    except (OSError, ValueError):
+        return None
 
 
 def _ignore_sigint() -> None:

@@ -204,7 +204,7 @@ class RayExecutor(Executor):
         if not refs:
             return False
         import ray
-        ready, rest = ray.wait(refs, num_returns=1, timeout=min(_WAIT_SLICE_S, seconds or _WAIT_SLICE_S))
+        ready, rest = ray.wait(refs, num_returns=1, timeout=_WAIT_SLICE_S if seconds is None else min(_WAIT_SLICE_S, seconds))
         if ready and rest:   # collect everything done by now in one pass
             more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
             ready += more
