@@ -457,3 +457,32 @@ def test_spaces_built_into_flownas_are_not_rechecked():
     assert BrokenCells.sample._flownas_checked and BrokenCells.mutate._flownas_checked
     assert BrokenCells.from_params._flownas_checked
     assert not getattr(BrokenCells.validate, "_flownas_checked", False)
+
+
+def test_a_space_whose_normalize_completes_what_sample_returns_still_searches():
+    """A user's NB101 variant whose sample leaves dead vertices for normalize() to prune (as NB101's own
+    normalize does): strategies normalize what they propose, so the check validates the normalized form."""
+    from flownas.arch import Architecture
+    from flownas.registry import STRATEGIES
+    from flownas.spaces.nb101 import NB101Space
+
+    class Unpruned(NB101Space):
+        name = "test-unpruned-101"
+
+        def sample(self, rng):
+            while True:
+                upper = np.triu(rng.integers(0, 2, (7, 7)), 1)
+                ops = ["input", *rng.choice(["conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3"], 5), "output"]
+                arch = Architecture.from_edges(ops, [(i, j) for i in range(7) for j in range(7) if upper[i, j]],
+                                               self.name)
+                try:
+                    pruned = self.normalize(arch)
+                    self.validate(pruned)
+                except ArchitectureError:
+                    continue
+                if pruned.num_nodes < arch.num_nodes:   # a dead vertex left for normalize
+                    return arch
+
+    space = Unpruned()
+    strategy = STRATEGIES.get("random")(space, seed=0)
+    assert len({a.key for a in (strategy.ask(1)[0] for _ in range(5))}) == 5

@@ -334,8 +334,8 @@ def _checked(method: str, fn):
         if not isinstance(arch, Architecture):
             raise SpaceMethodError(f"space {name!r}: {method}() returned {type(arch).__name__}, "
                                    f"not an Architecture {fix}")
-        try:
-            self.validate(arch)
+        try:   # a member once normalized, as strategies use it (normalize may prune what sample left)
+            self.validate(self.normalize(arch))
         except ArchitectureError as exc:
             why = exc.rule if isinstance(exc, NotInSpaceError) else str(exc)
             message = f"space {name!r}: {method}() returned a non-member: {why} {fix}"
