@@ -13,7 +13,7 @@ from flownas.evaluators.base import Evaluator, Result
 from flownas.registry import STRATEGIES
 from flownas.runtime.local import InlineExecutor, ProcessExecutor
 from flownas.search.loop import Budget, SearchAborted, SearchLoop
-from flownas.store import Ledger, storage_url
+from flownas.store import Ledger, Record, storage_url
 from flownas.toys import RidgePredictor, ToyEvaluator, ToySpace, optimum
 
 
@@ -173,6 +173,20 @@ def test_resume_with_a_smaller_budget_shows_everything_recorded_and_runs_nothing
         shorter = loop(ledger, budget=budget).run()
         assert shorter.replayed == 20 and outcome(shorter) == outcome(full) and shorter.best.value == full.best.value
     assert len(ledger.records()) == 20
+    # a killed search with several workers can leave a candidate running with finished ones after it
+    holed = Ledger.create(None, "holed", {})
+    for r in ledger.records():
+        trial = holed.start(r.seq, r.arch, r.info)
+        if r.seq != 18:
+            done = Record(r.seq, trial, r.arch, dict(r.info))
+            done.state, done.value, done.metrics, done.cost_s = r.state, r.value, r.metrics, r.cost_s
+            done.done = {19: 17, 17: 18}.get(r.seq, r.done)
+            holed.finish(done)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # not "the strategy did not replay" (a warm start for good)
+        shorter = loop(holed, budget=Budget(10)).run()
+    assert not shorter.warm_started and shorter.replayed == 18   # up to the running one
+    assert [r.state for r in holed.records() if r.seq == 18] == ["running"]   # nothing run past the budget
 
 
 def test_a_strategy_that_does_not_replay_falls_back_to_a_warm_start(tmp_path):

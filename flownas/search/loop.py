@@ -243,6 +243,9 @@ class SearchLoop:
         if self._log:   # replaying: the next completion is the recorded one
             record = self._log[0]
             if record.seq not in self._inflight:
+                if not self._budget_left():   # dispatching stopped at a smaller budget before it
+                    self._log.popleft()
+                    return
                 raise _Diverged(record.seq, "it finished in the ledger before the replay dispatched it")
             self._log.popleft()
             del self._inflight[record.seq]
