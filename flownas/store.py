@@ -141,6 +141,12 @@ def _read_only(path: Path):
     return sqlite3.connect(path.as_uri() + ("?mode=ro" if in_use else "?immutable=1"), uri=True, timeout=10)
 
 
+def _sqlite_header(path: Path) -> bool:
+    """The file starts as every SQLite database does (a damaged ledger too, mostly)."""
+    with open(path, "rb") as fh:
+        return fh.read(16) == b"SQLite format 3\x00"
+
+
 def check_sqlite_ledger(path: Path, must_exist: bool) -> None:
     """An existing SQLite ledger is read before Optuna opens it (which would
     create a missing file, or write its tables into any SQLite file): a
@@ -176,7 +182,7 @@ def check_sqlite_ledger(path: Path, must_exist: bool) -> None:
         problem = str(exc)
     finally:
         connection.close()
-    if problem is not None and not must_exist and "not a database" in problem:   # a new search's --storage
+    if problem is not None and not must_exist and not _sqlite_header(path):   # a new search's --storage
         raise FlownasError(f"{path} is not a ledger (not a SQLite file): choose another file, or leave it out")
     if problem is not None:
         raise FlownasError(f"the ledger {path} is damaged ({problem}): restore it from a copy")
@@ -477,8 +483,9 @@ def _writes(method):
     return write
 
 
-def _not_written(url: str | None, exc: BaseException) -> FlownasError | None:
-    """The one-line error of a failed ledger write, or None if ``exc`` is not the storage's."""
+def _not_written(url: str | None, exc: BaseException, creating: bool = False) -> FlownasError | None:
+    """The one-line error of a failed ledger write, or None if ``exc`` is not the storage's;
+    ``creating``: the search was being started (nothing is recorded, nothing resumes)."""
     import optuna
     import sqlalchemy
     if not isinstance(exc, (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)):
@@ -487,8 +494,13 @@ def _not_written(url: str | None, exc: BaseException) -> FlownasError | None:
     while cause.__cause__ is not None or getattr(cause, "orig", None) is not None:
         cause = getattr(cause, "orig", None) or cause.__cause__
     where = sqlite_file(url) or shown_url(url or "in memory")
-    error = FlownasError(f"the ledger {where} could not be written ({str(cause).splitlines()[0]}): what it "
-                         f"recorded is kept; once that is fixed, continue with --resume")
+    why = (str(cause).splitlines() or [type(cause).__name__])[0]   # some drivers' errors have no text
+    if creating:
+        error = FlownasError(f"the ledger {where} could not be created ({why}): once that is fixed, "
+                             f"start the search again")
+    else:
+        error = FlownasError(f"the ledger {where} could not be written ({why}): what it recorded is kept; "
+                             f"once that is fixed, continue with --resume")
     error.__cause__ = exc
     return error
 
@@ -534,20 +546,24 @@ class Ledger:
         except BaseException as exc:
             if lock is not None:
                 lock.release()
-            raise (None if isinstance(exc, FlownasError) else _not_written(url, exc)) or exc
+            raise (None if isinstance(exc, FlownasError) else _not_written(url, exc, creating=True)) or exc
         return cls(backend, study_id, study_name, url, lock)
 
     @staticmethod
-    def check_new(storage: str | Path | None, study_name: str) -> None:
+    def check_new(storage: str | Path | None, study_name: str, made: Path | None = None) -> None:
         """What ``create`` would refuse (a server unreachable, a SQLite file that
         is no ledger or whose folder is missing, a search of that name there),
-        found without writing: ``--check``."""
+        found without writing: ``--check``. ``made``: a folder the search makes
+        before it creates the ledger (its run directory, with its parents)."""
         import sqlite3
 
         import sqlalchemy
         url = storage_url(storage)
         path = sqlite_file(url)
         if path is not None:
+            made = Path(made).resolve() if made is not None else None
+            if made is not None and not path.parent.exists() and (path.parent == made or path.parent in made.parents):
+                return   # in a folder the search makes (the run directory, or one of its parents): a new file
             check_sqlite_ledger(path, must_exist=False)   # a folder, a file that is no ledger, a missing folder
             if path.is_file() and path.stat().st_size:
                 connection = _read_only(path)

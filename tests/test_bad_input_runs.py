@@ -380,6 +380,9 @@ def test_check_finds_what_a_new_searchs_sqlite_storage_would_refuse(tmp_path, ca
                                  "--out", tmp_path / "second", *flags)
             assert message in err
     assert text.read_text() == "my notes\n" * 100
+    inside = tmp_path / "new" / "run"   # a --storage in the run directory the search makes: fine
+    assert run(capsys, "search", "--strategy", "random", "--budget", "2", "--storage", inside / "l.db",
+               "--out", inside, "--check")[0] == 0 and not inside.exists()
 
 
 def test_check_refuses_retry_failed_without_resume_and_resume_refuses_another_name(finished, capsys):
@@ -392,3 +395,39 @@ def test_check_refuses_retry_failed_without_resume_and_resume_refuses_another_na
         assert "--name: 'another' differs from the search recorded in " in err and "'nb201-cifar10-evolution-seed0'" in err
     assert run(capsys, "search", "--resume", "--out", finished, "--name", "nb201-cifar10-evolution-seed0",
                "--quiet")[0] == 0
+
+
+def test_a_ledger_that_cannot_be_created_says_start_again_and_an_empty_driver_message_is_named(tmp_path, monkeypatch):
+    """Review: 'continue with --resume' where nothing was recorded; an error without text was an IndexError."""
+    import optuna
+    import sqlalchemy
+
+    from flownas.store import Ledger
+
+    def fails(message):
+        def set_attr(self, *args, **kwargs):
+            try:
+                raise sqlalchemy.exc.OperationalError("UPDATE", {}, Exception(message))
+            except sqlalchemy.exc.OperationalError as exc:
+                raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from exc
+        return set_attr
+    for message, why in (("database or disk is full", "database or disk is full"), ("", "Exception")):
+        monkeypatch.setattr(optuna.storages.RDBStorage, "set_study_user_attr", fails(message))
+        path = tmp_path / f"l{len(message)}.db"
+        with pytest.raises(FlownasError, match=rf"^the ledger {path} could not be created \({why}\): once that "
+                                               r"is fixed, start the search again$"):
+            Ledger.create(path, "s", {})
+
+
+def test_a_shared_ledger_with_a_damaged_page_is_damaged_not_another_file(tmp_path, capsys, data_root):
+    """Review: SQLite says 'file is not a database' for a damaged header too; only a file that does not start
+    as SQLite is 'not a ledger'."""
+    shared = tmp_path / "shared.db"
+    assert run(capsys, "search", "--strategy", "random", "--budget", "2", "--storage", shared, "--out",
+               tmp_path / "first", "--quiet")[0] == 0
+    data = bytearray(shared.read_bytes())
+    data[16:100] = bytes(84)   # the header after its magic string
+    shared.write_bytes(bytes(data))
+    err = one_line_error(capsys, "search", "--strategy", "random", "--budget", "2", "--seed", "1", "--storage",
+                         shared, "--out", tmp_path / "second", "--check")
+    assert f"the ledger {shared} is damaged (" in err and "restore it from a copy" in err

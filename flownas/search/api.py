@@ -369,7 +369,7 @@ def check_search(config: SearchConfig | None, *, resume: bool = False, run_dir: 
         config, run = new_run(config)
         _refuse_a_second_start(run)
         _check_out_dir(run)
-        Ledger.check_new(run.storage, run.study)   # a --storage: reachable or creatable, and the name free there
+        Ledger.check_new(run.storage, run.study, made=run.dir)   # reachable or creatable, the name free there
     parts = build(config)
     parts.executor.check()   # a Ray cluster: reachable, with the resources each evaluation asks for
     return {"config": config, "run": run, "records": records, "space": describe_space(parts.space),
