@@ -265,8 +265,9 @@ class Architecture:
             return True
         if (self.space, self.num_nodes, self.num_edges) != (other.space, other.num_nodes, other.num_edges):
             return False
-        if self.ops == other.ops and self.edges == other.edges and _same_attrs(self.attrs, other.attrs):
+        if self.ops == other.ops and self.edges == other.edges and not self.attrs and not other.attrs:
             return True
+        # attributes: by JSON value and type, as the keys see them (cached: a set or dict lookup hashed them)
         return self.key == other.key
 
     def __hash__(self) -> int:
@@ -275,7 +276,7 @@ class Architecture:
     def same_numbering(self, other: "Architecture") -> bool:
         """Identical node for node (stricter than ``==``, which is isomorphism)."""
         return (self.space, self.ops, self.edges) == (other.space, other.ops, other.edges) \
-            and _same_attrs(self.attrs, other.attrs)
+            and same_json(self.attrs or (), other.attrs or ())
 
     def with_ops(self, ops: Sequence[str], attrs: Sequence[Mapping[str, Any]] | None = None
                  ) -> "Architecture":
@@ -491,14 +492,21 @@ def _attrs_key(a) -> str:
     return json.dumps(_thaw(a), sort_keys=True, separators=(",", ":")) if a else ""
 
 
-def _same_attrs(a, b) -> bool:
-    """Equal attributes as ``key`` sees them: by value and JSON type (Python has
-    204 == 204.0 and 1 == True, but their JSON, hence their keys, differ)."""
+def same_json(a, b) -> bool:
+    """Equal as JSON, hence an architecture's key, sees them: by value and JSON
+    type (Python has 204 == 204.0 and 1 == True; their JSON differs); lists and
+    tuples are one JSON type, as are all mappings."""
     if a is b:
         return True
-    if a != b:
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(map(same_json, a, b))
+    if isinstance(a, Mapping):
+        return isinstance(b, Mapping) and a.keys() == b.keys() and all(same_json(v, b[k]) for k, v in a.items())
+    if type(a) is not type(b):
         return False
-    return [_attrs_key(x) for x in a] == [_attrs_key(y) for y in b]
+    if type(a) is float and a == 0.0 == b:
+        return math.copysign(1.0, a) == math.copysign(1.0, b)   # 0.0 and -0.0: two JSON texts
+    return a == b
 
 
 def _inverse(order: Sequence[int]) -> list[int]:

@@ -9,32 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..arch import Architecture
+from ..arch import Architecture, same_json
 from .base import SearchSpace
 
 Node = tuple[str, dict[str, Any]]
-
-
-def _same(a, b) -> bool:
-    """Equal and of one type (an architecture's key tells 204 from 204.0 and 1 from
-    True; Python's == does not). Lists and tuples count as one type (attributes
-    store lists as tuples)."""
-    if a != b:
-        return False
-    if isinstance(a, dict):
-        for k, v in a.items():
-            w = b[k]
-            if type(v) is not type(w) or isinstance(v, (tuple, list)):
-                if not _same_value(v, w):
-                    return False
-        return True
-    return _same_value(a, b)
-
-
-def _same_value(a, b) -> bool:
-    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
-        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
-    return type(a) is type(b) and a == b
 
 
 def chain_arch(space: str, nodes: Sequence[Node]) -> Architecture:
@@ -68,8 +46,7 @@ class ChainSpace(SearchSpace):
             if op != op_w:
                 raise self._error(f"layer {i} is {op!r}, expected {op_w!r}")
             # equal values of another type (204.0 for 204, 1 for True) give another key: not a member
-            if attrs != attrs_w or tuple(map(type, attrs.values())) != tuple(
-                    map(type, map(attrs_w.__getitem__, attrs))) and not _same(attrs, attrs_w):
-                bad = sorted(k for k in set(attrs) | set(attrs_w) if not _same(attrs.get(k), attrs_w.get(k)))
+            if not same_json(attrs, attrs_w):
+                bad = sorted(k for k in set(attrs) | set(attrs_w) if not same_json(attrs.get(k), attrs_w.get(k)))
                 shown = ", ".join(f"{k}={attrs.get(k)!r} (expected {attrs_w.get(k)!r})" for k in bad)
                 raise self._error(f"layer {i} ({op}) has {shown}")
