@@ -46,7 +46,8 @@ class ChainSpace(SearchSpace):
             if op != op_w:
                 raise self._error(f"layer {i} is {op!r}, expected {op_w!r}")
             # equal values of another type (204.0 for 204, 1 for True) give another key: not a member
-            if not same_json(attrs, attrs_w):
+            if attrs != attrs_w or any(type(v) is not type(attrs_w[k]) for k, v in attrs.items()) \
+                    and not same_json(attrs, attrs_w):
                 bad = sorted(k for k in set(attrs) | set(attrs_w) if not same_json(attrs.get(k), attrs_w.get(k)))
                 shown = ", ".join(f"{k}={attrs.get(k)!r} (expected {attrs_w.get(k)!r})" for k in bad)
                 raise self._error(f"layer {i} ({op}) has {shown}")
