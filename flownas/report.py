@@ -196,9 +196,10 @@ def write_report(run_dir: Path, records: Sequence[Record], *, to_string, objecti
                  test_metric: str | None, title: str, constraints: Sequence[dict[str, Any]] = (),
                  objectives: Sequence[str] = ()) -> dict[str, Path]:
     """Every file above that the records allow; returns them by kind. ``objectives``:
-    a multi-objective search's ``METRIC[:min|:max]``, the search objective first."""
+    a multi-objective search's ``METRIC[:min|:max]`` (the search objective among them)."""
     run_dir = Path(run_dir)
-    others = [(name, direction == "min") for name, _, direction in (str(o).partition(":") for o in objectives[1:])]
+    others = [(name, direction == "min") for name, _, direction in (str(o).partition(":") for o in objectives)
+              if name != objective]   # the search objective may be listed anywhere
     rows = history_rows(records, to_string, test_metric, [name for name, _ in others])
     files = {"history": run_dir / "history.csv"}
     write_history(files["history"], rows)

@@ -333,8 +333,8 @@ def test_a_multi_objective_search_records_and_draws_each_objective(tmp_path, cap
     """Before: without a constraint the second objective had no history column and no plot."""
     import csv
     config = tmp_path / "mo.yaml"
-    config.write_text('strategy: {name: optuna, objectives: [c10_valid_val_acc_200, "params_m_c10:min"]}\n'
-                      "budget: 12\n")
+    config.write_text('strategy: {name: optuna, objectives: ["params_m_c10:min", c10_valid_val_acc_200]}\n'
+                      "budget: 12\n")   # the search objective need not come first
     out = tmp_path / "run"
     assert run(capsys, "search", config, "--out", out, "--quiet")[0] == 0
     rows = list(csv.DictReader(open(out / "history.csv")))
