@@ -64,7 +64,7 @@ def run_seed(config: SearchConfig, seed: int, threads: int | None = None) -> dic
 
 def summarize(runs: Sequence[dict[str, Any]], best: dict[str, Any], budget: int) -> dict[str, Any]:
     checkpoints = {}
-    for n in CHECKPOINTS:
+    for n in sorted({*CHECKPOINTS, budget}):   # the budget itself too: the final incumbent over seeds
         if n > budget:
             continue
         values = [r["test"][n - 1] for r in runs if len(r["test"]) >= n and r["test"][n - 1] is not None]

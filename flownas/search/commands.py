@@ -247,7 +247,8 @@ def _print_summary(run, records, files, result=None) -> None:
     amount = f"{cost / 3600:.1f} h" if cost >= 360 else f"{cost:.1f} s"
     tabular = name(config["evaluator"]) == "tabular"
     what = "training (simulated: the table's times)" if tabular else "evaluation"
-    if tabular and finished and cost == 0:   # NB301: surrogate accuracies, no training times
+    evaluator = config["evaluator"] if isinstance(config["evaluator"], dict) else {}
+    if tabular and evaluator.get("benchmark") == "nb301":   # surrogate accuracies, no training times
         table.add_row("cost", "none recorded (the table logs no training times)")
     else:
         table.add_row("cost", f"{amount} of {what}")
@@ -313,7 +314,6 @@ def _cmd_bench(args) -> int:
               f"{'-' if value is None else f'{value:.3f}'} ({run['wall_s']:.1f} s)", file=sys.stderr)
 
     data = bench_search(config, seeds, jobs=args.jobs, progress=progress)
-    _add_budget_checkpoint(data, args.budget)
     data["command"] = _bench_command(args)
     print(f"{config.space.name} {config.dataset or ''} {config.strategy.name}: {len(seeds)} seed{'s' if len(seeds) != 1 else ''}, "
           f"budget {args.budget}, {time.perf_counter() - start:.0f} s")
@@ -359,19 +359,6 @@ def _reported_metric(config) -> str:
     from ..registry import EVALUATORS
     evaluator = construct("evaluator", EVALUATORS.get(config.evaluator.name), **config.evaluator_params())
     return getattr(evaluator, "test_metric", None) or evaluator.objective
-
-
-def _add_budget_checkpoint(data: dict[str, Any], budget: int) -> None:
-    """The summary's checkpoints are 25/50/100/150 evaluations; a budget that
-    is none of them is one more, so the final incumbent is averaged too."""
-    import statistics
-    if str(budget) in data["checkpoints"]:
-        return
-    values = [r["test"][budget - 1] for r in data["runs"]
-              if len(r["test"]) >= budget and r["test"][budget - 1] is not None]
-    data["checkpoints"][str(budget)] = {"mean": statistics.fmean(values) if values else None,
-                                        "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-                                        "seeds": len(values)}
 
 
 def _bench_command(args) -> str:
