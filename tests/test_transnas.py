@@ -107,7 +107,7 @@ def test_lookup_misses_and_foreign_archs(transnas_table):
     held = {text for kind, text in transnas_table._rows if kind == "micro"}
     missing = next(a for a in MICRO.enumerate() if MICRO.to_string(a) not in held)
     with pytest.raises(NotInTableError, match=r"transnas table has no record of 64-41414-.* \(the table holds "
-                                              rf"{len(held)} of the 4,096 micro cells\)"):
+                                              rf"{len(held):,} of the 4,096 micro cells\)"):
         transnas_table.query(missing)
 
 

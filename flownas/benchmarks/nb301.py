@@ -37,8 +37,8 @@ class NB301Table(Benchmark):
         try:
             return dict(self._rows[arch.key])
         except KeyError:
-            raise self._missing(arch, f"{self._space.to_string(arch)} (the table holds 1,218 sampled genotypes "
-                                      f"of DARTS's about 10^18)") from None
+            raise self._missing(arch, f"{self._space.to_string(arch)} (the table holds {len(self._rows):,} sampled "
+                                      f"genotypes of DARTS's about 10^18)") from None
 
     def archs(self) -> list[Architecture]:
         return list(self._archs)
