@@ -296,4 +296,6 @@ def _sigint_blocked():
 def local(workers: int = 1, max_retries: int = 2) -> Executor:
     """This machine: in-process for one worker, a process pool for several
     (``max_retries``: how often a call whose worker died runs again)."""
+    if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
+        raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
     return InlineExecutor() if workers == 1 else ProcessExecutor(workers, max_retries)

@@ -91,7 +91,8 @@ class RayExecutor(Executor):
         self.address = address
         self.on_this_machine = address is None   # an instance of its own; a cluster's nodes have their own disks
         if address is not None and not _address_form(address):
-            raise key_error("executor.address", f"{address!r} is not auto, HOST:PORT or ray://HOST:PORT")
+            hint = " (leave it out for an instance of its own)" if address == "local" else ""
+            raise key_error("executor.address", f"{address!r} is not auto, HOST:PORT or ray://HOST:PORT{hint}")
         # Ray itself retries a wrong host:port for minutes: check now, before a run directory or --check says yes
         unreachable = _unreachable(address) if address is not None else None
         if unreachable:
@@ -167,7 +168,11 @@ class RayExecutor(Executor):
         cpus, cpu_source = self.local_cpus, "local_cpus"
         if cpus is None:
             cpu_source = "the CPUs this process may use"
-            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            try:   # as Ray counts them: container CPU limits included
+                from ray._private.utils import get_num_cpus
+                cpus = get_num_cpus()
+            except Exception:   # noqa: BLE001 - a private function: any change of Ray's falls back
+                cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         gpus, gpu_source = self.local_gpus, "local_gpus"
         if gpus is None:
             import torch
