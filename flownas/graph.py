@@ -811,10 +811,9 @@ def describe(arch: Architecture) -> dict[str, Any]:
 
 def draw(arch: Architecture, path: str, *, title: str | None = None) -> str:
     """Draw the graph as a PNG, top to bottom by depth; returns the path."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
     import networkx as nx
+
+    from .report import figure
 
     g = nx.DiGraph()
     depths = arch.depths()
@@ -825,7 +824,8 @@ def draw(arch: Architecture, path: str, *, title: str | None = None) -> str:
     pos = {i: (x, -y) for i, (x, y) in pos.items()}       # inputs at the top
     n_layers = int(depths.max()) + 1
     width = max(4.0, 1.2 * max(list(depths).count(d) for d in set(depths.tolist())))
-    fig, ax = plt.subplots(figsize=(min(width, 40), min(1.0 + 0.6 * n_layers, 200)))
+    fig = figure(min(width, 40), min(1.0 + 0.6 * n_layers, 200))
+    ax = fig.subplots()
     labels = {i: _label(arch, i) for i in range(arch.num_nodes)}
     nx.draw_networkx_edges(g, pos, ax=ax, arrows=True, arrowsize=8, width=0.8, edge_color="#888888")
     nx.draw_networkx_labels(g, pos, labels, ax=ax, font_size=7,
@@ -834,7 +834,6 @@ def draw(arch: Architecture, path: str, *, title: str | None = None) -> str:
     ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 

@@ -80,8 +80,8 @@ def write_best(path: Path, best: Record, to_string, objective: str) -> None:
 
 def plot_best_so_far(path: Path, rows: Sequence[dict[str, Any]], objective: str, test_metric: str | None,
                      title: str) -> None:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig = figure(6.4, 4.0)
+    ax = fig.subplots()
     xs = [r["evaluation"] for r in rows if r["best_so_far"] is not None]
     ax.step(xs, [r["best_so_far"] for r in rows if r["best_so_far"] is not None], where="post",
             label=f"best {objective}")
@@ -102,7 +102,6 @@ def plot_best_so_far(path: Path, rows: Sequence[dict[str, Any]], objective: str,
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def plot_predicted_vs_true(path: Path, rows: Sequence[dict[str, Any]], objective: str, title: str) -> bool:
@@ -110,9 +109,9 @@ def plot_predicted_vs_true(path: Path, rows: Sequence[dict[str, Any]], objective
     pts = [r for r in rows if r["predicted"] is not None and r["objective"] is not None]
     if not pts:
         return False
-    plt = _pyplot()
     last = max(r["fit"] for r in pts)
-    fig, ax = plt.subplots(figsize=(5.2, 5.0))
+    fig = figure(5.2, 5.0)
+    ax = fig.subplots()
     older = [r for r in pts if r["fit"] != last]
     recent = [r for r in pts if r["fit"] == last]
     if older:
@@ -131,7 +130,6 @@ def plot_predicted_vs_true(path: Path, rows: Sequence[dict[str, Any]], objective
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return True
 
 
@@ -152,8 +150,8 @@ def plot_constraints(path: Path, rows: Sequence[dict[str, Any]], objective: str,
     pts = [r for r in rows if r["objective"] is not None and all(r.get(m) is not None for m in metrics)]
     if not pts:
         return False
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.2), squeeze=False)
+    fig = figure(5.2 * len(metrics), 4.2)
+    axes = fig.subplots(1, len(metrics), squeeze=False)
     best = max(pts, key=lambda r: r["objective"])
     for ax, c in zip(axes[0], constraints):
         m = c["metric"]
@@ -174,7 +172,6 @@ def plot_constraints(path: Path, rows: Sequence[dict[str, Any]], objective: str,
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return True
 
 
@@ -185,11 +182,11 @@ def _kendall(rows: Sequence[dict[str, Any]]) -> float:
     return float(kendall_tau([r["objective"] for r in rows], [r["predicted"] for r in rows]))
 
 
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+def figure(width: float, height: float):
+    """A figure drawn without pyplot: a host program's (a notebook's) backend and
+    open figures are left alone."""
+    from matplotlib.figure import Figure
+    return Figure(figsize=(width, height))
 
 
 def write_report(run_dir: Path, records: Sequence[Record], *, to_string, objective: str,

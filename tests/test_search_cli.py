@@ -349,3 +349,15 @@ def test_the_summary_says_which_budget_ran_out(tmp_path, capsys, data_root):
     for flags, said in (([], "stopped: budget of 36000 s of cost"), (["--budget", "4"], "stopped: budget of 4 evaluations")):
         code, out, _ = run(capsys, "search", config, "--out", tmp_path / str(len(flags)), *flags)
         assert code == 0 and said in " ".join(out.replace("│", " ").split())
+
+
+def test_the_report_leaves_a_host_programs_matplotlib_alone(finished_run):
+    """Before: the report switched the backend to Agg (a notebook's inline plots stopped showing)."""
+    import subprocess
+    import sys
+    script = ("import matplotlib, sys; matplotlib.use('svg'); from flownas.cli import main; "
+              f"assert main(['report', {str(finished_run)!r}]) == 0; "
+              "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "svg False"
