@@ -1,6 +1,7 @@
 """Every random choice in flownas takes a seed: these turn one into a generator."""
 from __future__ import annotations
 
+import functools
 import random
 
 import numpy as np
@@ -28,3 +29,15 @@ def seed_everything(seed: int) -> None:
     except ImportError:  # torch is a dependency, but keep seeding importable without it
         return
     torch.manual_seed(seed)
+
+
+def keeping_torch_rng(method):
+    """``method`` seeds torch's global generator for its own determinism; the
+    caller's generator state comes back afterwards (a host program's random
+    stream is not reset by a fit or an evaluation run in its process)."""
+    @functools.wraps(method)
+    def kept(*args, **kwargs):
+        import torch
+        with torch.random.fork_rng(devices=[]):
+            return method(*args, **kwargs)
+    return kept

@@ -361,3 +361,30 @@ def test_the_report_leaves_a_host_programs_matplotlib_alone(finished_run):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "svg False"
+
+
+def test_a_search_from_python_gives_back_torch_threads_and_random_state(tmp_path, data_root):
+    """Before: run_search left torch at one thread, and a predictor's fit reset torch's global generator."""
+    import torch
+
+    from flownas.registry import PREDICTORS
+    from flownas.search.api import run_search
+    from flownas.search.config import SearchConfig
+    from flownas.toys import ToySpace
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        config = SearchConfig.from_dict({"strategy": {"name": "predictor", "num_init": 3, "refit_every": 3,
+                                                      "ensemble": 1},
+                                         "predictor": {"name": "flowerformer", "epochs": 2, "dim": 8, "layers": 1},
+                                         "budget": 6, "out": str(tmp_path / "run")})
+        run_search(config)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    archs = list(ToySpace().enumerate())[:12]
+    PREDICTORS.create("flowerformer", epochs=2, dim=8, layers=1, seed=0).fit(archs, [float(i) for i in range(12)])
+    assert torch.equal(torch.rand(3), expected)

@@ -16,6 +16,7 @@ from typing import Any, Iterable, Mapping
 from ..arch import Architecture
 from ..errors import ConfigError
 from ..registry import EVALUATORS
+from ..seeding import keeping_torch_rng
 from .base import Evaluator, Result
 
 PROXIES = ("synflow", "snip", "grad_norm", "grasp", "fisher", "jacov", "nwot", "l2_norm", "plain")
@@ -67,6 +68,7 @@ class ProxyEvaluator(Evaluator):
     def __repr__(self) -> str:
         return f"ProxyEvaluator({self.dataset!r}, objective={self.objective!r}, seed={self.seed})"
 
+    @keeping_torch_rng
     def evaluate(self, arch: Architecture, fidelity: Any = None) -> Result:
         import torch
 

@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 from ..arch import Architecture
 from ..errors import ConfigError, DataError, key_error
 from ..registry import EVALUATORS
+from ..seeding import keeping_torch_rng
 from .base import Evaluator, Result
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -155,6 +156,7 @@ class TrainingEvaluator(Evaluator):
             return None
         return self.checkpoint_dir / f"{self.run_id(arch, epochs or self.config.epochs)}.pt"
 
+    @keeping_torch_rng
     def evaluate(self, arch: Architecture, fidelity: Any = None, *,
                  on_epoch_end: Callable[[int], None] | None = None) -> Result:
         import torch

@@ -59,6 +59,7 @@ from .. import cache
 from ..arch import Architecture
 from ..errors import ConfigError
 from ..registry import PREDICTORS
+from ..seeding import keeping_torch_rng
 from .base import check_archs, check_training_data
 from .features import GraphFeaturizer
 from .neural import NeuralPredictor
@@ -149,6 +150,7 @@ class DELEPredictor(NeuralPredictor):
         return _network_class()(encoder(), len(self.signals), self.gate, own, self.expert_hidden)
 
     # -- step 1 ------------------------------------------------------------------
+    @keeping_torch_rng
     def pretrain(self, archs: Sequence[Architecture], signals: dict[str, Sequence[float | None]]) -> "DELEPredictor":
         """Pre-train the encoder and one expert per signal on the pool ``archs``
         (``signals``: name -> one value per architecture, None where missing)."""
@@ -249,6 +251,7 @@ class DELEPredictor(NeuralPredictor):
         return archs, signals
 
     # -- step 2 --------------------------------------------------------------------
+    @keeping_torch_rng
     def fit(self, archs: Sequence[Architecture], y: Sequence[float], *,
             low_fidelity: dict[str, Sequence[float]] | None = None,
             validation: tuple[Sequence[Architecture], Sequence[float]] | None = None,

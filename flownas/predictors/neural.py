@@ -28,6 +28,7 @@ import numpy as np
 
 from ..arch import Architecture
 from ..errors import ConfigError, DataError, FlownasError, NotFittedError
+from ..seeding import keeping_torch_rng
 from .base import (Predictor, UnknownParameterError, check_archs, check_sizes, check_training_data, saved_file,
                    short_reason)
 from .features import GraphFeaturizer, resolve_ops
@@ -92,6 +93,7 @@ class NeuralPredictor(Predictor):
         self.train_config(1)  # validates the training hyper-parameters now, not at fit
         self._check_network()
 
+    @keeping_torch_rng   # building draws initial weights from torch's generator: not the caller's to lose
     def _check_network(self) -> None:
         """Build the network once on a stand-in vocabulary, so that a bad
         architecture hyper-parameter (heads not dividing dim, an unknown norm)
@@ -153,6 +155,7 @@ class NeuralPredictor(Predictor):
         batch = GraphBatch.encode(archs, feat)
         return feat, batch if self.fixed_size else batch.trimmed()
 
+    @keeping_torch_rng
     def fit(self, archs: Sequence[Architecture], y: Sequence[float], *,
             low_fidelity: dict[str, Sequence[float]] | None = None,
             validation: tuple[Sequence[Architecture], Sequence[float]] | None = None) -> "NeuralPredictor":

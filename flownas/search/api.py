@@ -419,7 +419,7 @@ def run_search(config: SearchConfig | None, *, resume: bool = False, run_dir: st
             parts = build(config)   # an unknown component or a missing table: no run directory is left behind
             config, run, ledger = start_run(config, held)   # config as run.json records it
             held.callback(ledger.close)
-        _set_torch_threads(config.threads, parts.strategy)
+        held.enter_context(_torch_threads(config.threads, parts.strategy))
         ledger.update_meta(**describe_objective(parts.evaluator))
         _write_config(run.dir, config)
         loop = SearchLoop(parts.space, parts.strategy, parts.evaluator, ledger, executor=parts.executor,
@@ -460,13 +460,21 @@ def driving(run_dir: Path, starting: bool = False):
         yield
 
 
-def _set_torch_threads(threads: int | None, strategy) -> None:
-    """torch's intra-op threads in this process, where torch runs here: a
-    predictor-guided strategy, or torch already imported (an evaluator)."""
+@contextlib.contextmanager
+def _torch_threads(threads: int | None, strategy):
+    """torch's intra-op threads in this process while the search runs, where torch
+    runs here (a predictor-guided strategy, or torch already imported: an
+    evaluator); the caller's count comes back after (a host program keeps its own)."""
     if threads is None or not (hasattr(strategy, "surrogate") or "torch" in sys.modules):
+        yield
         return
     import torch
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _write_config(run_dir: Path, config: SearchConfig) -> None:
