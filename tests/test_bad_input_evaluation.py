@@ -402,3 +402,31 @@ def test_the_dataset_of_a_ray_cluster_is_looked_for_on_its_workers_not_here(monk
     assert not build(config({"name": "ray", "address": "10.0.0.1:6379"})).executor.on_this_machine
     with pytest.raises(ConfigError, match="evaluator.dataset: dataset .*only-on-the-workers.npz does not exist"):
         build(config({"name": "ray"}))   # an instance of its own runs here
+
+
+def test_an_evaluator_of_a_notebook_is_refused_for_worker_processes_before_the_search():
+    """Before: each worker failed to unpickle it, and every candidate ended as 'WorkerLost: its worker process
+    died ...' after three runs each. (python -c stands for a notebook: a __main__ without a file.)"""
+    script = textwrap.dedent("""\
+        from flownas.errors import ConfigError
+        from flownas.runtime.base import evaluate
+        from flownas.runtime.local import InlineExecutor, ProcessExecutor
+        from flownas.toys import ToyEvaluator, ToySpace
+
+        class Mine(ToyEvaluator):
+            pass
+
+        arch = next(ToySpace().enumerate())
+        InlineExecutor().check_sendable(Mine())   # one worker: this process
+        for attempt in (lambda ex: ex.check_sendable(Mine()), lambda ex: ex.submit(evaluate, Mine(), arch)):
+            try:
+                attempt(ProcessExecutor(2))
+            except ConfigError as exc:
+                print(exc)
+        ProcessExecutor(2).check_sendable(ToyEvaluator())   # from a module: fine
+        """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines == ["Mine is defined in an interactive session (a notebook): worker processes cannot import it; "
+                     "define it in a module file and import it from there, or search with one worker"] * 2

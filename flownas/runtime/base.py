@@ -83,6 +83,10 @@ class Executor(abc.ABC):
     def shutdown(self, cancel: bool = False) -> None:
         """Release the workers; ``cancel`` drops what has not started."""
 
+    def check_sendable(self, *objects: Any) -> None:
+        """Raise ``ConfigError`` if these (an evaluator) cannot reach this
+        executor's workers; before the search starts, not at each candidate."""
+
     def check(self) -> None:
         """``--check``: raise ``ConfigError`` if this executor could not run the
         search's evaluations at all (a cluster without the resources asked for).

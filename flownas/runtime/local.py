@@ -9,12 +9,14 @@ import multiprocessing
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
+from ..errors import ConfigError
 from ..registry import EXECUTORS
 from .base import Executor, WorkerLost
 
@@ -87,12 +89,16 @@ class ProcessExecutor(Executor):
         self._ids = itertools.count()
         self._pids: str | None = None      # a folder where each call notes its worker's pid
 
+    def check_sendable(self, *objects: Any) -> None:
+        _check_importable(*objects)
+
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                       initializer=_ignore_sigint)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any,
                resources: Mapping[str, float] | None = None, **kwargs: Any) -> cf.Future:
+        _check_importable(fn, *args, *kwargs.values())
         task = _Task(next(self._ids), fn, args, kwargs)
         task.future.set_running_or_notify_cancel()
         self._waiting.append(task)
@@ -251,6 +257,21 @@ class ProcessExecutor(Executor):
         for process in processes:
             with contextlib.suppress(Exception):
                 process.join(5)
+
+
+def _check_importable(*objects: Any) -> None:
+    """Spawned workers find a class or function by its module: one defined in an
+    interactive session (a notebook cell, ``python -c``) is not there, and each
+    worker would fail to read the call (an unpickling error per candidate)."""
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__file__", None):
+        return
+    for obj in objects:
+        owner = obj if callable(obj) and hasattr(obj, "__qualname__") else type(obj)
+        if getattr(owner, "__module__", None) == "__main__":
+            raise ConfigError(f"{owner.__qualname__} is defined in an interactive session (a notebook): worker "
+                              f"processes cannot import it; define it in a module file and import it from there, "
+                              f"or search with one worker")
 
 
 def _noting_pid(folder: str, task_id: int, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:

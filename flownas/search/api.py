@@ -70,6 +70,7 @@ def build(config: SearchConfig) -> Components:
     executor = construct("executor", EXECUTORS.get(config.executor.name), **config.executor.params)
     if executor.on_this_machine:
         evaluator.check_here()   # a dataset typo: before --check says yes, not at the first candidate
+    executor.check_sendable(evaluator)   # an evaluator of a notebook cannot reach spawned workers
     return Components(space, evaluator, strategy, executor)
 
 
