@@ -239,3 +239,14 @@ def test_a_name_with_a_path_is_refused_before_anything_is_written(tmp_path, caps
     assert "name: '../../escape'" in err and "path separator" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
     assert SearchConfig.from_dict({"name": "nb201-c10..v2"}).run_dir == Path("runs/nb201-c10..v2")
+
+
+def test_with_flags_refuses_a_flag_it_does_not_know_or_of_the_wrong_type():
+    """Python API walkthrough P8: a typo (budgett=10) was dropped without a word; budget='7' was a TypeError."""
+    config = SearchConfig.from_dict({})
+    with pytest.raises(ConfigError, match=r"^unknown flag 'budgett' \(did you mean 'budget'\?\); flags: space, "):
+        config.with_flags(budgett=10)
+    for key in ("budget", "seed", "threads", "workers"):
+        with pytest.raises(ConfigError, match=f"^{key}: expected int, got str '7'$"):
+            config.with_flags(**{key: "7"})
+    assert config.with_flags(budget=7, seed=None).budget.evaluations == 7

@@ -56,6 +56,9 @@ DEFAULTS = {"space": "nb201", "strategy": "predictor", "budget": 100, "seed": 0,
 DEFAULT_DATASET = "cifar10"   # of the default (tabular) evaluator
 # command-line flags that set a parameter of the executor
 EXECUTOR_FLAGS = {"workers": "workers", "ray_address": "address", "num_gpus": "num_gpus", "num_cpus": "num_cpus"}
+# what ``with_flags`` takes (the command line's flags, as Python names)
+FLAGS = ("space", "dataset", "strategy", "predictor", "evaluator", "budget", "seed", "storage", "out", "name",
+         "executor", *EXECUTOR_FLAGS, "threads", "constraints")
 # keys the loop fills itself, never taken from a configuration
 _INJECTED = {"space": ("self",), "strategy": ("self", "space", "seed"), "predictor": ("self", "seed"),
              "evaluator": ("self",), "executor": ("self",)}
@@ -224,6 +227,14 @@ class SearchConfig:
 
     def with_flags(self, **flags: Any) -> "SearchConfig":
         """This configuration with command-line flags applied (None = not given)."""
+        unknown = sorted(set(flags) - set(FLAGS))
+        if unknown:   # from Python a typo would be dropped without a word
+            close = difflib.get_close_matches(unknown[0], FLAGS, n=1)
+            raise ConfigError(f"unknown flag {unknown[0]!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                              + f"; flags: {', '.join(FLAGS)}")
+        for key, types in (("budget", int), ("seed", int), ("threads", int), ("workers", int)):
+            if flags.get(key) is not None:
+                _typed(flags[key], key, types)
         changes: dict[str, Any] = {}
         for key in ("space", "strategy", "predictor", "evaluator"):
             value = flags.get(key)
