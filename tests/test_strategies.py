@@ -186,3 +186,16 @@ def test_predictor_auto_takes_the_settings_benchmarked_for_search():
         "epochs": 50, "dim": 32, "layers": 2, "batch_size": 32, "lr": 8e-4}
     assert Surrogate({"name": "auto", "dim": 16}, 1, 0)._params["dim"] == 16   # what is given wins
     assert Surrogate("flowerformer", 1, 0)._params == {}                       # named: its own defaults
+
+
+def test_tell_refuses_what_is_no_architecture_of_the_space():
+    """Python API walkthrough P9: another space's architecture was taken, and failed at the next ask."""
+    from flownas.errors import ArchitectureError
+    from flownas.registry import get_space
+    strategy = make("random")
+    with pytest.raises(ArchitectureError, match="tell: the architecture belongs to space 'nb201', not to the "
+                                                "searched space 'toy'"):
+        strategy.tell(get_space("nb201").sample(np.random.default_rng(0)), 1.0)
+    with pytest.raises(ArchitectureError, match="tell: expected an Architecture, got str"):
+        strategy.tell("abab", 1.0)
+    assert strategy.history == []

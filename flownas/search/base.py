@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Iterable, Mapping
 import numpy as np
 
 from ..arch import Architecture
-from ..errors import ConfigError
+from ..errors import ArchitectureError, ConfigError
 from ..seeding import as_rng
 from ..spaces.base import SearchSpace
 
@@ -88,6 +88,11 @@ class Strategy(abc.ABC):
         """The outcome of ``arch`` (asked or not); ``value`` None means it failed."""
         if value is not None and not np.isfinite(float(value)):
             raise ConfigError(f"tell: the value must be a finite number, or None for a failure; got {value}")
+        if not isinstance(arch, Architecture):
+            raise ArchitectureError(f"tell: expected an Architecture, got {type(arch).__name__}")
+        if arch.space and arch.space != self.space.name:   # it would fail at the next ask, far from here
+            raise ArchitectureError(f"tell: the architecture belongs to space {arch.space!r}, not to the "
+                                    f"searched space {self.space.name!r}")
         arch = self.space.normalize(arch)
         told = Told(arch, None if value is None else float(value), dict(metrics or {}))
         self._pending.pop(arch.key, None)
