@@ -17,7 +17,7 @@ import sys
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from .. import __version__
 from ..errors import ConfigError, FlownasError, construct
@@ -350,10 +350,26 @@ def _changed(key: str, value: Any, old: Any, run_dir: Path) -> str:
             f"a search as it was configured (only the budget and the executor may change)")
 
 
-def check_search(config: SearchConfig | None, *, resume: bool = False, run_dir: str | Path | None = None,
-                 flags: dict[str, Any] | None = None) -> dict[str, Any]:
+def as_config(config: SearchConfig | Mapping[str, Any] | str | Path | None) -> SearchConfig | None:
+    """A configuration given as a ``SearchConfig``, a mapping (the YAML's keys)
+    or the path of a YAML file; None stays None (a resume's recorded one)."""
+    if config is None or isinstance(config, SearchConfig):
+        return config
+    if isinstance(config, Mapping):
+        return SearchConfig.from_dict(config)
+    if isinstance(config, (str, Path)):
+        return SearchConfig.load(config)
+    raise ConfigError(f"a search configuration is a SearchConfig, a mapping or a YAML file's path, "
+                      f"got {type(config).__name__}")
+
+
+def check_search(config: SearchConfig | Mapping[str, Any] | str | Path | None, *, resume: bool = False,
+                 run_dir: str | Path | None = None, flags: dict[str, Any] | None = None) -> dict[str, Any]:
     """What ``run_search`` would run, found the same way (every component
     built, tables and constraints included), without running or writing anything."""
+    config = as_config(config)
+    if config is None and not resume:
+        raise ConfigError("check_search: give a configuration (or resume=True with run_dir)")
     records = None
     if resume:
         run_dir = _resume_dir(run_dir)
@@ -401,13 +417,19 @@ def check_retry_failed(retry_failed: bool, resume: bool) -> None:
         raise ConfigError("--retry-failed goes with --resume: it runs a recorded search's failed candidates again")
 
 
-def run_search(config: SearchConfig | None, *, resume: bool = False, run_dir: str | Path | None = None,
-               flags: dict[str, Any] | None = None, callbacks: Sequence[Callback] = (),
-               report: bool = True, retry_failed: bool = False) -> tuple[SearchResult, Run, dict[str, Path]]:
-    """Run a new search (``config``), or resume the one in ``run_dir`` (then
+def run_search(config: SearchConfig | Mapping[str, Any] | str | Path | None, *, resume: bool = False,
+               run_dir: str | Path | None = None, flags: dict[str, Any] | None = None,
+               callbacks: Sequence[Callback] = (), report: bool = True,
+               retry_failed: bool = False) -> tuple[SearchResult, Run, dict[str, Path]]:
+    """Run a new search (``config``: a ``SearchConfig``, a mapping of the YAML's
+    keys, or a YAML file's path), or resume the one in ``run_dir`` (then
     ``config`` and ``flags`` may only change its budget and executor;
-    ``retry_failed`` runs its failed candidates again)."""
+    ``retry_failed`` runs its failed candidates again). ``callbacks`` are
+    called as ``callback(record, loop)`` after each finished candidate."""
     check_retry_failed(retry_failed, resume)
+    config = as_config(config)
+    if config is None and not resume:
+        raise ConfigError("run_search: give a configuration (or resume=True with run_dir)")
     with contextlib.ExitStack() as held:
         if resume:
             run_dir = _resume_dir(run_dir)
