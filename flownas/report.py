@@ -75,6 +75,8 @@ def write_best(path: Path, best: Record, to_string, objective: str) -> None:
               "value": best.value, "metrics": best.metrics, "evaluation": best.done + 1, "seq": best.seq}
     if "constraints" in best.info:
         record["constraints"] = best.info["constraints"]
+    if best.evaluation_info:
+        record["info"] = best.evaluation_info   # the evaluator's own (device, images per second, ...)
     path.write_text(json.dumps(record, indent=2) + "\n")
 
 

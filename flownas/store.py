@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import socket
 import zlib
@@ -55,6 +56,7 @@ class Record:
     restarts: int = 0
     failures: list[str] = field(default_factory=list)   # worker deaths before the outcome (retried)
     retried: list[str] = field(default_factory=list)    # errors of earlier attempts that failed (--retry-failed)
+    evaluation_info: dict[str, Any] = field(default_factory=dict)   # the evaluator's Result.info
     trial_state: str = "RUNNING"     # the Optuna trial's state as stored
 
     @property
@@ -675,6 +677,8 @@ class Ledger:
         self._still_driving()
         result = {"done": record.done, "value": record.value, "metrics": _jsonable(record.metrics), "cost_s": record.cost_s,
                   "wall_s": record.wall_s, "error": record.error}
+        if record.evaluation_info:   # an evaluator's own: what JSON cannot hold is kept as its text
+            result["info"] = json.loads(json.dumps(_jsonable(record.evaluation_info), default=str))
         self.storage.set_trial_user_attr(record.trial_id, "result", result)
         self._close(record)
         record.trial_state = "COMPLETE" if record.state == "complete" else "FAIL"
@@ -744,6 +748,7 @@ class Ledger:
         rec.error = result.get("error")
         rec.state = "failed" if rec.error is not None else "complete"
         rec.value = None if result.get("value") is None else float(result["value"])
+        rec.evaluation_info = dict(result.get("info") or {})
         return rec
 
     def _damaged(self, problem: str) -> FlownasError:

@@ -341,3 +341,17 @@ def test_a_worker_death_in_the_process_pool_fails_only_the_candidate_that_kills_
     same = {r.arch.key: r.value for r in loop(name="random", budget=Budget(12)).run().records}
     assert {k: r.value for k, r in records.items() if r.state == "complete"} == \
         {k: v for k, v in same.items() if k != first[1].key}
+
+
+def test_an_evaluators_info_is_recorded_with_its_result():
+    """Python API walkthrough P6: Result.info (the training evaluator's images per second, say) was dropped."""
+
+    class WithInfo(ToyEvaluator):
+        def evaluate(self, arch, fidelity=None):
+            result = super().evaluate(arch, fidelity)
+            return Result(result.metrics, result.cost_s, {"device": "cpu", "shape": (3, 32), "odd": object()})
+
+    ledger = Ledger.create(None, "t", {})
+    loop(ledger, name="random", evaluator=WithInfo(), budget=Budget(3)).run()
+    info = ledger.records()[0].evaluation_info
+    assert info["device"] == "cpu" and info["shape"] == [3, 32] and info["odd"].startswith("<object object")

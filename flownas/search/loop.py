@@ -286,6 +286,7 @@ class SearchLoop:
             if isinstance(value, (int, float)) and math.isfinite(value):
                 record.state, record.value = "complete", float(value)
                 record.metrics, record.cost_s = metrics, float(evaluation.result.cost_s)
+                record.evaluation_info = dict(evaluation.result.info)
                 return
             exc = ValueError(f"the result has no finite objective {self.evaluator.objective!r}")
         record.state, record.value, record.cost_s = "failed", None, 0.0
