@@ -20,6 +20,7 @@ machine (``flownas.search.api``).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -291,10 +292,23 @@ _DRIVER_HINTS = {
 }
 
 
+@contextlib.contextmanager
+def quiet_optuna():
+    """Optuna's INFO lines (a study created, each trial finished) held back while
+    flownas calls it; the caller's verbosity comes back afterwards (a host
+    program's own studies keep logging as it set them)."""
+    import optuna
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(before, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)
+
+
 def open_storage(storage: str | Path | None):
     """An Optuna storage; an unreachable or malformed URL raises a one-line ConfigError."""
     import optuna
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage_url(storage)
     if url is None:
         return optuna.storages.InMemoryStorage()
@@ -542,7 +556,8 @@ class Ledger:
                 if not (replace_empty and not backend.get_all_trials(study_id, deepcopy=False)):
                     raise _already_there(url, study_name)
                 backend.delete_study(study_id)
-            study_id = backend.create_new_study([optuna.study.StudyDirection.MAXIMIZE], study_name)
+            with quiet_optuna():
+                study_id = backend.create_new_study([optuna.study.StudyDirection.MAXIMIZE], study_name)
             backend.set_study_user_attr(study_id, META_KEY, {"format": FORMAT, "version": FORMAT_VERSION,
                                                               **dict(meta)})
         except BaseException as exc:

@@ -355,3 +355,15 @@ def test_an_evaluators_info_is_recorded_with_its_result():
     loop(ledger, name="random", evaluator=WithInfo(), budget=Budget(3)).run()
     info = ledger.records()[0].evaluation_info
     assert info["device"] == "cpu" and info["shape"] == [3, 32] and info["odd"].startswith("<object object")
+
+
+def test_optunas_info_lines_are_held_back_and_its_verbosity_given_back(capfd):
+    """Python API walkthrough P5: opening a ledger turned Optuna's logging down for the whole process."""
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    try:
+        loop(Ledger.create(None, "t", {}), name="optuna", budget=Budget(5)).run()
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO
+    finally:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    err = capfd.readouterr().err
+    assert "Trial" not in err and "A new study created" not in err

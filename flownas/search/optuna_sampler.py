@@ -17,6 +17,7 @@ from ..arch import Architecture
 from ..errors import ArchitectureError, ConfigError
 from ..registry import STRATEGIES
 from ..spaces.base import SearchSpace
+from ..store import quiet_optuna
 from .base import Strategy, Told
 
 # proposals in a row that repeat known architectures before a random new one is enqueued
@@ -58,8 +59,8 @@ class OptunaSearch(Strategy):
             instance = cls(seed=seed, **(sampler_params or {}))
         except TypeError as exc:
             raise ConfigError(f"sampler {name}: {exc}") from None
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self._study = optuna.create_study(directions=directions, sampler=instance)
+        with quiet_optuna():
+            self._study = optuna.create_study(directions=directions, sampler=instance)
         self._choices = {k: list(v) for k, v in space.param_space().items()}
         self._trials: dict[str, list] = {}     # arch key -> Optuna trials waiting for its outcome
         # the metrics the evaluator (and the constraints) can give, where the search loop knows them:
@@ -122,7 +123,8 @@ class OptunaSearch(Strategy):
 
     def _tell_study(self, trial, values=None, state=None) -> None:
         try:
-            self._study.tell(trial, values, state=state)
+            with quiet_optuna():   # "Trial N finished with value ...", once per candidate
+                self._study.tell(trial, values, state=state)
         except RuntimeError as exc:
             # grid-like samplers call Study.stop() when their grid is done, which is an
             # error outside Study.optimize; the trial is stored before that happens
