@@ -38,6 +38,7 @@ def keeping_torch_rng(method):
     @functools.wraps(method)
     def kept(*args, **kwargs):
         import torch
-        with torch.random.fork_rng(devices=[]):
+        gpus = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=gpus):   # manual_seed reseeds the GPUs' generators too
             return method(*args, **kwargs)
     return kept

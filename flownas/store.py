@@ -692,8 +692,8 @@ class Ledger:
         self._still_driving()
         result = {"done": record.done, "value": record.value, "metrics": _jsonable(record.metrics), "cost_s": record.cost_s,
                   "wall_s": record.wall_s, "error": record.error}
-        if record.evaluation_info:   # an evaluator's own: what JSON cannot hold is kept as its text
-            result["info"] = json.loads(json.dumps(_jsonable(record.evaluation_info), default=str))
+        if record.evaluation_info:   # an evaluator's own: arrays as lists, what JSON cannot hold as its text
+            result["info"] = json.loads(json.dumps(record.evaluation_info, default=_json_value))
         self.storage.set_trial_user_attr(record.trial_id, "result", result)
         self._close(record)
         record.trial_state = "COMPLETE" if record.state == "complete" else "FAIL"
@@ -785,6 +785,12 @@ class Ledger:
         engine = getattr(self.storage, "engine", None)
         if engine is not None:
             engine.dispose()
+
+
+def _json_value(value: Any) -> Any:
+    """``json.dumps``'s fallback: numpy scalars and arrays as numbers and lists, anything else as text."""
+    tolist = getattr(value, "tolist", None)
+    return tolist() if callable(tolist) else str(value)
 
 
 def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:

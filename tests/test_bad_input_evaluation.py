@@ -416,7 +416,16 @@ def test_an_evaluator_of_a_notebook_is_refused_for_worker_processes_before_the_s
         class Mine(ToyEvaluator):
             pass
 
+        def my_scale(x):
+            return x
+
         arch = next(ToySpace().enumerate())
+        holder = ToyEvaluator()
+        holder.scale = my_scale   # a notebook function inside a module's evaluator: found by its pickle
+        try:
+            ProcessExecutor(2).check_sendable(holder)
+        except ConfigError as exc:
+            print(str(exc).split(" is defined")[0])
         InlineExecutor().check_sendable(Mine())   # one worker: this process
         for attempt in (lambda ex: ex.check_sendable(Mine()), lambda ex: ex.submit(evaluate, Mine(), arch)):
             try:
@@ -428,5 +437,6 @@ def test_an_evaluator_of_a_notebook_is_refused_for_worker_processes_before_the_s
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
-    assert lines == ["Mine is defined in an interactive session (a notebook): worker processes cannot import it; "
-                     "define it in a module file and import it from there, or search with one worker"] * 2
+    assert lines[0] == "my_scale"
+    assert lines[1:] == ["Mine is defined in an interactive session (a notebook): worker processes cannot import it; "
+                         "define it in a module file and import it from there, or search with one worker"] * 2

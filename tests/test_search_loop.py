@@ -5,6 +5,7 @@ import inspect
 import signal
 import warnings
 
+import numpy as np
 import optuna
 import pytest
 
@@ -185,7 +186,8 @@ def test_resume_with_a_smaller_budget_shows_everything_recorded_and_runs_nothing
     with warnings.catch_warnings():
         warnings.simplefilter("error")   # not "the strategy did not replay" (a warm start for good)
         shorter = loop(holed, budget=Budget(10)).run()
-    assert not shorter.warm_started and shorter.replayed == 18   # up to the running one
+    assert not shorter.warm_started and shorter.replayed == 19   # every finished one, the running one aside
+    assert shorter.best.value == full.best.value
     assert [r.state for r in holed.records() if r.seq == 18] == ["running"]   # nothing run past the budget
 
 
@@ -349,12 +351,14 @@ def test_an_evaluators_info_is_recorded_with_its_result():
     class WithInfo(ToyEvaluator):
         def evaluate(self, arch, fidelity=None):
             result = super().evaluate(arch, fidelity)
-            return Result(result.metrics, result.cost_s, {"device": "cpu", "shape": (3, 32), "odd": object()})
+            return Result(result.metrics, result.cost_s, {"device": "cpu", "shape": (3, 32), "odd": object(),
+                                                          "curve": np.array([0.5, 0.25]), "lr": [np.float32(0.5)]})
 
     ledger = Ledger.create(None, "t", {})
     loop(ledger, name="random", evaluator=WithInfo(), budget=Budget(3)).run()
     info = ledger.records()[0].evaluation_info
     assert info["device"] == "cpu" and info["shape"] == [3, 32] and info["odd"].startswith("<object object")
+    assert info["curve"] == [0.5, 0.25] and info["lr"] == [0.5]   # a numpy array stopped the search
 
 
 def test_optunas_info_lines_are_held_back_and_its_verbosity_given_back(capfd):

@@ -12,6 +12,7 @@ import signal
 import sys
 import tempfile
 import threading
+import weakref
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
@@ -81,7 +82,9 @@ class ProcessExecutor(Executor):
         self.workers = workers
         self.max_retries = max_retries
         self._pool: cf.ProcessPoolExecutor | None = None
-        self._lock = threading.Lock()                 # _running: the pool's threads resolve outcomes too
+        # the pool's thread resolves outcomes, and a caller's done-callback may submit from there: one
+        # re-entrant lock guards the executor's state
+        self._lock = threading.RLock()
         self._running: dict[cf.Future, _Task] = {}   # the pool's future -> its task
         self._suspects: list[_Task] = []   # in flight when the pool broke, no culprit known: each runs alone
         self._alone: _Task | None = None   # the suspect running now, alone
@@ -90,7 +93,7 @@ class ProcessExecutor(Executor):
         self._pids: str | None = None      # a folder where each call notes its worker's pid
 
     def check_sendable(self, *objects: Any) -> None:
-        _check_importable(*objects)
+        _check_importable(*objects, deep=True)
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
@@ -101,8 +104,9 @@ class ProcessExecutor(Executor):
         _check_importable(fn, *args, *kwargs.values())
         task = _Task(next(self._ids), fn, args, kwargs)
         task.future.set_running_or_notify_cancel()
-        self._waiting.append(task)
-        self._dispatch()
+        with self._lock:
+            self._waiting.append(task)
+            self._dispatch()
         return task.future
 
     def _start(self, task: _Task) -> bool:
@@ -111,7 +115,9 @@ class ProcessExecutor(Executor):
             for _ in range(2):
                 if self._pool is None:
                     self._pool = self._new_pool()
-                    self._pids = self._pids or tempfile.mkdtemp(prefix="flownas-pids-")
+                    if self._pids is None:
+                        self._pids = tempfile.mkdtemp(prefix="flownas-pids-")
+                        weakref.finalize(self, shutil.rmtree, self._pids, True)   # never shut down: still removed
                 try:
                     inner = self._pool.submit(_noting_pid, self._pids, task.id, task.fn, task.args, task.kwargs)
                     break
@@ -147,8 +153,7 @@ class ProcessExecutor(Executor):
     def _collect(self, futures: set[cf.Future], seconds: float | None) -> bool:
         with self._lock:
             running = list(self._running)
-            own = {t.future for t in self._running.values()}
-        own.update(t.future for t in [*self._waiting, *self._suspects])
+            own = {t.future for t in [*self._running.values(), *self._waiting, *self._suspects]}
         if not own & futures:
             return False
         cf.wait(running, timeout=seconds, return_when=cf.FIRST_COMPLETED)
@@ -170,54 +175,63 @@ class ProcessExecutor(Executor):
             with contextlib.suppress(Exception):
                 process.join(2)
         crashed = {pid for pid, process in processes.items() if process.exitcode not in (None, 0, -signal.SIGTERM)}
-        with self._lock:   # calls that finished before the break keep their outcomes (their callbacks)
+        with self._lock:   # the state, as the pool's thread may submit meanwhile
+            # calls that finished before the break keep their outcomes (their callbacks)
             broken = [f for f in self._running if f.done() and isinstance(f.exception(), BrokenProcessPool)]
             in_flight = [self._running.pop(f) for f in broken]
-        pool.shutdown(wait=False, cancel_futures=True)
-        culprits = [t for t in in_flight if _noted_pid(self._pids, t.id) in crashed]
-        alone = self._alone in in_flight and len(in_flight) == 1
-        self._alone = None
-        if alone:
-            culprits = in_flight
-        again: list[_Task] = []
-        for task in in_flight:
-            if task in culprits:
-                task.deaths += 1
-                if task.deaths > self.max_retries:
-                    task.future.set_exception(WorkerLost(f"its worker process died each time it ran "
-                                                         f"({task.deaths} times)"))
-                    continue
-                reason = "WorkerLost: its worker process died"
-            elif culprits:
-                reason = "WorkerLost: another worker process died and the pool with it (runs again)"
-            else:
-                reason = "WorkerLost: a worker process died while it ran beside others (runs again alone)"
+            pool.shutdown(wait=False, cancel_futures=True)
+            pids = {t.id: _noted_pid(self._pids, t.id) for t in in_flight}
+            for task in in_flight:   # a rerun notes its new pid: an old note must not charge it
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(self._pids, str(task.id)))
+            culprits = [t for t in in_flight if pids[t.id] in crashed]
+            alone = self._alone in in_flight and len(in_flight) == 1
+            self._alone = None
+            if alone:
+                culprits = in_flight
+            # the dead worker is known (a call's, or one that ran none of these): all rerun at once
+            known = bool(culprits) or bool(crashed - set(pids.values()))
+            again, notes = [], []
+            for task in in_flight:
+                if task in culprits:
+                    task.deaths += 1
+                    if task.deaths > self.max_retries:
+                        task.future.set_exception(WorkerLost(f"its worker process died each time it ran "
+                                                             f"({task.deaths} times)"))
+                        continue
+                    notes.append((task, "WorkerLost: its worker process died"))
+                elif known:
+                    notes.append((task, "WorkerLost: another worker process died and the pool with it "
+                                        "(runs again)"))
+                else:
+                    notes.append((task, "WorkerLost: a worker process died while it ran beside others "
+                                        "(runs again alone)"))
+                (again if known else self._suspects).append(task)
+            self._waiting[:0] = again   # before anything submitted since
+        for task, reason in notes:   # after the calls are queued: a raising on_retry loses none
             if self.on_retry is not None:
                 self.on_retry(task.future, reason)
-            (again if culprits else self._suspects).append(task)
-        self._waiting[:0] = again   # before anything submitted since
 
     def _dispatch(self) -> None:
         """Suspects run one at a time, with nothing beside them; else what waits, up to ``workers``."""
         with self._lock:
-            busy = len(self._running)
-        if self._alone is not None and self._alone.future.done():
-            self._alone = None
-        if self._alone is not None:
-            return
-        if self._suspects:
-            if busy:
-                return
-            self._alone = self._suspects.pop(0)
-            if not self._start(self._alone):
-                self._suspects.insert(0, self._alone)
+            if self._alone is not None and self._alone.future.done():
                 self._alone = None
-            return
-        while self._waiting and busy < self.workers:
-            if not self._start(self._waiting[0]):
-                return   # the pool broke: the next wait deals with it
-            self._waiting.pop(0)
-            busy += 1
+            if self._alone is not None:
+                return
+            if self._suspects:
+                if self._running:
+                    return
+                self._alone = self._suspects.pop(0)
+                if not self._start(self._alone):
+                    self._suspects.insert(0, self._alone)
+                    self._alone = None
+                return
+            while self._waiting and len(self._running) < self.workers:
+                task = self._waiting.pop(0)   # taken first: a start may run callbacks that submit
+                if not self._start(task):
+                    self._waiting.insert(0, task)
+                    return   # the pool broke: the next wait deals with it
 
     def shutdown(self, cancel: bool = False) -> None:
         if cancel:
@@ -259,19 +273,51 @@ class ProcessExecutor(Executor):
                 process.join(5)
 
 
-def _check_importable(*objects: Any) -> None:
+def _check_importable(*objects: Any, deep: bool = False) -> None:
     """Spawned workers find a class or function by its module: one defined in an
     interactive session (a notebook cell, ``python -c``) is not there, and each
-    worker would fail to read the call (an unpickling error per candidate)."""
+    worker would fail to read the call (an unpickling error per candidate).
+    ``deep``: also what the objects hold (their pickle's references)."""
     main = sys.modules.get("__main__")
     if main is None or getattr(main, "__file__", None):
         return
     for obj in objects:
         owner = obj if callable(obj) and hasattr(obj, "__qualname__") else type(obj)
-        if getattr(owner, "__module__", None) == "__main__":
-            raise ConfigError(f"{owner.__qualname__} is defined in an interactive session (a notebook): worker "
+        name = owner.__qualname__ if getattr(owner, "__module__", None) == "__main__" else None
+        if name is None and deep:
+            name = _main_reference(obj)
+        if name is not None:
+            raise ConfigError(f"{name} is defined in an interactive session (a notebook): worker "
                               f"processes cannot import it; define it in a module file and import it from there, "
                               f"or search with one worker")
+
+
+def _main_reference(obj: Any) -> str | None:
+    """The first ``__main__`` name ``obj``'s pickle refers to (its opcodes are read, not run)."""
+    import pickle
+    import pickletools
+    try:
+        data = pickle.dumps(obj)
+    except Exception:   # noqa: BLE001 - not picklable at all: the pool says so itself
+        return None
+    strings, memo, top = [], [], None   # the strings pushed, the memo, the string just pushed
+    for op, arg, _ in pickletools.genops(data):
+        pushed = None
+        if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+            pushed = arg
+        elif op.name in ("BINGET", "LONG_BINGET") and arg < len(memo):
+            pushed = memo[arg]
+        elif op.name == "MEMOIZE":
+            memo.append(top)
+            continue   # the stack's top is unchanged
+        elif op.name == "GLOBAL" and str(arg).startswith("__main__ "):
+            return str(arg).split(" ", 1)[1]
+        elif op.name == "STACK_GLOBAL" and len(strings) >= 2 and strings[-2] == "__main__":
+            return strings[-1]
+        if pushed is not None:
+            strings.append(pushed)
+        top = pushed
+    return None
 
 
 def _noting_pid(folder: str, task_id: int, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:

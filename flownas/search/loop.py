@@ -243,8 +243,10 @@ class SearchLoop:
         if self._log:   # replaying: the next completion is the recorded one
             record = self._log[0]
             if record.seq not in self._inflight:
-                if not self._budget_left():   # dispatching stopped at a smaller budget before it
-                    self._log.popleft()
+                if not self._budget_left():   # dispatching stopped at a smaller budget (a running one) before it:
+                    self._log.popleft()        # spent already, so shown all the same, and told as an outcome
+                    self.replayed += 1
+                    self._accept(record)
                     return
                 raise _Diverged(record.seq, "it finished in the ledger before the replay dispatched it")
             self._log.popleft()
