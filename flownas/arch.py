@@ -327,9 +327,8 @@ class Architecture:
             raise ArchitectureError(f"an architecture record must be a JSON object, got {type(d).__name__}")
         if d.get("format") != FORMAT:
             if "format" not in d:
-                keys = ", ".join(repr(k) for k in list(d)[:6]) + (", ..." if len(d) > 6 else "")
                 raise ArchitectureError(f"not a flownas architecture record: it has no \"format\": \"{FORMAT}\" "
-                                        f"(its keys: {keys or 'none'})")
+                                        f"(its keys: {keys_text(d)})")
             raise ArchitectureError(f"not a flownas architecture record (format={d.get('format')!r}, "
                                     f"expected {FORMAT!r})")
         version = d.get("version")
@@ -410,6 +409,12 @@ def loads_json(text, what: str = "the architecture JSON"):
         return json.loads(text)
     except RecursionError:
         raise ArchitectureError(f"{what} is nested too deeply") from None
+
+
+def keys_text(record: Mapping) -> str:
+    """The first keys of a JSON object, for a message about what it is not."""
+    keys = ", ".join(repr(k) for k in list(record)[:6]) + (", ..." if len(record) > 6 else "")
+    return keys or "none"
 
 
 def _ragged(adjacency) -> str | None:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Iterator, Mapping
 
 import numpy as np
 
-from ..arch import FORMAT, Architecture, loads_json
+from ..arch import FORMAT, Architecture, keys_text, loads_json
 from ..errors import ArchitectureError, ConfigError, FlownasError, NotInSpaceError, check_whole
 
 
@@ -194,11 +194,10 @@ class SearchSpace(abc.ABC):
         except json.JSONDecodeError:
             record = None   # from_json says what does not parse
         if isinstance(record, Mapping) and "format" not in record:
-            keys = ", ".join(repr(k) for k in list(record)[:6]) + (", ..." if len(record) > 6 else "")
             raise ArchitectureError(
                 f"space {self.name!r} reads flownas JSON (an object with \"format\": \"{FORMAT}\", as "
                 f"`flownas sample {self.name}` prints it) or its own text form (the \"string\" it prints); "
-                f"this JSON object has no \"format\" (its keys: {keys or 'none'})")
+                f"this JSON object has no \"format\" (its keys: {keys_text(record)})")
         return Architecture.from_json(text)
 
     def __repr__(self) -> str:
