@@ -38,6 +38,12 @@ class WorkerLost(RuntimeError):
     """The worker running a call died more often than ``max_retries`` allowed."""
 
 
+def check_max_retries(max_retries: Any) -> None:
+    """How often a call whose worker died runs again: a whole number >= 0."""
+    if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
+        raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+
+
 class Executor(abc.ABC):
     """Runs functions asynchronously on ``workers`` slots."""
 

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import ConfigError
 from ..registry import EXECUTORS
-from .base import Executor, WorkerLost
+from .base import Executor, WorkerLost, check_max_retries
 
 
 @EXECUTORS.register("inline")
@@ -77,8 +77,7 @@ class ProcessExecutor(Executor):
     def __init__(self, workers: int = 2, max_retries: int = 2):
         if not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be a positive integer, got {workers!r}")
-        if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
-            raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+        check_max_retries(max_retries)
         self.workers = workers
         self.max_retries = max_retries
         self._pool: cf.ProcessPoolExecutor | None = None
@@ -363,6 +362,5 @@ def _sigint_blocked():
 def local(workers: int = 1, max_retries: int = 2) -> Executor:
     """This machine: in-process for one worker, a process pool for several
     (``max_retries``: how often a call whose worker died runs again)."""
-    if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
-        raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+    check_max_retries(max_retries)   # a single worker never retries, but a bad value is still one
     return InlineExecutor() if workers == 1 else ProcessExecutor(workers, max_retries)

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import ConfigError, DataError, key_error
 from ..registry import EXECUTORS
-from .base import Executor, WorkerLost
+from .base import Executor, WorkerLost, check_max_retries
 
 # the worker, its node or the result's copy was lost: the task itself did not fail
 _WORKER_LOST = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError", "ObjectLostError",
@@ -85,8 +85,7 @@ class RayExecutor(Executor):
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
         if num_gpus > 1 and num_gpus != int(num_gpus):
             raise ValueError(f"num_gpus above 1 must be a whole number (Ray's rule), got {num_gpus}")
-        if not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+        check_max_retries(max_retries)
         self.workers = workers
         self.address = address
         self.on_this_machine = address is None   # an instance of its own; a cluster's nodes have their own disks
@@ -209,7 +208,8 @@ class RayExecutor(Executor):
         if not refs:
             return False
         import ray
-        ready, rest = ray.wait(refs, num_returns=1, timeout=_WAIT_SLICE_S if seconds is None else min(_WAIT_SLICE_S, seconds))
+        slice_s = _WAIT_SLICE_S if seconds is None else min(_WAIT_SLICE_S, seconds)
+        ready, rest = ray.wait(refs, num_returns=1, timeout=slice_s)
         if ready and rest:   # collect everything done by now in one pass
             more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
             ready += more
