@@ -350,9 +350,12 @@ def _changed(key: str, value: Any, old: Any, run_dir: Path) -> str:
             f"a search as it was configured (only the budget and the executor may change)")
 
 
-def as_config(config: SearchConfig | Mapping[str, Any] | str | Path | None) -> SearchConfig | None:
+def as_config(config: SearchConfig | Mapping[str, Any] | str | Path | None, resume: bool,
+              caller: str) -> SearchConfig | None:
     """A configuration given as a ``SearchConfig``, a mapping (the YAML's keys)
-    or the path of a YAML file; None stays None (a resume's recorded one)."""
+    or the path of a YAML file; None only on a resume (the recorded one)."""
+    if config is None and not resume:
+        raise ConfigError(f"{caller}: give a configuration (or resume=True with run_dir)")
     if config is None or isinstance(config, SearchConfig):
         return config
     if isinstance(config, Mapping):
@@ -367,9 +370,7 @@ def check_search(config: SearchConfig | Mapping[str, Any] | str | Path | None, *
                  run_dir: str | Path | None = None, flags: dict[str, Any] | None = None) -> dict[str, Any]:
     """What ``run_search`` would run, found the same way (every component
     built, tables and constraints included), without running or writing anything."""
-    config = as_config(config)
-    if config is None and not resume:
-        raise ConfigError("check_search: give a configuration (or resume=True with run_dir)")
+    config = as_config(config, resume, "check_search")
     records = None
     if resume:
         run_dir = _resume_dir(run_dir)
@@ -427,9 +428,7 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path | None, *, 
     ``retry_failed`` runs its failed candidates again). ``callbacks`` are
     called as ``callback(record, loop)`` after each finished candidate."""
     check_retry_failed(retry_failed, resume)
-    config = as_config(config)
-    if config is None and not resume:
-        raise ConfigError("run_search: give a configuration (or resume=True with run_dir)")
+    config = as_config(config, resume, "run_search")
     with contextlib.ExitStack() as held:
         if resume:
             run_dir = _resume_dir(run_dir)

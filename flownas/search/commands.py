@@ -214,18 +214,19 @@ def _print_summary(run, records, files, result=None) -> None:
                   + (f" + {name(config['predictor'])}" if config.get("predictor") else "")
                   + f" · seed {config['seed']}")
     finished = [r for r in records if r.finished]
+    from .config import _budget
+    budget = _budget(config["budget"])   # the recorded one
     failed = sum(r.state == "failed" for r in finished)
     details = [f"{failed} failed"]   # of the finished: "2 finished, 1 failed" read as three
     if result is not None:
-        details += [f"{result.replayed} replayed from the ledger", f"stopped: {_stopped(result, config, finished)}"]
+        details += [f"{result.replayed} replayed from the ledger", f"stopped: {_stopped(result, budget, finished)}"]
     retried = sum(bool(r.retried) for r in finished)
     if retried:
         details.append(f"{retried} ran again after failing (--retry-failed)")
     line = f"{len(finished)} finished ({'; '.join(details)})"
     if result is None:   # a report: of which budget, and whether the search stopped part-way
         from .api import budget_text
-        from .config import _budget
-        line += f" of a budget of {budget_text(_budget(config['budget']))}"
+        line += f" of a budget of {budget_text(budget)}"
         in_flight = len(records) - len(finished)
         if in_flight:
             line += f"; {in_flight} in flight when it stopped: continue it with --resume"
@@ -267,12 +268,10 @@ def _print_summary(run, records, files, result=None) -> None:
 
 
 # -- report -------------------------------------------------------------------
-def _stopped(result, config: dict, finished: list) -> str:
+def _stopped(result, budget, finished: list) -> str:
     """Why the search stopped; for a budget, which one ran out."""
     if result.stopped != "budget":
         return result.stopped
-    from .config import _budget
-    budget = _budget(config["budget"])
     if budget.evaluations is not None and len(finished) >= budget.evaluations:
         return f"budget of {budget.evaluations} evaluations"
     if budget.cost_s is not None:
