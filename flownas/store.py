@@ -485,6 +485,11 @@ def _driver_lock(storage, url: str | None, study_name: str) -> DriverLock | None
     return DriverLock.acquire(storage, url, study_name)
 
 
+def _shown_ledger(url: str | None) -> str:
+    """Where a ledger is, for a message: its SQLite file, else its URL (password hidden)."""
+    return str(sqlite_file(url) or shown_url(url or "in memory"))
+
+
 def _writes(method):
     """A ledger write that fails (a full disk, a lost server) stops the search
     in one line that says what was kept and how to go on."""
@@ -509,7 +514,7 @@ def _not_written(url: str | None, exc: BaseException, creating: bool = False) ->
     cause: BaseException = exc
     while cause.__cause__ is not None or getattr(cause, "orig", None) is not None:
         cause = getattr(cause, "orig", None) or cause.__cause__
-    where = sqlite_file(url) or shown_url(url or "in memory")
+    where = _shown_ledger(url)
     why = (str(cause).splitlines() or [type(cause).__name__])[0]   # some drivers' errors have no text
     if creating:
         error = FlownasError(f"the ledger {where} could not be created ({why}): once that is fixed, "
@@ -767,9 +772,8 @@ class Ledger:
         return rec
 
     def _damaged(self, problem: str) -> FlownasError:
-        where = sqlite_file(self.url) or without_password(self.url or "the in-memory ledger")
-        return FlownasError(f"the ledger {where} is damaged (search {self.study_name!r}, {problem}): "
-                            f"restore it from a copy")
+        return FlownasError(f"the ledger {_shown_ledger(self.url)} is damaged (search {self.study_name!r}, "
+                            f"{problem}): restore it from a copy")
 
     def release_driver(self) -> None:
         """Let another process drive this search (``close`` does it too)."""
